@@ -1,0 +1,67 @@
+"""Read a stack's configuration the way Pulumi does, from a stack file or from the running program.
+
+Only `k8s-ha:` keys belong to us (other namespaces such as `libvirt:` are left alone). Secure values
+stay opaque: the CLI never decrypts, it only needs to know which keys are secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.errors import Problem, SpecError
+from components.spec import PROJECT, StackSpec, parse_stack
+
+SECRET_PLACEHOLDER = "<secret>"
+
+
+@dataclass(frozen=True)
+class RawStack:
+    config: dict[str, Any]
+    secret_keys: frozenset[str]
+
+
+def read_stack_file(path: Path) -> RawStack:
+    """The project-namespaced config of a Pulumi.<stack>.yaml file; secure values become placeholders."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError([Problem(str(path), f"cannot read the stack file: {exc}")]) from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise SpecError([Problem(str(path), "a stack file is a mapping with a 'config:' mapping")])
+    config: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for full_key, value in (document.get("config") or {}).items():
+        namespace, _, key = str(full_key).rpartition(":")
+        if namespace not in ("", PROJECT):
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secrets.add(key)
+            value = SECRET_PLACEHOLDER
+        config[key] = value
+    return RawStack(config=config, secret_keys=frozenset(secrets))
+
+
+def load_stack_file(path: Path) -> StackSpec:
+    raw = read_stack_file(path)
+    return parse_stack(raw.config, raw.secret_keys)
+
+
+def from_runtime_config(values: dict[str, str], secret_keys: list[str]) -> RawStack:
+    """Turn the engine's config (`pulumi.runtime.get_config_env()`) into the same RawStack.
+
+    The engine passes objects and lists as JSON text; plain strings stay strings.
+    """
+    config: dict[str, Any] = {}
+    for full_key, text in values.items():
+        namespace, _, key = full_key.rpartition(":")
+        if namespace != PROJECT:
+            continue
+        stripped = text.lstrip()
+        config[key] = json.loads(text) if stripped[:1] in ("{", "[") else text
+    secrets = frozenset(k.rpartition(":")[2] for k in secret_keys if k.startswith(PROJECT + ":"))
+    return RawStack(config=config, secret_keys=secrets)
