@@ -1,9 +1,12 @@
 """Typed model of one stack's configuration, and every rule that makes a stack valid.
 
 The model mirrors the stack file: each top-level field is one `k8s-ha:<key>` config entry, so an
-error path such as `etcd.nodes[3].ip` points straight at the line to fix. Field-level rules live
-on the models; rules that compare fields live in `_cross_checks` so that all of them run and every
-problem is reported at once.
+error path such as `etcd.nodes[3].ip` points straight at the line to fix.
+
+Validation runs in two passes so that every problem is reported at once. Pydantic only gives the
+data its types (a malformed IP or a list where a number belongs stops there). Then `check_spec`
+walks the typed model: per-field rules (`Check` annotations), per-model rules (`checks()`), unknown
+keys, and the rules that compare fields across the whole stack. None of them stops the others.
 """
 
 from __future__ import annotations
@@ -11,19 +14,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from components.errors import Problem, SpecError
@@ -44,6 +40,7 @@ SSH_PUBLIC_KEY = re.compile(
     r"[A-Za-z0-9+/=]+( .*)?$"
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+IMAGE_REPOSITORY = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*")
 
 SUPPORTED_KUBERNETES_MINORS = (29, 30, 31, 32, 33, 34)
 SUPPORTED_ETCD_MINORS = ((3, 4), (3, 5), (3, 6))
@@ -60,7 +57,8 @@ class Role(str, Enum):
     HARBOR = "harbor"
 
 
-class Size(BaseModel):
+@dataclass(frozen=True)
+class Size:
     vcpu: int
     memory_mib: int
     disk_gib: int
@@ -85,38 +83,76 @@ MINIMUM_SIZE: dict[Role, Size] = {
 }
 
 
-class Model(BaseModel):
-    """Base: camelCase keys as in the stack file, unknown keys are errors, values are frozen."""
+@dataclass(frozen=True)
+class Check:
+    """A rule on one field's value: returns a message when the value is wrong. None is skipped."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    rule: Callable[[Any], str | None]
+
+
+def between(low: int, high: int) -> Check:
+    return Check(lambda v: None if low <= v <= high else f"{v} is outside {low}..{high}")
+
+
+def _dns_label(value: str) -> str | None:
+    if DNS_LABEL.match(value):
+        return None
+    return (
+        f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
+        "starting and ending with a letter or digit, at most 63 characters)"
     )
 
 
-def _dns_label(value: str) -> str:
-    if not DNS_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS-1123 label (lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters)"
-        )
-    return value
+def _url(value: str) -> str | None:
+    return None if HTTP_URL.match(value) else f"{value!r} is not an http(s):// or file:// URL"
 
 
-def _url(value: str) -> str:
-    if not HTTP_URL.match(value):
-        raise ValueError(f"{value!r} is not an http(s):// or file:// URL")
-    return value
-
-
-def _image_source(value: str) -> str:
+def _image_source(value: str) -> str | None:
     if value.startswith("/") or HTTP_URL.match(value):
-        return value
-    raise ValueError(f"{value!r} is neither an absolute path nor an http(s)/file URL")
+        return None
+    return f"{value!r} is neither an absolute path nor an http(s)/file URL"
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-Url = Annotated[str, AfterValidator(_url)]
-ImageSource = Annotated[str, AfterValidator(_image_source)]
+def _ssh_key(value: str) -> str | None:
+    if SSH_PUBLIC_KEY.match(value.strip()):
+        return None
+    return f"{value[:32]!r}... is not an SSH public key such as 'ssh-ed25519 AAAA...'"
+
+
+def _version(value: str) -> tuple[int, int, int] | None:
+    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", value)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _supported(name: str, accept: Callable[[tuple[int, int, int]], bool], hint: str) -> Check:
+    def rule(value: str) -> str | None:
+        parsed = _version(value)
+        if parsed is None:
+            return f"{value!r} is not a version such as 1.2.3"
+        return None if accept(parsed) else f"{name} {value} is not supported ({hint})"
+
+    return Check(rule)
+
+
+DnsLabel = Annotated[str, Check(_dns_label)]
+Url = Annotated[str, Check(_url)]
+ImageSource = Annotated[str, Check(_image_source)]
+
+
+class Model(BaseModel):
+    """Base: camelCase keys as in the stack file, frozen values.
+
+    Unknown keys are kept (`extra="allow"`) only so that `check_spec` can report them together
+    with every other problem; they are always errors.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    def checks(self) -> Iterator[tuple[str, str]]:
+        """Rules that relate this model's fields: (sub-path or "", message)."""
+        return iter(())
 
 
 class ExistingHost(Model):
@@ -125,65 +161,48 @@ class ExistingHost(Model):
     Its SSH host key cannot be injected, so the user pins it here (no trust on first use).
     """
 
-    host_key: str
+    host_key: Annotated[str, Check(_ssh_key)]
     address: str | None = None
     user: str | None = None
     failure_domain: str | None = None
-
-    @field_validator("host_key")
-    @classmethod
-    def _host_key(cls, value: str) -> str:
-        if not SSH_PUBLIC_KEY.match(value.strip()):
-            raise ValueError("must be an SSH public host key such as 'ssh-ed25519 AAAA...'")
-        return value.strip()
 
 
 class NodeSpec(Model):
     name: DnsLabel
     ip: ipaddress.IPv4Address
     hypervisor: str | None = None
-    vcpu: int | None = Field(default=None, ge=1, le=256)
-    memory_mib: int | None = Field(default=None, ge=128)
-    disk_gib: int | None = Field(default=None, ge=1)
+    vcpu: Annotated[int | None, between(1, 256)] = None
+    memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
+    disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     existing: ExistingHost | None = None
 
-
-    @model_validator(mode="after")
-    def _existing_has_no_vm_fields(self) -> NodeSpec:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if self.existing is not None and self.hypervisor is not None:
-            raise ValueError("an existing host is not placed on a hypervisor: drop 'hypervisor'")
-        return self
+            yield "hypervisor", "an existing host is not placed on a hypervisor: drop 'hypervisor'"
 
 
 class BridgeAttachment(Model):
     bridge: str | None = None
     network: str | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> BridgeAttachment:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if (self.bridge is None) == (self.network is None):
-            raise ValueError("set exactly one of 'bridge' (a host bridge) or 'network' (a libvirt network)")
-        return self
+            yield "", "set exactly one of 'bridge' (a host bridge) or 'network' (a libvirt network)"
+
+
+def _libvirt_uri(value: str) -> str | None:
+    if LIBVIRT_URI.match(value):
+        return None
+    return f"{value!r} is not a libvirt URI such as qemu:///system or qemu+ssh://root@hv1/system"
 
 
 class Hypervisor(Model):
     name: DnsLabel
-    uri: str
+    uri: Annotated[str, Check(_libvirt_uri)]
     pool: str = "default"
     attach: BridgeAttachment = BridgeAttachment(bridge="br0")
     domain_type: Literal["kvm", "qemu"] = "kvm"
-    base_image: str | None = None
-
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, value: str) -> str:
-        if not LIBVIRT_URI.match(value):
-            raise ValueError(
-                f"{value!r} is not a libvirt URI such as qemu:///system or "
-                "qemu+ssh://root@hv1/system"
-            )
-        return value
+    base_image: ImageSource | None = None
 
 
 class ImageSettings(Model):
@@ -195,178 +214,149 @@ class ImageSettings(Model):
     format: Literal["qcow2", "raw"] = "qcow2"
 
 
+def _ifname(value: str) -> str | None:
+    ok = re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value)
+    return None if ok else f"{value!r} is not a Linux interface name"
+
+
 class NodeNetwork(Model):
     cidr: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address
-    dns: list[ipaddress.IPv4Address] = Field(min_length=1)
+    dns: list[ipaddress.IPv4Address]
     vip: ipaddress.IPv4Address
-    interface: str = "eth0"
+    interface: Annotated[str, Check(_ifname)] = "eth0"
     search_domains: list[str] = []
 
-    @field_validator("cidr", mode="before")
-    @classmethod
-    def _strict_cidr(cls, value: Any) -> Any:
-        try:
-            ipaddress.IPv4Network(str(value), strict=True)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a network address with prefix ({exc})") from exc
-        return value
-
-    @field_validator("interface")
-    @classmethod
-    def _ifname(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", value):
-            raise ValueError(f"{value!r} is not a Linux interface name")
-        return value
+    def checks(self) -> Iterator[tuple[str, str]]:
+        if not self.dns:
+            yield "dns", "needs at least one DNS server"
 
 
 class HaproxySettings(Model):
-    """Health-check timings: a dead apiserver leaves the pool after inter*fall (~3 s by default)."""
+    """Health-check timings: a dead apiserver leaves the pool after inter*fall (3 s by default)."""
 
-    check_interval_ms: int = Field(default=1000, ge=100, le=60000)
-    fall: int = Field(default=3, ge=1, le=10)
-    rise: int = Field(default=2, ge=1, le=10)
-    connect_timeout_ms: int = Field(default=3000, ge=100)
-    client_timeout_s: int = Field(default=3600, ge=1)
-    stats_port: int = Field(default=8404, ge=1, le=65535)
+    check_interval_ms: Annotated[int, between(100, 60000)] = 1000
+    fall: Annotated[int, between(1, 10)] = 3
+    rise: Annotated[int, between(1, 10)] = 2
+    connect_timeout_ms: Annotated[int, between(100, 60000)] = 3000
+    client_timeout_s: Annotated[int, between(1, 86400)] = 3600
+    stats_port: Annotated[int, between(1, 65535)] = 8404
 
 
 class IngressFrontend(Model):
     enabled: bool = False
-    http_node_port: int = Field(default=30080, ge=30000, le=32767)
-    https_node_port: int = Field(default=30443, ge=30000, le=32767)
+    http_node_port: Annotated[int, between(30000, 32767)] = 30080
+    https_node_port: Annotated[int, between(30000, 32767)] = 30443
+
+
+def _centiseconds(value: int) -> str | None:
+    if value % 10:
+        return "VRRPv3 adverts are in centiseconds: use a multiple of 10 ms"
+    return between(10, 40950).rule(value)
 
 
 class LoadBalancerSpec(Model):
     nodes: list[NodeSpec]
-    virtual_router_id: int | None = Field(default=None, ge=1, le=255)
+    virtual_router_id: Annotated[int | None, between(1, 255)] = None
     nopreempt: bool = False
-    advert_interval_ms: int = Field(default=1000, ge=10, le=40950)
+    advert_interval_ms: Annotated[int, Check(_centiseconds)] = 1000
     haproxy: HaproxySettings = HaproxySettings()
     harbor_frontend: bool = False
     ingress: IngressFrontend = IngressFrontend()
 
-    @field_validator("nodes")
-    @classmethod
-    def _two(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
-        if len(nodes) != 2:
-            raise ValueError(
-                f"needs exactly 2 load-balancer nodes (a keepalived MASTER and BACKUP), got {len(nodes)}"
+    def checks(self) -> Iterator[tuple[str, str]]:
+        if len(self.nodes) != 2:
+            yield "nodes", (
+                f"needs exactly 2 load-balancer nodes (a keepalived MASTER and BACKUP), "
+                f"got {len(self.nodes)}"
             )
-        return nodes
 
-    @field_validator("advert_interval_ms")
-    @classmethod
-    def _centiseconds(cls, value: int) -> int:
-        if value % 10:
-            raise ValueError("VRRPv3 adverts are in centiseconds: use a multiple of 10 ms")
-        return value
+
+def _sha256(value: str) -> str | None:
+    return None if SHA256.match(value) else "must be 64 lowercase hex digits"
 
 
 class EtcdSource(Model):
     """Where etcd comes from: the distribution package, or a release tarball with its checksum."""
 
     kind: Literal["package", "tarball"] = "package"
-    url: str | None = None
-    sha256: str | None = None
+    url: Url | None = None
+    sha256: Annotated[str | None, Check(_sha256)] = None
 
-    @model_validator(mode="after")
-    def _tarball_needs_url_and_checksum(self) -> EtcdSource:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if self.kind == "tarball":
-            missing = [k for k in ("url", "sha256") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"a tarball source needs {' and '.join(missing)}")
-        if self.url is not None:
-            _url(self.url)
-        if self.sha256 is not None and not SHA256.match(self.sha256):
-            raise ValueError("sha256 must be 64 lowercase hex digits")
-        return self
+            for key in ("url", "sha256"):
+                if getattr(self, key) is None:
+                    yield key, "a tarball source needs a url and its sha256 checksum"
 
 
 class EtcdBackup(Model):
     on_calendar: str = "hourly"
-    retain: int = Field(default=24, ge=1, le=10000)
+    retain: Annotated[int, between(1, 10000)] = 24
     directory: str = "/var/backups/etcd"
-
-
-class EtcdSpec(Model):
-    nodes: list[NodeSpec]
-    heartbeat_interval_ms: int = Field(default=100, ge=10, le=10000)
-    election_timeout_ms: int = Field(default=1000, ge=50, le=50000)
-    source: EtcdSource = EtcdSource()
-    backup: EtcdBackup = EtcdBackup()
-
-    @field_validator("nodes")
-    @classmethod
-    def _odd_member_count(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
-        count = len(nodes)
-        if count not in (3, 5, 7):
-            raise ValueError(
-                f"{count} members: use 3, 5 or 7. etcd needs a majority (n/2+1) alive: "
-                f"{_quorum_line(count)}; an even count tolerates no more failures than the odd "
-                "count below it, and fewer than 3 tolerates none"
-            )
-        return nodes
-
-    @model_validator(mode="after")
-    def _election_vs_heartbeat(self) -> EtcdSpec:
-        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
-            raise ValueError(
-                "electionTimeoutMs should be at least 5x heartbeatIntervalMs (etcd tuning guide)"
-            )
-        return self
 
 
 def quorum(members: int) -> int:
     return members // 2 + 1
 
 
-def _quorum_line(count: int) -> str:
-    if count <= 0:
-        return "no members at all"
-    return f"{count} members need {quorum(count)} alive and tolerate {count - quorum(count)} failure(s)"
+def quorum_table(up_to: int = 9) -> str:
+    """Seed 000's failure-tolerance table, in words."""
+    return ", ".join(f"{n}->{n - quorum(n)}" for n in range(1, up_to + 1))
+
+
+class EtcdSpec(Model):
+    nodes: list[NodeSpec]
+    heartbeat_interval_ms: Annotated[int, between(10, 10000)] = 100
+    election_timeout_ms: Annotated[int, between(50, 50000)] = 1000
+    source: EtcdSource = EtcdSource()
+    backup: EtcdBackup = EtcdBackup()
+
+    def checks(self) -> Iterator[tuple[str, str]]:
+        count = len(self.nodes)
+        if count not in (3, 5, 7):
+            yield "nodes", (
+                f"{count} members: use 3, 5 or 7. etcd needs a majority (n/2+1) alive, so an even "
+                "count tolerates no more failures than the odd count below it and fewer than 3 "
+                f"tolerates none (members->failures tolerated: {quorum_table(7)})"
+            )
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
+            yield "electionTimeoutMs", "should be at least 5x heartbeatIntervalMs (etcd tuning guide)"
 
 
 class ControlPlaneSpec(Model):
     nodes: list[NodeSpec]
 
-    @field_validator("nodes")
-    @classmethod
-    def _at_least_two(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
-        if len(nodes) < 2:
-            raise ValueError(
-                f"needs at least 2 control-plane nodes for HA (3 recommended), got {len(nodes)}"
-            )
-        return nodes
+    def checks(self) -> Iterator[tuple[str, str]]:
+        if len(self.nodes) < 2:
+            yield "nodes", f"needs at least 2 control-plane nodes for HA (3 recommended), got {len(self.nodes)}"
 
 
 class WorkerPool(Model):
     """Either `count` nodes numbered from `firstIp`, or an explicit `nodes` list."""
 
     name: DnsLabel
-    count: int | None = Field(default=None, ge=0, le=5000)
+    count: Annotated[int | None, between(0, 5000)] = None
     first_ip: ipaddress.IPv4Address | None = None
     nodes: list[NodeSpec] | None = None
-    vcpu: int | None = Field(default=None, ge=1, le=256)
-    memory_mib: int | None = Field(default=None, ge=128)
-    disk_gib: int | None = Field(default=None, ge=1)
+    vcpu: Annotated[int | None, between(1, 256)] = None
+    memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
+    disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     hypervisors: list[str] | None = None
     labels: dict[str, str] = {}
 
-
-    @model_validator(mode="after")
-    def _count_or_nodes(self) -> WorkerPool:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if (self.count is None) == (self.nodes is None):
-            raise ValueError("set either 'count' (with 'firstIp') or 'nodes'")
-        if self.count is not None and self.first_ip is None:
-            raise ValueError("'count' needs 'firstIp', the address of the first node")
-        return self
+            yield "", "set either 'count' (with 'firstIp') or 'nodes'"
+        elif self.count is not None and self.first_ip is None:
+            yield "firstIp", "'count' needs 'firstIp', the address of the first node"
 
     def expanded_nodes(self) -> list[NodeSpec]:
         """The pool's nodes; counted pools get names `<pool>-<n>` and consecutive IPs."""
         if self.nodes is not None:
             return self.nodes
-        assert self.count is not None and self.first_ip is not None
+        if self.count is None or self.first_ip is None:
+            return []
         first = int(self.first_ip)
         return [
             NodeSpec(name=f"{self.name}-{i + 1}", ip=ipaddress.IPv4Address(first + i))
@@ -377,64 +367,32 @@ class WorkerPool(Model):
 class HarborSpec(Model):
     enabled: bool = False
     node: NodeSpec | None = None
-    data_disk_gib: int = Field(default=200, ge=20)
+    data_disk_gib: Annotated[int, between(20, 64 * 1024)] = 200
     proxy_cache: bool = True
     hostname: str | None = None
     certificate: str | None = None
 
-    @model_validator(mode="after")
-    def _enabled_needs_node(self) -> HarborSpec:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if self.enabled and self.node is None:
-            raise ValueError("enabled Harbor needs 'node'")
-        return self
+            yield "node", "enabled Harbor needs a node"
 
 
 class Versions(Model):
-    kubernetes: str = "1.32.4"
-    etcd: str = "3.5.17"
-    containerd: str = "1.7.24"
-    harbor: str = "2.12.2"
-
-    @field_validator("kubernetes")
-    @classmethod
-    def _kubernetes(cls, value: str) -> str:
-        major, minor = _semver(value)[:2]
-        if major != 1 or minor not in SUPPORTED_KUBERNETES_MINORS:
-            lo, hi = SUPPORTED_KUBERNETES_MINORS[0], SUPPORTED_KUBERNETES_MINORS[-1]
-            raise ValueError(f"Kubernetes {value} is not supported (1.{lo} to 1.{hi})")
-        return value
-
-    @field_validator("etcd")
-    @classmethod
-    def _etcd(cls, value: str) -> str:
-        if _semver(value)[:2] not in SUPPORTED_ETCD_MINORS:
-            raise ValueError(f"etcd {value} is not supported (3.4, 3.5 or 3.6)")
-        return value
-
-    @field_validator("containerd")
-    @classmethod
-    def _containerd(cls, value: str) -> str:
-        if _semver(value)[0] not in SUPPORTED_CONTAINERD_MAJORS:
-            raise ValueError(f"containerd {value} is not supported (1.x or 2.x)")
-        return value
-
-    @field_validator("harbor")
-    @classmethod
-    def _harbor(cls, value: str) -> str:
-        if _semver(value)[0] != 2:
-            raise ValueError(f"Harbor {value} is not supported (2.x)")
-        return value
+    kubernetes: Annotated[str, _supported(
+        "Kubernetes",
+        lambda v: v[0] == 1 and v[1] in SUPPORTED_KUBERNETES_MINORS,
+        f"1.{SUPPORTED_KUBERNETES_MINORS[0]} to 1.{SUPPORTED_KUBERNETES_MINORS[-1]}",
+    )] = "1.32.4"
+    etcd: Annotated[str, _supported("etcd", lambda v: v[:2] in SUPPORTED_ETCD_MINORS, "3.4 to 3.6")] = "3.5.17"
+    containerd: Annotated[str, _supported(
+        "containerd", lambda v: v[0] in SUPPORTED_CONTAINERD_MAJORS, "1.x or 2.x"
+    )] = "1.7.24"
+    harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2, "2.x")] = "2.12.2"
 
     @property
     def kubernetes_minor(self) -> int:
-        return _semver(self.kubernetes)[1]
-
-
-def _semver(value: str) -> tuple[int, int, int]:
-    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", value)
-    if not match:
-        raise ValueError(f"{value!r} is not a version such as 1.32.4")
-    return int(match[1]), int(match[2]), int(match[3])
+        parsed = _version(self.kubernetes)
+        return parsed[1] if parsed else 0
 
 
 class KubernetesSettings(Model):
@@ -443,13 +401,18 @@ class KubernetesSettings(Model):
     cni: Literal["calico", "flannel"] = "calico"
     cluster_domain: str = "cluster.local"
     metrics_server: bool = False
-    coredns_replicas: int = Field(default=2, ge=2, le=10)
+    coredns_replicas: Annotated[int, between(2, 10)] = 2
+
+
+def _image_repository(value: str) -> str | None:
+    ok = IMAGE_REPOSITORY.fullmatch(value)
+    return None if ok else f"{value!r} is not an image repository such as registry.k8s.io"
 
 
 class Mirrors(Model):
     """Every download location, so firewalled and air-gapped sites can point at their mirrors."""
 
-    image_repository: str = "registry.k8s.io"
+    image_repository: Annotated[str, Check(_image_repository)] = "registry.k8s.io"
     os_packages: Url = "http://mirror.example/debian"
     kubernetes_packages: Url = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
     etcd_release: Url = (
@@ -459,49 +422,35 @@ class Mirrors(Model):
         "https://github.com/goharbor/harbor/releases/download/v{version}/"
         "harbor-offline-installer-v{version}.tgz"
     )
-    harbor_installer_sha256: str | None = None
+    harbor_installer_sha256: Annotated[str | None, Check(_sha256)] = None
 
-    @field_validator("image_repository")
-    @classmethod
-    def _repo(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*", value):
-            raise ValueError(f"{value!r} is not an image repository such as registry.k8s.io")
-        return value
+
+def _linux_user(value: str) -> str | None:
+    ok = re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value)
+    return None if ok else f"{value!r} is not a valid Linux user name"
+
+
+def _ssh_keys(keys: list[str]) -> str | None:
+    bad = [i for i, key in enumerate(keys) if _ssh_key(key)]
+    return f"entries {bad} are not SSH public keys such as 'ssh-ed25519 AAAA...'" if bad else None
 
 
 class SshSettings(Model):
-    user: str = "k8s"
-    port: int = Field(default=22, ge=1, le=65535)
-    authorized_keys: list[str] = []
-
-    @field_validator("authorized_keys")
-    @classmethod
-    def _keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            if not SSH_PUBLIC_KEY.match(key.strip()):
-                raise ValueError(f"{key[:30]!r}... is not an SSH public key")
-        return [k.strip() for k in keys]
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
-            raise ValueError(f"{value!r} is not a valid Linux user name")
-        return value
+    user: Annotated[str, Check(_linux_user)] = "k8s"
+    port: Annotated[int, between(1, 65535)] = 22
+    authorized_keys: Annotated[list[str], Check(_ssh_keys)] = []
 
 
 class PkiSettings(Model):
-    ca_validity_hours: int = Field(default=87600, ge=24)
-    cert_validity_hours: int = Field(default=8760, ge=24)
-    early_renewal_hours: int = Field(default=720, ge=0)
+    ca_validity_hours: Annotated[int, between(24, 1_000_000)] = 87600
+    cert_validity_hours: Annotated[int, between(24, 1_000_000)] = 8760
+    early_renewal_hours: Annotated[int, between(0, 1_000_000)] = 720
 
-    @model_validator(mode="after")
-    def _ordering(self) -> PkiSettings:
+    def checks(self) -> Iterator[tuple[str, str]]:
         if self.cert_validity_hours > self.ca_validity_hours:
-            raise ValueError("certValidityHours cannot exceed caValidityHours")
+            yield "certValidityHours", "cannot exceed caValidityHours"
         if self.early_renewal_hours >= self.cert_validity_hours:
-            raise ValueError("earlyRenewalHours must be below certValidityHours")
-        return self
+            yield "earlyRenewalHours", "must be below certValidityHours"
 
 
 class ClusterSettings(Model):
@@ -565,16 +514,43 @@ class StackSpec(Model):
         )
 
 
+def _join(path: str, key: str) -> str:
+    if not key:
+        return path
+    return f"{path}.{key}" if path else key
+
+
+def _walk(model: Model, path: str) -> Iterator[Problem]:
+    """Unknown keys, field checks and model checks of `model` and everything below it."""
+    for key in model.model_extra or {}:
+        yield Problem(_join(path, key), "unknown key (check the spelling; see docs/configuration.md)")
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        sub = _join(path, info.alias or name)
+        if value is not None:
+            for meta in info.metadata:
+                if isinstance(meta, Check) and (message := meta.rule(value)):
+                    yield Problem(sub, message)
+        if isinstance(value, Model):
+            yield from _walk(value, sub)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Model):
+                    yield from _walk(item, f"{sub}[{i}]")
+    for key, message in model.checks():
+        yield Problem(_join(path, key), message)
+
+
 def _cross_checks(spec: StackSpec) -> list[Problem]:
-    """Rules that compare fields with each other; each returns every violation it finds."""
-    problems: list[Problem] = []
-    problems += _check_addresses(spec)
-    problems += _check_names(spec)
-    problems += _check_cidrs(spec)
-    problems += _check_hypervisor_refs(spec)
-    problems += _check_sizes(spec)
-    problems += _check_vm_prerequisites(spec)
-    return problems
+    """Rules that compare fields across the stack; each returns every violation it finds."""
+    return [
+        *_check_addresses(spec),
+        *_check_names(spec),
+        *_check_cidrs(spec),
+        *_check_hypervisor_refs(spec),
+        *_check_sizes(spec),
+        *_check_vm_prerequisites(spec),
+    ]
 
 
 def _check_addresses(spec: StackSpec) -> list[Problem]:
@@ -604,29 +580,24 @@ def _check_addresses(spec: StackSpec) -> list[Problem]:
     return problems
 
 
-def _check_names(spec: StackSpec) -> list[Problem]:
-    problems: list[Problem] = []
+def _duplicates(items: list[tuple[str, str]], what: str) -> list[Problem]:
+    """(path, value) pairs: every value seen before is reported at its later path."""
     seen: dict[str, str] = {}
-    for _role, path, node, _pool in spec.role_nodes():
-        if node.name in seen:
-            problems.append(Problem(f"{path}.name", f"{node.name!r} is already used by {seen[node.name]}"))
+    problems = []
+    for path, value in items:
+        if value in seen:
+            problems.append(Problem(path, f"{what} {value!r} is already used by {seen[value]}"))
         else:
-            seen[node.name] = path
-    pools: dict[str, int] = {}
-    for i, pool in enumerate(spec.worker_pools):
-        if pool.name in pools:
-            problems.append(
-                Problem(f"workerPools[{i}].name", f"{pool.name!r} is already used by workerPools[{pools[pool.name]}]")
-            )
-        pools.setdefault(pool.name, i)
-    hvs: dict[str, int] = {}
-    for i, hv in enumerate(spec.hypervisors):
-        if hv.name in hvs:
-            problems.append(
-                Problem(f"hypervisors[{i}].name", f"{hv.name!r} is already used by hypervisors[{hvs[hv.name]}]")
-            )
-        hvs.setdefault(hv.name, i)
+            seen[value] = path.removesuffix(".name")
     return problems
+
+
+def _check_names(spec: StackSpec) -> list[Problem]:
+    return [
+        *_duplicates([(f"{p}.name", n.name) for _r, p, n, _pool in spec.role_nodes()], "node name"),
+        *_duplicates([(f"workerPools[{i}].name", w.name) for i, w in enumerate(spec.worker_pools)], "pool name"),
+        *_duplicates([(f"hypervisors[{i}].name", h.name) for i, h in enumerate(spec.hypervisors)], "hypervisor name"),
+    ]
 
 
 def _check_cidrs(spec: StackSpec) -> list[Problem]:
@@ -645,19 +616,17 @@ def _check_cidrs(spec: StackSpec) -> list[Problem]:
 def _check_hypervisor_refs(spec: StackSpec) -> list[Problem]:
     names = {hv.name for hv in spec.hypervisors}
     known = ", ".join(sorted(names)) or "none defined"
-    problems: list[Problem] = []
-    for _role, path, node, _pool in spec.role_nodes():
-        if node.hypervisor is not None and node.hypervisor not in names:
-            problems.append(
-                Problem(f"{path}.hypervisor", f"unknown hypervisor {node.hypervisor!r} (known: {known})")
-            )
-    for i, pool in enumerate(spec.worker_pools):
-        for j, name in enumerate(pool.hypervisors or []):
-            if name not in names:
-                problems.append(
-                    Problem(f"workerPools[{i}].hypervisors[{j}]", f"unknown hypervisor {name!r} (known: {known})")
-                )
-    return problems
+    refs = [(f"{path}.hypervisor", node.hypervisor) for _r, path, node, _p in spec.role_nodes()]
+    refs += [
+        (f"workerPools[{i}].hypervisors[{j}]", name)
+        for i, pool in enumerate(spec.worker_pools)
+        for j, name in enumerate(pool.hypervisors or [])
+    ]
+    return [
+        Problem(path, f"unknown hypervisor {name!r} (known: {known})")
+        for path, name in refs
+        if name is not None and name not in names
+    ]
 
 
 def _check_sizes(spec: StackSpec) -> list[Problem]:
@@ -674,7 +643,7 @@ def _check_sizes(spec: StackSpec) -> list[Problem]:
 
 
 def _check_vm_prerequisites(spec: StackSpec) -> list[Problem]:
-    """VM nodes need a hypervisor to live on and a way in (a key we can authorise)."""
+    """VM nodes need a hypervisor to live on; a custom Harbor certificate needs its key."""
     problems: list[Problem] = []
     vm_nodes = [path for _r, path, node, _p in spec.role_nodes() if node.existing is None]
     if vm_nodes and not spec.hypervisors:
@@ -686,13 +655,24 @@ def _check_vm_prerequisites(spec: StackSpec) -> list[Problem]:
     return problems
 
 
+def check_spec(spec: StackSpec) -> list[Problem]:
+    """Every semantic problem of a typed stack, in file order then cross-field order."""
+    problems = list(_walk(spec, ""))
+    problems += _cross_checks(spec)
+    if not problems:  # placement needs consistent names and hypervisor references
+        from components.placement import placement_problems
+
+        problems += placement_problems(spec)
+    return problems
+
+
 def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackSpec:
     """Validate a stack's `k8s-ha:` config (keys without the namespace) into a StackSpec.
 
     Raises SpecError listing every problem, each as `config.path: message`.
     """
     problems = [
-        Problem(key, "must be a secret: set it with `pulumi config set --secret " + key + "`")
+        Problem(key, f"must be a secret: set it with `pulumi config set --secret {key}`")
         for key in sorted(SECRET_KEYS & config.keys())
         if key not in secret_keys
     ]
@@ -700,10 +680,7 @@ def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset(
         spec = StackSpec.model_validate(config)
     except ValidationError as exc:
         raise SpecError(problems + _from_pydantic(exc)) from None
-    problems += _cross_checks(spec)
-    from components.placement import placement_problems  # placement rules need a valid spec
-
-    problems += placement_problems(spec)
+    problems += check_spec(spec)
     if problems:
         raise SpecError(problems)
     return spec
@@ -713,11 +690,7 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
         path = _format_loc(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the configuration reference)"
-        elif err["type"] == "missing":
-            message = "is required"
+        message = "is required" if err["type"] == "missing" else err["msg"]
         problems.append(Problem(path or "(stack)", message))
     return problems
 
@@ -730,5 +703,5 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
         elif "[" in part or part.startswith("function-"):
             continue  # pydantic's tags for validator/union layers, not config keys
         else:
-            out += ("." if out else "") + str(part)
+            out = _join(out, part)
     return out
