@@ -1,0 +1,68 @@
+"""A step = one idempotent script plus the files it installs, run as root on one host.
+
+`bundle()` turns a step into the single text sent to the host on stdin (by pulumi-command, or by
+the lab over ssh): the shared library, every file base64-staged, then the step's own script. The
+script installs staged files only when they differ and restarts only what changed, so running a
+bundle twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+
+from components.render.templating import read, render
+
+
+@dataclass(frozen=True)
+class HostFile:
+    path: str
+    content: str
+    mode: str = "0644"
+    owner: str = "root:root"
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """`script` names a file under configs/scripts/; `env` values are exported before it runs."""
+
+    name: str
+    host: str
+    script: str
+    files: tuple[HostFile, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    delete_script: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secret(self) -> bool:
+        return any(f.secret for f in self.files)
+
+
+def bundle(step: Step, *, script: str | None = None) -> str:
+    """The full text a host runs for `step` (or for its delete script when `script` is given)."""
+    body = read(f"scripts/{script or step.script}")
+    files = [
+        {
+            "path": f.path,
+            "mode": f.mode,
+            "owner": f.owner,
+            "b64": base64.encodebytes(f.content.encode()).decode().rstrip("\n"),
+        }
+        for f in step.files
+    ]
+    return render(
+        "scripts/bundle.sh.j2",
+        step=step.name,
+        host=step.host,
+        lib=read("scripts/lib.sh"),
+        files=files,
+        env=list(step.env),
+        body=body,
+    )
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
