@@ -156,14 +156,17 @@ def _lose(spec: StackSpec, nodes: tuple[PlacedNode, ...], domain: str) -> Domain
         down.append("both load balancers are lost: the VIP goes away")
     if cps == 0:
         down.append("every control-plane node is lost")
-    if worker_vcpu and alive_vcpu == 0:
+    workers = count(Role.WORKER, list(nodes))
+    if workers > 1 and alive_vcpu == 0:  # a lone worker cannot be spread: reported below instead
         down.append("every worker is lost")
     if not down:
         if etcd_alive < etcd_total:
             degraded.append(f"etcd runs on {etcd_alive} of {etcd_total} members")
         if lbs < 2:
             degraded.append("one load balancer left: no VIP failover until it is back")
-        if share < 1.0:
+        if workers == 1 and alive_vcpu == 0:
+            degraded.append("the only worker is lost: no capacity for workloads (add workers)")
+        elif share < 1.0:
             degraded.append(f"{share:.0%} of worker vCPUs remain")
         if harbor is False:
             degraded.append("Harbor is down: pulls through it fail until it is back")

@@ -16,10 +16,10 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from components.errors import Problem, SpecError
@@ -47,7 +47,7 @@ SUPPORTED_ETCD_MINORS = ((3, 4), (3, 5), (3, 6))
 SUPPORTED_CONTAINERD_MAJORS = (1, 2)
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a node does; the order is the order in which layers come up."""
 
     LOAD_BALANCER = "loadBalancer"
@@ -134,6 +134,15 @@ def _supported(name: str, accept: Callable[[tuple[int, int, int]], bool], hint: 
     return Check(rule)
 
 
+def _address_text(value: Any) -> Any:
+    """Addresses are written as text; pydantic would otherwise read `vip: 12` as 0.0.0.12."""
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv4Network | str):
+        return value
+    raise ValueError(f"{value!r} is not an address written as text, e.g. '10.0.0.5' or '10.0.0.0/24'")
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(_address_text)]
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_address_text)]
 DnsLabel = Annotated[str, Check(_dns_label)]
 Url = Annotated[str, Check(_url)]
 ImageSource = Annotated[str, Check(_image_source)]
@@ -169,7 +178,7 @@ class ExistingHost(Model):
 
 class NodeSpec(Model):
     name: DnsLabel
-    ip: ipaddress.IPv4Address
+    ip: IPv4
     hypervisor: str | None = None
     vcpu: Annotated[int | None, between(1, 256)] = None
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
@@ -220,10 +229,10 @@ def _ifname(value: str) -> str | None:
 
 
 class NodeNetwork(Model):
-    cidr: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address
-    dns: list[ipaddress.IPv4Address]
-    vip: ipaddress.IPv4Address
+    cidr: IPv4Net
+    gateway: IPv4
+    dns: list[IPv4]
+    vip: IPv4
     interface: Annotated[str, Check(_ifname)] = "eth0"
     search_domains: list[str] = []
 
@@ -344,7 +353,7 @@ class WorkerPool(Model):
 
     name: DnsLabel
     count: Annotated[int | None, between(0, 5000)] = None
-    first_ip: ipaddress.IPv4Address | None = None
+    first_ip: IPv4 | None = None
     nodes: list[NodeSpec] | None = None
     vcpu: Annotated[int | None, between(1, 256)] = None
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
@@ -403,8 +412,8 @@ class Versions(Model):
 
 
 class KubernetesSettings(Model):
-    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.244.0.0/16")
-    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
+    pod_cidr: IPv4Net = ipaddress.IPv4Network("10.244.0.0/16")
+    service_cidr: IPv4Net = ipaddress.IPv4Network("10.96.0.0/12")
     cni: Literal["calico", "flannel"] = "calico"
     cluster_domain: str = "cluster.local"
     metrics_server: bool = False

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 UNIT_DIRS = [Path(d) for d in ("/etc/systemd/system", "/run/systemd/system",
@@ -184,11 +184,8 @@ def log_tail(unit: str, lines: int = 15) -> str:
 
 def status_of(u: Unit) -> str:
     n = u.name
-    if n.endswith(".timer") or u.type == "oneshot":
-        active = state(n, "active").exists()
-    else:
-        active = alive(read_pid(n))
-    if active:
+    recorded = n.endswith(".timer") or u.type == "oneshot"
+    if state(n, "active").exists() if recorded else alive(read_pid(n)):
         return "active"
     if alive(read_pid(n, "supervisor")):
         return "activating"  # waiting RestartSec= between two runs
@@ -326,10 +323,8 @@ def supervise(u: Unit) -> None:
 
 
 def _killpg(pid: int, sig: int) -> None:
-    try:
+    with suppress(OSError):
         os.killpg(pid, sig)
-    except OSError:
-        pass
 
 
 # -------------------------------------------------------------------- commands
