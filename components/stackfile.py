@@ -65,3 +65,13 @@ def from_runtime_config(values: dict[str, str], secret_keys: list[str]) -> RawSt
         config[key] = json.loads(text) if stripped[:1] in ("{", "[") else text
     secrets = frozenset(k.rpartition(":")[2] for k in secret_keys if k.startswith(PROJECT + ":"))
     return RawStack(config=config, secret_keys=secrets)
+
+
+def from_running_program() -> RawStack:
+    """The config the engine gave this program run (the language host sets it before we run)."""
+    from pulumi.runtime import config as runtime_config
+
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secrets = set(runtime_config.get_config_secret_keys_env())
+    secrets |= {key for key in values if runtime_config.is_config_secret(key)}
+    return from_runtime_config({k: str(v) for k, v in values.items()}, sorted(secrets))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from components.render.templating import read, render
 
@@ -34,16 +34,14 @@ class Step:
     files: tuple[HostFile, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     delete_script: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def secret(self) -> bool:
         return any(f.secret for f in self.files)
 
 
-def bundle(step: Step, *, script: str | None = None) -> str:
-    """The full text a host runs for `step` (or for its delete script when `script` is given)."""
-    body = read(f"scripts/{script or step.script}")
+def bundle(step: Step) -> str:
+    """The full text a host runs for `step`: `bash -s apply` installs, `bash -s delete` undoes."""
     files = [
         {
             "path": f.path,
@@ -60,8 +58,17 @@ def bundle(step: Step, *, script: str | None = None) -> str:
         lib=read("scripts/lib.sh"),
         files=files,
         env=list(step.env),
-        body=body,
+        apply_script=step.script,
+        body=read(f"scripts/{step.script}"),
+        delete_script=step.delete_script,
+        delete_body=read(f"scripts/{step.delete_script}") if step.delete_script else "",
     )
+
+
+def remote_command(action: str, label: str) -> str:
+    """The command pulumi-command runs; the bundle comes on stdin. `label` (step and content
+    hash) makes a changed bundle visible in `pulumi preview` without showing its secrets."""
+    return f"# k8s-ha {label}\nK8SHA_ACTION={action}\n{read('scripts/as-root.sh')}"
 
 
 def digest(text: str) -> str:

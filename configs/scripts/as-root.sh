@@ -1,2 +1,2 @@
-# The remote command of every step: run the bundle from stdin as root (sudo for a non-root user).
-if [ "$(id -u)" -eq 0 ]; then exec bash -s; else exec sudo -n bash -s; fi
+# Run the step bundle arriving on stdin as root (sudo for a non-root user), passing the action.
+if [ "$(id -u)" -eq 0 ]; then exec bash -s -- "$K8SHA_ACTION"; else exec sudo -n bash -s -- "$K8SHA_ACTION"; fi

@@ -1,0 +1,96 @@
+"""HaCluster: the layers in dependency order, and what the stack exports.
+
+machines (+ readiness) -> load balancers and etcd (parallel) -> etcd health -> first master
+-> other masters and workers (parallel) -> add-ons. Every layer has a constant depth, so the
+critical path does not grow with the number of nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_tls as tls
+
+from components.etcd import ExternalEtcd
+from components.loadbalancer import HaproxyKeepalivedPair
+from components.pki import ClusterPki
+from components.placement import Placement
+from components.remote import resolve
+from components.report import fault_tolerance
+from components.spec import Role, StackSpec
+from components.vm import ExistingHost, Host, Hypervisors, LibvirtVm
+
+
+class HaCluster(pulumi.ComponentResource):
+    hosts: dict[str, Host]
+
+    def __init__(self, name: str, spec: StackSpec, placement: Placement,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("k8s-ha:cluster:HaCluster", name, None, opts)
+        self.spec, self.placement = spec, placement
+        self.pki = ClusterPki("pki", spec, placement, pulumi.ResourceOptions(parent=self))
+        self.material = resolve(self.pki.material)
+        self._automation_key(spec)
+        self.hosts = self._machines(spec, placement)
+        hosts_of = self.hosts_of
+        self.loadbalancer = HaproxyKeepalivedPair(
+            "loadbalancer", spec, placement, hosts_of(Role.LOAD_BALANCER), self.material,
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.etcd = ExternalEtcd(
+            "etcd", spec, placement, hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
+        )
+        self.register_outputs({})
+
+    def hosts_of(self, role: Role) -> list[Host]:
+        return [self.hosts[n.name] for n in self.placement.by_role(role)]
+
+    def _automation_key(self, spec: StackSpec) -> None:
+        """The key the program logs in with: the stack's secret, or one generated and authorised on
+        every VM (existing hosts must authorise `automationPublicKey` themselves)."""
+        if spec.ssh_private_key is not None:
+            self.private_key: pulumi.Output[str] = pulumi.Output.secret(spec.ssh_private_key)
+            self.public_key: pulumi.Output[str] | None = None
+            return
+        key = tls.PrivateKey("automation-ssh-key", algorithm="ED25519", opts=pulumi.ResourceOptions(parent=self))
+        self.private_key = pulumi.Output.secret(key.private_key_openssh)
+        self.public_key = key.public_key_openssh.apply(str.strip)
+
+    def _machines(self, spec: StackSpec, placement: Placement) -> dict[str, Host]:
+        used = {n.hypervisor for n in placement.nodes if n.hypervisor is not None}
+        hypervisors = Hypervisors(spec, used, self)
+        hosts: dict[str, Host] = {}
+        for node in placement.nodes:
+            opts = pulumi.ResourceOptions(parent=self)
+            if node.existing is not None:
+                hosts[node.name] = ExistingHost(node, spec, self.material, self.private_key, opts)
+            else:
+                hosts[node.name] = LibvirtVm(node, spec, hypervisors, self.material, self.private_key,
+                                             self.public_key, opts)
+        return hosts
+
+    def exports(self) -> dict[str, Any]:
+        nodes = [
+            {"name": n.name, "role": n.role.value, "pool": n.pool, "hypervisor": n.hypervisor,
+             "ip": str(n.ip), "source": "vm" if n.is_vm else "existing"}
+            for n in self.placement.nodes
+        ]
+        connections = pulumi.Output.secret({
+            name: {"host": h.access.address, "port": h.access.port, "user": h.access.user,
+                   "hostKey": h.access.host_key}
+            for name, h in self.hosts.items()
+        })
+        out: dict[str, Any] = {
+            "vip": self.loadbalancer.vip,
+            "apiserverUrl": self.loadbalancer.endpoint,
+            "etcdEndpoints": self.etcd.endpoints,
+            "etcdClient": pulumi.Output.secret(self.etcd.client),
+            "nodes": nodes,
+            "connections": connections,
+            "faultTolerance": fault_tolerance(self.placement),
+            "automationPrivateKey": self.private_key,
+        }
+        if self.public_key is not None:
+            out["automationPublicKey"] = self.public_key
+        return out

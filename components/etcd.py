@@ -1,0 +1,62 @@
+"""ExternalEtcd: 3/5/7 TLS members, then one cluster-wide health gate.
+
+Members start in parallel (each step only needs its own host); the health step waits for all of
+them and fails the deployment clearly when quorum is not reached, so the control plane never
+starts on a broken database. Removing a member from the stack runs its step's delete action
+(`etcdctl member remove`) before its VM goes: the step depends on the host, so Pulumi deletes it first.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_command as command
+
+from components.placement import Placement
+from components.remote import remote_step
+from components.render import material as m
+from components.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
+from components.spec import StackSpec
+from components.vm import Host
+
+
+class ExternalEtcd(pulumi.ComponentResource):
+    members: dict[str, command.remote.Command]
+    health: command.remote.Command
+
+    def __init__(
+        self,
+        name: str,
+        spec: StackSpec,
+        placement: Placement,
+        hosts: list[Host],
+        material: pulumi.Output[dict[str, str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
+        self.members = {}
+        for host in hosts:
+            node = host.node
+            self.members[node.name] = remote_step(
+                f"{node.name}-etcd-member",
+                host.access,
+                lambda mat, node=node: etcd_member_step(spec, placement, node, mat),
+                material,
+                parent=self,
+                depends_on=[host.ready],
+            )
+        first = hosts[0]
+        self.health = remote_step(
+            "etcd-health",
+            first.access,
+            lambda mat: etcd_health_step(spec, placement, mat),
+            material,
+            parent=self,
+            depends_on=list(self.members.values()),
+        )
+        self.endpoints = pulumi.Output.from_input(etcd_endpoints(placement))
+        self.client = {
+            "ca": material.apply(lambda mat: mat[m.ETCD_CA]),
+            "cert": material.apply(lambda mat: mat[m.APISERVER_ETCD_CERT]),
+            "key": pulumi.Output.secret(material.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
+        }
+        self.register_outputs({"endpoints": self.endpoints})

@@ -1,0 +1,27 @@
+"""The readiness step every host runs first: first boot finished, right hostname, right IP, and
+the SSH host key the program pinned (which the connection already enforced; checked again here
+so a stale known key on a re-imaged host fails loudly)."""
+
+from __future__ import annotations
+
+from components.placement import PlacedNode
+from components.render import material as m
+from components.render.steps import HostFile, Step
+from components.render.templating import render
+from components.spec import StackSpec
+
+
+def ready_step(spec: StackSpec, node: PlacedNode, material: m.Material) -> Step:
+    marker = render("node.json.j2", cluster=spec.cluster.name, node=node.name, role=node.role.value, ip=str(node.ip))
+    return Step(
+        name="ready",
+        host=node.name,
+        script="ready.sh",
+        delete_script="ready-delete.sh",
+        files=(HostFile("/var/lib/k8s-ha/node.json", marker),),
+        env=(
+            ("K8SHA_NODE", node.name),
+            ("K8SHA_NODE_IP", str(node.ip)),
+            ("K8SHA_HOST_KEY", material[m.ssh_host_pub(node.name)].strip()),
+        ),
+    )
