@@ -48,6 +48,8 @@ NETNS_DIR = Path("/run/netns")
 DEFAULT_PREFIX = "k8slab"
 FIRST_HOST_OFFSET = 11  # .2 is the client, .11... the hosts, .200... spare (VIPs)
 SPARE_OFFSET = 200
+BIG_SCRIPT = 64 << 10
+_RUN_FROM_STDIN = 'f=$(mktemp) && cat > "$f" && bash "$f" </dev/null; rc=$?; rm -f "$f"; exit $rc'
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 # Runs as PID 1 of a host's PID namespace: starts sshd and reaps orphans (the
@@ -189,8 +191,17 @@ class LabHost:
     def run(self, script: str, *, stdin: str | None = None, check: bool = True,
             timeout: float = 120.0, known_hosts: Path | None = None
             ) -> subprocess.CompletedProcess[str]:
-        """Run a bash script as root over real SSH; `stdin` feeds the script's stdin."""
-        argv = [*self.ssh_command(known_hosts=known_hosts), f"bash -c {shlex.quote(script)}"]
+        """Run a bash script as root over real SSH; `stdin` feeds the script's stdin.
+
+        The script travels as `bash -c SCRIPT`; one above 64 KiB (the kernel
+        caps a single argument at 128 KiB) goes to a temp file via stdin.
+        """
+        remote = f"bash -c {shlex.quote(script)}"
+        if len(script.encode()) > BIG_SCRIPT:
+            if stdin is not None:
+                raise ValueError("a script above 64 KiB cannot also take stdin")
+            remote, stdin = _RUN_FROM_STDIN, script
+        argv = [*self.ssh_command(known_hosts=known_hosts), remote]
         return _run(argv, stdin=stdin, check=check, timeout=timeout, env=_client_env())
 
     def exec_local(self, argv: list[str], *, stdin: str | None = None, check: bool = True,
@@ -272,11 +283,19 @@ class Lab:
     def prefixlen(self) -> int:
         return self.network.prefixlen
 
+    def client_argv(self, argv: list[str]) -> list[str]:
+        """argv wrapped to run in the client namespace (for Popen of long runs)."""
+        return ["ip", "netns", "exec", self.client_netns, *argv]
+
     def client_run(self, argv: list[str], *, stdin: str | None = None, check: bool = True,
                    timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run argv in the client namespace (curl, etcdctl, nc... against lab IPs)."""
-        return _run(["ip", "netns", "exec", self.client_netns, *argv], stdin=stdin,
-                    check=check, timeout=timeout, env=_client_env())
+        """Run argv in the client namespace (curl, etcdctl, ssh... against lab IPs).
+
+        Lab addresses are reachable only from here and from the hosts: from the
+        machine's own namespace they would be routed out of the machine.
+        """
+        return _run(self.client_argv(argv), stdin=stdin, check=check, timeout=timeout,
+                    env=_client_env())
 
     # ----------------------------------------------------------------- setup
     def __enter__(self) -> Lab:

@@ -5,19 +5,18 @@ TEST INFRASTRUCTURE, NOT SYSTEMD, NEVER INSTALLED IN PRODUCTION.
 
 The lab's hosts are namespaces on one machine, not VMs, so no systemd runs in
 them; yet the production bootstrap scripts manage haproxy, keepalived and etcd
-through `systemctl`.  labhosts.py copies this file into each host's private
-/usr/local/sbin (and over /usr/bin/systemctl inside the host's mount namespace)
-so those scripts run unchanged.  It reads the unit files systemd would read
-(/etc/systemd/system, /run/systemd/system, /lib/systemd/system, plus
-UNIT.d/*.conf drop-ins) and implements the subset listed in docs/lab.md.
-Anything else fails loudly ("unsupported", exit 1) instead of pretending.
+with `systemctl`.  labhosts.py installs this file as each host's
+/usr/local/sbin/systemctl (and binds it over /usr/bin/systemctl inside the
+host) so those scripts run unchanged.  It reads the unit files systemd would
+(/etc/systemd/system, /run/systemd/system, /lib/systemd/system and their
+UNIT.d/*.conf drop-ins) and implements the subset listed in docs/lab.md;
+anything else fails loudly (exit 1, "unsupported") instead of pretending.
 
-Each long-running unit gets a tiny supervisor process (this file, run as
-`systemctl __supervise UNIT`), fully detached from the caller (new session,
-std streams to /var/log/shim/UNIT.log) so an SSH command returns at once.  The
-supervisor owns the main process, implements Restart=, and on SIGTERM stops the
-main process for good.  State is kept in /run/shim/UNIT.{pid,supervisor,
-enabled,active,failed,restarts}.
+A long-running unit gets a tiny supervisor (this file run as `systemctl
+__supervise UNIT`), detached from the caller (new session, std streams to
+/var/log/shim/UNIT.log) so an SSH command returns at once.  The supervisor
+owns the main process and implements Restart=; SIGTERM to it means "stop for
+good".  State: /run/shim/UNIT.{pid,supervisor,enabled,active,failed,restarts}.
 """
 
 from __future__ import annotations
@@ -40,20 +39,19 @@ from pathlib import Path
 
 UNIT_DIRS = [Path(d) for d in ("/etc/systemd/system", "/run/systemd/system",
                                "/lib/systemd/system", "/usr/lib/systemd/system")]
-STATE = Path("/run/shim")
-LOGS = Path("/var/log/shim")
+STATE, LOGS = Path("/run/shim"), Path("/var/log/shim")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLEAN_EXITS = {0, -signal.SIGHUP, -signal.SIGINT, -signal.SIGTERM, -signal.SIGPIPE}
-YES = {"1", "yes", "true", "on"}
-SETTLE = 0.3  # a daemon that dies this fast after start counts as a failed start
+SUPERVISED = {"simple", "exec", "notify", "idle"}  # notify: no readiness protocol here
+SETTLE = 0.3  # a main process that dies this soon after start is a failed start
 FLAGS = {"--now", "--quiet", "-q", "--value", "--no-block", "--no-pager", "--system",
          "--full", "-l", "--no-legend", "--no-ask-password", "--plain"}
-VALUED = {"-p": "property", "--property": "property", "-s": "signal",
-          "--signal": "signal", "--kill-whom": "kill-whom"}
+VALUED = {"-p": "property", "--property": "property", "-s": "signal", "--signal": "signal",
+          "--kill-whom": "kill-whom"}
 
 
 class Fail(Exception):
-    """An error for the caller: message goes to stderr, `code` is the exit status."""
+    """An error for the caller: the message goes to stderr, `code` is the exit status."""
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
@@ -69,31 +67,25 @@ class Unit:
         self.prefix, _, self.instance = stem.partition("@")
         template = f"{self.prefix}@.{suffix}" if self.instance else self.name
         self.keys: dict[str, list[str]] = {}
-        self.path = next((d / n for n in (self.name, template) for d in UNIT_DIRS
-                          if (d / n).is_file()), None)
-        dropins: dict[str, Path] = {}
-        for directory in reversed(UNIT_DIRS):  # earlier directories win
-            for n in (template, self.name):
-                for conf in (directory / f"{n}.d").glob("*.conf"):
-                    dropins[conf.name] = conf
+        self.path = next((d / n for n in (self.name, template) for d in UNIT_DIRS if (d / n).is_file()), None)
+        dropins = {conf.name: conf for d in reversed(UNIT_DIRS)  # same name: /etc wins
+                   for n in (template, self.name) for conf in (d / f"{n}.d").glob("*.conf")}
         if self.path:
             for f in [self.path, *sorted(dropins.values(), key=lambda p: p.name)]:
                 self._parse(f.read_text())
 
     def _parse(self, text: str) -> None:
-        """Sections are ignored: the keys we use do not collide across them."""
+        """Sections are ignored: the keys used here do not collide across them."""
         for raw in text.replace("\\\n", " ").splitlines():
             line = raw.strip()
-            if not line or line[0] in "#;[":
-                continue
-            key, _, value = line.partition("=")
-            value = self._expand(value.strip())
-            if value:
-                self.keys.setdefault(key.strip(), []).append(value)
-            else:  # an empty assignment resets the list (the drop-in idiom)
-                self.keys[key.strip()] = []
+            if line and line[0] not in "#;[":
+                key, _, value = (part.strip() for part in line.partition("="))
+                if value:
+                    self.keys.setdefault(key, []).append(self._specifiers(value))
+                else:  # an empty assignment resets the list (the drop-in idiom)
+                    self.keys[key] = []
 
-    def _expand(self, value: str) -> str:
+    def _specifiers(self, value: str) -> str:
         table = {"n": self.name, "N": self.name.rpartition(".")[0], "p": self.prefix,
                  "i": self.instance, "H": socket.gethostname(), "%": "%"}
         return re.sub(r"%(.)", lambda m: table.get(m[1], m[0]), value)
@@ -102,14 +94,12 @@ class Unit:
         return self.keys.get(key, [])
 
     def get(self, key: str, default: str = "") -> str:
-        values = self.all(key)
-        return values[-1] if values else default
+        return (self.all(key) or [default])[-1]
 
     def seconds(self, key: str, default: float) -> float:
-        value = self.get(key).strip()
-        units = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "": 1.0}
-        match = re.fullmatch(r"([\d.]+)\s*(ms|s|sec|min|)", value)
-        return float(match[1]) * units[match[2]] if match else default
+        match = re.fullmatch(r"([\d.]+)\s*(ms|s|sec|min|)", self.get(key).strip())
+        scale = {"ms": 0.001, "min": 60.0}
+        return float(match[1]) * scale.get(match[2], 1.0) if match else default
 
     @property
     def type(self) -> str:
@@ -122,9 +112,8 @@ def state(unit: str, kind: str) -> Path:
 
 
 def write(unit: str, kind: str, text: str = "") -> None:
-    tmp = state(unit, f"{kind}.tmp")
-    tmp.write_text(text)
-    tmp.rename(state(unit, kind))
+    state(unit, f"{kind}.tmp").write_text(text)
+    state(unit, f"{kind}.tmp").rename(state(unit, kind))
 
 
 def clear(unit: str, *kinds: str) -> None:
@@ -132,20 +121,17 @@ def clear(unit: str, *kinds: str) -> None:
         state(unit, kind).unlink(missing_ok=True)
 
 
-def read_pid(unit: str, kind: str = "pid") -> int:
-    try:
+def read_int(unit: str, kind: str = "pid") -> int:
+    with suppress(OSError, ValueError):
         return int(state(unit, kind).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
+    return 0
 
 
 def alive(pid: int) -> bool:
     """True for a running (not zombie) process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text() if pid > 0 else ""
-    except OSError:
-        return False
-    return bool(stat) and stat.rpartition(")")[2].split()[0] != "Z"
+    with suppress(OSError):
+        return pid > 0 and Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    return False
 
 
 def wait_gone(pids: list[int], timeout: float) -> bool:
@@ -165,48 +151,43 @@ def locked(unit: str) -> Iterator[None]:
         yield
 
 
-def log_file(unit: str) -> int:
+def log_fd(unit: str) -> int:
     return os.open(LOGS / f"{unit}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
 
 def log(unit: str, message: str) -> None:
-    fd = log_file(unit)
+    fd = log_fd(unit)
     os.write(fd, f"{time.strftime('%H:%M:%S')} shim: {message}\n".encode())
     os.close(fd)
 
 
-def log_tail(unit: str, lines: int = 15) -> str:
-    try:
-        return "\n".join((LOGS / f"{unit}.log").read_text().splitlines()[-lines:])
-    except OSError:
-        return ""
+def job_failed(u: Unit) -> Fail:
+    with suppress(OSError):
+        tail = "\n".join((LOGS / f"{u.name}.log").read_text().splitlines()[-15:])
+        return Fail(f"Job for {u.name} failed. Last lines of /var/log/shim/{u.name}.log:\n{tail}")
+    return Fail(f"Job for {u.name} failed.")
 
 
 def status_of(u: Unit) -> str:
-    n = u.name
-    recorded = n.endswith(".timer") or u.type == "oneshot"
-    if state(n, "active").exists() if recorded else alive(read_pid(n)):
+    recorded = u.name.endswith(".timer") or u.type == "oneshot"
+    if state(u.name, "active").exists() if recorded else alive(read_int(u.name)):
         return "active"
-    if alive(read_pid(n, "supervisor")):
-        return "activating"  # waiting RestartSec= between two runs
-    return "failed" if state(n, "failed").exists() else "inactive"
+    if alive(read_int(u.name, "supervisor")):
+        return "activating"  # between two runs, waiting RestartSec=
+    return "failed" if state(u.name, "failed").exists() else "inactive"
 
 
 # ------------------------------------------------------------ running commands
 def environment(u: Unit) -> dict[str, str]:
-    """Clean environment + Environment= + EnvironmentFile= (files win, as in systemd)."""
+    """A clean environment, then Environment=, then EnvironmentFile= (files win, as in systemd)."""
     env = {"PATH": PATH, "LANG": "C.UTF-8"}
     for spec in u.all("Environment"):
         env.update(item.partition("=")[::2] for item in shlex.split(spec))
     for spec in u.all("EnvironmentFile"):
         path = Path(spec.lstrip("-"))
-        try:
-            text = path.read_text()
-        except OSError:
-            if spec.startswith("-"):
-                continue
-            raise Fail(f"Failed to load environment file {path}") from None
-        for line in text.splitlines():
+        if not path.is_file() and spec.startswith("-"):
+            continue
+        for line in path.read_text().splitlines():
             key, eq, value = line.strip().partition("=")
             if eq and not key.startswith("#"):
                 env[key.strip()] = value.strip().strip("\"'")
@@ -214,27 +195,28 @@ def environment(u: Unit) -> dict[str, str]:
 
 
 def expand(words: list[str], env: dict[str, str]) -> list[str]:
-    """A lone $VAR splits into words; ${VAR} or $VAR inside a word does not."""
+    """A lone $VAR splits into several words; ${VAR} or $VAR inside a word does not."""
     out: list[str] = []
     for word in words:
         lone = re.fullmatch(r"\$(\w+)", word)
-        if lone:
-            out += env.get(lone[1], "").split()
-        else:
-            out.append(re.sub(r"\$\{(\w+)\}|\$(\w+)",
-                              lambda m: env.get(m[1] or m[2], ""), word))
+        out += env.get(lone[1], "").split() if lone else [
+            re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m[1] or m[2], ""), word)]
     return out
 
 
+def split_prefixes(line: str) -> tuple[str, str]:
+    """'-@+!:' prefixes of an Exec line, and the command after them."""
+    command = line.lstrip("-@+!:")
+    return line[: len(line) - len(command)], command
+
+
 def spawn(u: Unit, line: str, env: dict[str, str], *, main: bool) -> subprocess.Popen[bytes]:
-    """Start one Exec*= line detached, output to the unit's log (prefixes: - @ + ! :)."""
-    flags = re.match(r"[-@+!:]*", line)[0]  # type: ignore[index]
-    words = shlex.split(line[len(flags):])
-    argv = words if ":" in flags else expand(words, env)
-    exe = argv[0]
-    argv = argv[1:] if "@" in flags else argv
-    root_only = not main and u.get("PermissionsStartOnly").lower() in YES
-    user = "" if ("+" in flags or "!" in flags or root_only) else u.get("User")
+    """Start one Exec*= line in a new session, output to the unit's log."""
+    flags, command = split_prefixes(line)
+    argv = shlex.split(command) if ":" in flags else expand(shlex.split(command), env)
+    exe, argv = argv[0], argv[1:] if "@" in flags else argv
+    as_root = "+" in flags or "!" in flags or (not main and u.get("PermissionsStartOnly") in ("yes", "true"))
+    user = "" if as_root else u.get("User")
     creds: dict[str, object] = {}
     if user:
         pw = pwd.getpwnam(user)
@@ -242,30 +224,22 @@ def spawn(u: Unit, line: str, env: dict[str, str], *, main: bool) -> subprocess.
         creds = {"user": pw.pw_uid, "group": grp.getgrnam(group).gr_gid,
                  "extra_groups": [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]}
         env = env | {"HOME": pw.pw_dir, "USER": user, "LOGNAME": user, "SHELL": pw.pw_shell}
-    workdir = u.get("WorkingDirectory", "/").lstrip("-")
-    if workdir == "~":
-        workdir = env.get("HOME", "/root")
-    fd = log_file(u.name)
+    workdir = u.get("WorkingDirectory", "/").lstrip("-").replace("~", env.get("HOME", "/root"))
+    fd = log_fd(u.name)
     try:
         return subprocess.Popen(argv, executable=exe, env=env, cwd=workdir,  # type: ignore[call-overload, no-any-return]
-                                stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                                start_new_session=True, **creds)
+                                stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, **creds)
     finally:
         os.close(fd)
 
 
 def run_sync(u: Unit, key: str, env: dict[str, str]) -> None:
-    """Run every KEY= line in order, waiting for each; a '-' prefix ignores failure."""
+    """Run each KEY= line in turn and wait for it; a '-' prefix ignores its failure."""
     for line in u.all(key):
         rc = spawn(u, line, env, main=key == "ExecStart").wait()
-        if rc != 0 and not line.lstrip("@+!:").startswith("-"):
+        if rc != 0 and "-" not in split_prefixes(line)[0]:
             log(u.name, f"{key} failed with status {rc}: {line}")
-            raise Fail(job_failed(u))
-
-
-def job_failed(u: Unit) -> str:
-    return (f"Job for {u.name} failed.\nSee /var/log/shim/{u.name}.log "
-            f"(last lines below).\n{log_tail(u.name)}")
+            raise job_failed(u)
 
 
 # ------------------------------------------------------------------ supervisor
@@ -277,7 +251,7 @@ def should_restart(u: Unit, rc: int) -> bool:
 
 
 def supervise(u: Unit) -> None:
-    """Run the main process; restart it per Restart=; SIGTERM means 'stop for good'."""
+    """Run the main process, restart it per Restart= (rate-limited); SIGTERM stops it for good."""
     n, env, stopping = u.name, environment(u), False
     child: subprocess.Popen[bytes] | None = None
 
@@ -288,19 +262,17 @@ def supervise(u: Unit) -> None:
             child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_term)
-    nofile = u.get("LimitNOFILE")
-    if nofile.isdigit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (int(nofile), int(nofile)))
+    if u.get("LimitNOFILE").isdigit():
+        limit = int(u.get("LimitNOFILE"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     starts: list[float] = []
     rc, gave_up = 0, False
     while not stopping:
-        now = time.monotonic()
-        starts = [t for t in starts if t > now - u.seconds("StartLimitIntervalSec", 10)]
-        if len(starts) >= int(u.get("StartLimitBurst", "5")):
+        starts = [t for t in starts if t > time.monotonic() - u.seconds("StartLimitIntervalSec", 10)]
+        if gave_up := len(starts) >= int(u.get("StartLimitBurst", "5")):
             log(n, "start request repeated too quickly, giving up (start-limit-hit)")
-            gave_up = True
             break
-        starts.append(now)
+        starts.append(time.monotonic())
         child = spawn(u, u.get("ExecStart"), env, main=True)
         write(n, "pid", str(child.pid))
         log(n, f"started main process {child.pid}")
@@ -308,12 +280,12 @@ def supervise(u: Unit) -> None:
             child.send_signal(signal.SIGTERM)
         rc = child.wait()
         clear(n, "pid")
-        if u.get("KillMode") != "process":  # control-group: leftovers die with main
-            _killpg(child.pid, signal.SIGKILL)
+        if u.get("KillMode") != "process":  # like a cgroup: what the main process left dies too
+            killpg(child.pid, signal.SIGKILL)
         log(n, f"main process {child.pid} exited, status {rc}")
         if stopping or not should_restart(u, rc):
             break
-        write(n, "restarts", str(read_pid(n, "restarts") + 1))
+        write(n, "restarts", str(read_int(n, "restarts") + 1))
         deadline = time.monotonic() + u.seconds("RestartSec", 0.1)
         while not stopping and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -322,87 +294,74 @@ def supervise(u: Unit) -> None:
     clear(n, "supervisor")
 
 
-def _killpg(pid: int, sig: int) -> None:
+def killpg(pid: int, sig: int) -> None:
     with suppress(OSError):
         os.killpg(pid, sig)
 
 
 # -------------------------------------------------------------------- commands
-def check_conditions(u: Unit) -> bool:
-    tests: dict[str, Callable[[str], bool]] = {
-             "ConditionPathExists": os.path.exists,
-             "ConditionPathIsDirectory": os.path.isdir,
-             "ConditionFileNotEmpty": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0}
-    for key, test in tests.items():
+CONDITIONS: dict[str, Callable[[str], bool]] = {
+    "ConditionPathExists": os.path.exists,
+    "ConditionPathIsDirectory": os.path.isdir,
+    "ConditionFileNotEmpty": lambda p: os.path.isfile(p) and os.path.getsize(p) > 0,
+}
+
+
+def conditions_met(u: Unit) -> bool:
+    for key, test in CONDITIONS.items():
         for spec in u.all(key):
-            negate = spec.startswith("!")
-            if test(spec.lstrip("!")) == negate:
+            if test(spec.lstrip("!")) == spec.startswith("!"):
                 log(u.name, f"condition failed: {key}={spec}; start skipped")
                 return False
     return True
 
 
-def make_dirs(u: Unit) -> None:
-    """RuntimeDirectory=, StateDirectory=, LogsDirectory=, owned by User=."""
-    user = u.get("User")
-    for key, base in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib"),
-                      ("LogsDirectory", "/var/log")):
-        for name in " ".join(u.all(key)).split():
-            path = Path(base, name)
-            path.mkdir(parents=True, exist_ok=True)
-            if user:
-                pw = pwd.getpwnam(user)
-                os.chown(path, pw.pw_uid, pw.pw_gid)
-
-
 def start(u: Unit) -> None:
     n = u.name
-    if n.endswith(".timer"):  # recorded only; trigger the job with `start x.service`
+    if n.endswith(".timer"):  # recorded only; a test triggers the job with `start x.service`
         write(n, "active")
         return
     if u.path is None:
         raise Fail(f"Failed to start {n}: Unit {n} not found.", 5)
-    if status_of(u) in ("active", "activating") or not check_conditions(u):
+    if u.type not in SUPERVISED | {"oneshot"}:
+        raise Fail(f"systemctl shim: unsupported Type={u.type} in {n}")
+    if status_of(u) in ("active", "activating") or not conditions_met(u):
         return
     clear(n, "failed", "restarts")
-    make_dirs(u)
     env = environment(u)
     run_sync(u, "ExecStartPre", env)
     if u.type == "oneshot":
         run_sync(u, "ExecStart", env)
-        if u.get("RemainAfterExit").lower() in YES:
+        if u.get("RemainAfterExit") in ("yes", "true"):
             write(n, "active")
-    elif u.type == "forking":
-        run_sync(u, "ExecStart", env)
-        pidfile = Path(u.get("PIDFile"))
-        write(n, "pid", pidfile.read_text().strip() if pidfile.is_file() else "0")
-    else:  # simple, exec, notify (no readiness protocol), idle
+    else:
         start_supervisor(u)
-    run_sync(u, "ExecStartPost", env | {"MAINPID": str(read_pid(n))})
+    run_sync(u, "ExecStartPost", env | {"MAINPID": str(read_int(n))})
 
 
 def start_supervisor(u: Unit) -> None:
+    """Detach a supervisor, then wait until its main process has run for SETTLE seconds."""
     if not u.get("ExecStart"):
         raise Fail(f"{u.name} has no ExecStart= setting.")
-    fd = log_file(u.name)
+    fd = log_fd(u.name)
     sup = subprocess.Popen([sys.executable, os.path.abspath(__file__), "__supervise", u.name],
-                           stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
-                           start_new_session=True)
+                           stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True)
     os.close(fd)
     write(u.name, "supervisor", str(sup.pid))
     deadline = time.monotonic() + 10
-    while not alive(read_pid(u.name)):
+    while not alive(read_int(u.name)):
         if sup.poll() is not None or time.monotonic() > deadline:
-            raise Fail(job_failed(u))
+            raise job_failed(u)
         time.sleep(0.02)
     time.sleep(SETTLE)
-    if not alive(read_pid(u.name)):
-        raise Fail(job_failed(u))
+    if not alive(read_int(u.name)):
+        raise job_failed(u)
 
 
 def stop(u: Unit) -> None:
+    """ExecStop=, then SIGTERM (via the supervisor), SIGKILL after TimeoutStopSec= (10 s)."""
     n = u.name
-    sup, main = read_pid(n, "supervisor"), read_pid(n)
+    sup, main = read_int(n, "supervisor"), read_int(n)
     if alive(main):
         run_sync(u, "ExecStop", environment(u) | {"MAINPID": str(main)})
     target = sup if alive(sup) else main
@@ -410,10 +369,9 @@ def stop(u: Unit) -> None:
         os.kill(target, signal.SIGTERM)
     if not wait_gone([sup, main], u.seconds("TimeoutStopSec", 10)):
         log(n, "stop timed out; sending SIGKILL")
-        _killpg(main, signal.SIGKILL)
-        for pid in (main, sup):
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        killpg(main, signal.SIGKILL)
+        with suppress(OSError):
+            os.kill(sup, signal.SIGKILL)
         wait_gone([sup, main], 5)
     clear(n, "pid", "supervisor", "active")
 
@@ -423,39 +381,7 @@ def reload(u: Unit) -> None:
         raise Fail(f"Failed to reload {u.name}: Job type reload is not applicable for unit {u.name}.")
     if status_of(u) != "active":
         raise Fail(f"Failed to reload {u.name}: Unit {u.name} is not active.")
-    run_sync(u, "ExecReload", environment(u) | {"MAINPID": str(read_pid(u.name))})
-
-
-def kill(u: Unit, opts: dict[str, str]) -> None:
-    name = opts.get("signal", "SIGTERM").upper()
-    sig = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
-    main = read_pid(u.name)
-    if not alive(main):
-        raise Fail(f"Failed to kill unit {u.name}: No main process to kill")
-    if opts.get("kill-whom") == "main":
-        os.kill(main, sig)
-    else:
-        os.killpg(os.getpgid(main), sig)
-
-
-def show(u: Unit, opts: dict[str, str]) -> None:
-    enabled = state(u.name, "enabled").exists()
-    values = {"MainPID": str(read_pid(u.name)), "ActiveState": status_of(u),
-              "LoadState": "loaded" if u.path else "not-found",
-              "UnitFileState": "enabled" if enabled else "disabled",
-              "NRestarts": str(read_pid(u.name, "restarts")), "Type": u.type}
-    for prop in opts.get("property", ",".join(values)).split(","):
-        if prop not in values:
-            raise Fail(f"systemctl shim: unsupported property {prop}")
-        print(values[prop] if "value" in opts else f"{prop}={values[prop]}")
-
-
-def status(u: Unit) -> int:
-    active = status_of(u)
-    print(f"* {u.name} - {u.get('Description', u.name)}\n"
-          f"     Loaded: {'loaded (' + str(u.path) + ')' if u.path else 'not-found'}\n"
-          f"     Active: {active}\n   Main PID: {read_pid(u.name)}\n\n{log_tail(u.name)}")
-    return 4 if u.path is None else (0 if active == "active" else 3)
+    run_sync(u, "ExecReload", environment(u) | {"MAINPID": str(read_int(u.name))})
 
 
 def restart(u: Unit) -> None:
@@ -463,11 +389,17 @@ def restart(u: Unit) -> None:
     start(u)
 
 
-def reload_or_restart(u: Unit) -> None:
-    if status_of(u) == "active" and u.all("ExecReload"):
-        reload(u)
+def kill(u: Unit, opts: dict[str, str]) -> None:
+    """Signal the main process, or (default, like a cgroup) its whole process group."""
+    name = opts.get("signal", "SIGTERM").upper()
+    sig = int(name) if name.isdigit() else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+    main = read_int(u.name)
+    if not alive(main):
+        raise Fail(f"Failed to kill unit {u.name}: No main process to kill")
+    if opts.get("kill-whom") == "main":
+        os.kill(main, sig)
     else:
-        restart(u)
+        os.killpg(os.getpgid(main), sig)
 
 
 def enable(u: Unit, now: bool) -> None:
@@ -484,14 +416,32 @@ def disable(u: Unit, now: bool) -> None:
         stop(u)
 
 
+def show(u: Unit, opts: dict[str, str]) -> int:
+    values = {"MainPID": str(read_int(u.name)), "ActiveState": status_of(u), "Type": u.type,
+              "LoadState": "loaded" if u.path else "not-found",
+              "UnitFileState": "enabled" if state(u.name, "enabled").exists() else "disabled",
+              "NRestarts": str(read_int(u.name, "restarts"))}
+    for prop in opts.get("property", ",".join(values)).split(","):
+        if prop not in values:
+            raise Fail(f"systemctl shim: unsupported property {prop}")
+        print(values[prop] if "value" in opts else f"{prop}={values[prop]}")
+    return 0
+
+
+def status(u: Unit) -> int:
+    active = status_of(u)
+    print(f"* {u.name} - {u.get('Description', u.name)}\n     Loaded: {u.path or 'not-found'}\n"
+          f"     Active: {active}\n   Main PID: {read_int(u.name)}\n     Log: /var/log/shim/{u.name}.log")
+    return 4 if u.path is None else (0 if active == "active" else 3)
+
+
 # Commands that change a unit; each runs under the unit's lock.
 ACTIONS: dict[str, Callable[[Unit, dict[str, str]], None]] = {
     "start": lambda u, o: start(u),
     "stop": lambda u, o: stop(u),
     "restart": lambda u, o: restart(u),
-    "try-restart": lambda u, o: restart(u) if status_of(u) == "active" else None,
     "reload": lambda u, o: reload(u),
-    "reload-or-restart": lambda u, o: reload_or_restart(u),
+    "reload-or-restart": lambda u, o: reload(u) if status_of(u) == "active" and u.all("ExecReload") else restart(u),
     "enable": lambda u, o: enable(u, "now" in o),
     "disable": lambda u, o: disable(u, "now" in o),
     "kill": kill,
@@ -508,13 +458,10 @@ def one(command: str, u: Unit, opts: dict[str, str]) -> int:
         if "quiet" not in opts:
             print(word)
         return 0 if word == QUERIES[command] else (1 if command == "is-enabled" else 3)
-    if command == "status":
-        return status(u)
-    if command == "show":
-        show(u, opts)
-        return 0
+    if command in ("show", "status"):
+        return show(u, opts) if command == "show" else status(u)
     if command not in ACTIONS:
-        raise Fail(f"systemctl shim: unsupported command {command!r}")
+        raise Fail(f"systemctl shim: unsupported command {command!r} (see docs/lab.md)")
     with locked(u.name):
         ACTIONS[command](u, opts)
     return 0
@@ -529,8 +476,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if arg in FLAGS:
             opts["quiet" if arg == "-q" else arg.lstrip("-")] = ""
         elif key in VALUED:
-            name = VALUED[key]
-            value = value if eq else next(it, "")
+            name, value = VALUED[key], value if eq else next(it, "")
             opts[name] = f"{opts[name]},{value}" if name in opts else value
         elif arg.startswith("-"):
             raise Fail(f"systemctl shim: unsupported option {arg!r}")
@@ -550,7 +496,7 @@ def main(argv: list[str]) -> int:
         supervise(Unit(names[0]))
         return 0
     if command in ("daemon-reload", "daemon-reexec"):
-        return 0  # units are re-read on every call anyway
+        return 0  # unit files are read afresh on every call anyway
     if not names:
         raise Fail(f"systemctl shim: {command!r} needs a unit name")
     return max(one(command, Unit(name), opts) for name in names)

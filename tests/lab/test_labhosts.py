@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,13 +59,23 @@ def main_pid(host: LabHost, unit: str) -> int:
     return int(host.run(f"systemctl show -p MainPID --value {unit}").stdout)
 
 
-def reachable(lab: Lab, host: LabHost) -> bool:
-    probe = lab.client_run(["timeout", "2", "bash", "-c", f"</dev/tcp/{host.ip}/22"], check=False)
+def reachable(lab: Lab, host: LabHost, timeout: float = 2.0) -> bool:
+    probe = lab.client_run(["timeout", str(timeout), "bash", "-c", f"</dev/tcp/{host.ip}/22"], check=False)
     return probe.returncode == 0
 
 
+@pytest.fixture(scope="module")
+def lab3(lab_available: None, lab_keys: KeyStore) -> Iterator[Lab]:
+    """One lab shared by the read-mostly isolation tests (each writes names of its own)."""
+    specs = [HostSpec(name, lab_keys(f"host-{name}")) for name in ("alpha", "bravo", "charlie")]
+    with Lab(specs, lab_keys("client")) as lab:
+        yield lab
+    assert lab.leftovers() == []
+
+
 @pytest.fixture
-def lab3(make_lab: MakeLab) -> Lab:
+def fresh3(make_lab: MakeLab) -> Lab:
+    """A lab of its own, for tests that start services or cut links."""
     return make_lab(["alpha", "bravo", "charlie"])
 
 
@@ -77,6 +87,8 @@ def test_ssh_with_pinned_key_and_private_hostnames(lab3: Lab) -> None:
     assert lab3["alpha"].exec_local(["hostname"]).stdout.strip() == "alpha"
     assert socket.gethostname() == machine_hostname
     assert lab3["bravo"].run("cat", stdin="fed on stdin").stdout == "fed on stdin"
+    big = "x=1\n" * 50_000 + "echo big script ran; cat </dev/null\n"  # > one argv string's 128 KiB cap
+    assert lab3["charlie"].run(big).stdout == "big script ran\n"
 
 
 def test_ssh_refuses_a_wrong_or_unknown_host_key(lab3: Lab, lab_keys: KeyStore, tmp_path: Path) -> None:
@@ -121,8 +133,8 @@ def test_processes_of_one_host_are_invisible_to_another(lab3: Lab) -> None:
     assert "lab init" in alpha.run("tr '\\0' ' ' < /proc/1/cmdline").stdout
 
 
-def test_shim_runs_a_unit_the_client_can_reach(lab3: Lab) -> None:
-    host = lab3["alpha"]
+def test_shim_runs_a_unit_the_client_can_reach(fresh3: Lab) -> None:
+    host = fresh3["alpha"]
     host.run(f"""
         set -e
         mkdir -p /srv/www /etc/systemd/system/labweb.service.d
@@ -137,7 +149,7 @@ def test_shim_runs_a_unit_the_client_can_reach(lab3: Lab) -> None:
         test "$(systemctl is-enabled labweb)" = enabled
         test "$(cat /run/labweb.pre)" = {host.ip}
     """)
-    page = lab3.client_run(["curl", "-sf", "--max-time", "5", f"http://{host.ip}:8080/"]).stdout
+    page = fresh3.client_run(["curl", "-sf", "--max-time", "5", f"http://{host.ip}:8080/"]).stdout
     assert page == "hello-from-alpha\n"
     pid = main_pid(host, "labweb")
     assert host.run(f"ps -o user= -p {pid}").stdout.strip() == "nobody"
@@ -145,8 +157,8 @@ def test_shim_runs_a_unit_the_client_can_reach(lab3: Lab) -> None:
     assert host.run("cat /run/labweb.reloads").stdout == f"reloaded {pid}\n"
 
 
-def test_shim_restart_stop_and_restart_policy(lab3: Lab) -> None:
-    host = lab3["bravo"]
+def test_shim_restart_stop_and_restart_policy(fresh3: Lab) -> None:
+    host = fresh3["bravo"]
     host.run(f"""
         mkdir -p /srv/www
         cat > /etc/systemd/system/labweb.service <<'EOF'
@@ -168,8 +180,8 @@ def test_shim_restart_stop_and_restart_policy(lab3: Lab) -> None:
     assert host.pids("python3") == []
 
 
-def test_shim_oneshot_and_timer_are_recorded(lab3: Lab) -> None:
-    host = lab3["charlie"]
+def test_shim_oneshot_and_timer_are_recorded(fresh3: Lab) -> None:
+    host = fresh3["charlie"]
     host.run(f"""
         set -e
         cat > /etc/systemd/system/labjob.service <<'EOF'
@@ -185,19 +197,22 @@ def test_shim_oneshot_and_timer_are_recorded(lab3: Lab) -> None:
     assert host.run("systemctl mask labjob", check=False).returncode == 1  # unsupported: loud
 
 
-def test_packaged_haproxy_and_keepalived_units_run_under_the_shim(lab3: Lab) -> None:
-    host, vip = lab3["alpha"], lab3.spare_ip(0)
+def test_packaged_haproxy_and_keepalived_units_run_under_the_shim(fresh3: Lab) -> None:
+    host, vip = fresh3["alpha"], fresh3.spare_ip(0)
     host.run(f"""
         set -e
         cat > /etc/keepalived/keepalived.conf <<'EOF'
+global_defs {{
+    vrrp_version 3
+}}
 vrrp_instance lab {{
     state MASTER
     interface eth0
     virtual_router_id 51
     priority 150
-    advert_int 1
+    advert_int 0.1
     virtual_ipaddress {{
-        {vip}/{lab3.prefixlen}
+        {vip}/{fresh3.prefixlen}
     }}
 }}
 EOF
@@ -212,17 +227,17 @@ EOF
     host.run("systemctl kill -s SIGKILL keepalived")
     wait_for(lambda: main_pid(host, "keepalived") not in (0, before), "keepalived back after SIGKILL")
     wait_for(lambda: vip in host.addresses(), "the VIP back")
-    assert vip not in lab3["bravo"].addresses()
+    assert vip not in fresh3["bravo"].addresses()
 
 
-def test_link_down_makes_a_host_unreachable_and_link_up_restores_it(lab3: Lab) -> None:
-    bravo = lab3["bravo"]
-    assert reachable(lab3, bravo)
+def test_link_down_makes_a_host_unreachable_and_link_up_restores_it(fresh3: Lab) -> None:
+    bravo = fresh3["bravo"]
+    assert reachable(fresh3, bravo)
     bravo.link_down()
-    assert not reachable(lab3, bravo)
-    assert reachable(lab3, lab3["alpha"])
+    assert not reachable(fresh3, bravo, timeout=0.5)
+    assert reachable(fresh3, fresh3["alpha"])
     bravo.link_up()
-    wait_for(lambda: reachable(lab3, bravo), "bravo back on the bridge")
+    wait_for(lambda: reachable(fresh3, bravo), "bravo back on the bridge")
     assert bravo.run("hostname").stdout == "bravo\n"
 
 

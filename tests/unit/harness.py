@@ -25,6 +25,17 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 
 
+def _unwrap(value: Any) -> Any:
+    """Raw registration values with secret wrappers removed (secretness is recorded separately)."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
 def _secret_paths(value: Any, path: str = "") -> Iterator[str]:
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
@@ -112,7 +123,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             parent=request.parent,
             provider=request.provider,
             dependencies=set(request.dependencies),
-            inputs=pulumi_mocks.rpc.deserialize_properties(request.object),
+            inputs=_unwrap(raw),
             secret_inputs={p.split(".")[0].split("[")[0] for p in _secret_paths(raw)},
             additional_secret_outputs=set(request.additionalSecretOutputs),
         )
@@ -162,6 +173,7 @@ def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, pr
     """Run ROOT/__main__.py under mocks with `config` (keys without namespace)."""
     graph = Graph()
     mocks = Mocks()
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh stack per run, not the previous run's exports
     pulumi.runtime.set_mocks(mocks, project="k8s-ha", stack="test", preview=preview,
                              monitor=RecordingMonitor(mocks, graph))
     pulumi.runtime.set_all_config(config_values(config), [f"k8s-ha:{k}" for k in secret_keys])

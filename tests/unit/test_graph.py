@@ -1,0 +1,200 @@
+"""The resource graph the real program registers (under mocks): machines, access, layers, secrets."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.stackfile import read_stack_file
+from tests.unit.harness import Graph, Registered, run_program
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = "command:remote:Command"
+DOMAIN = "libvirt:index/domain:Domain"
+
+
+def config_of(stack: str) -> dict[str, Any]:
+    return copy.deepcopy(read_stack_file(ROOT / stack).config)
+
+
+@cache
+def deployed(stack: str) -> Graph:
+    return run_program(config_of(stack))
+
+
+def steps(graph: Graph, suffix: str) -> list[Registered]:
+    return [r for r in graph.of_type(COMMAND) if r.name.endswith(suffix)]
+
+
+def provider_name(urn: str) -> str:
+    return urn.split("::")[-2]
+
+
+@pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
+def test_every_domain_uses_its_hypervisors_provider(stack: str) -> None:
+    from components.placement import place
+    from components.stackfile import load_stack_file
+
+    placement = place(load_stack_file(ROOT / stack))
+    graph = deployed(stack)
+    domains = {d.name.removesuffix("-domain"): d for d in graph.of_type(DOMAIN)}
+    vms = [n for n in placement.nodes if n.is_vm]
+    assert set(domains) == {n.name for n in vms}
+    for node in vms:
+        assert provider_name(domains[node.name].provider) == f"hv-{node.hypervisor}"
+    providers = graph.of_type("pulumi:providers:libvirt")
+    assert sorted(p.name for p in providers) == sorted({f"hv-{n.hypervisor}" for n in vms})
+    assert {p.inputs["uri"] for p in providers} <= {hv["uri"] for hv in config_of(stack)["hypervisors"]}
+
+
+def test_prod_resource_counts() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    counts = Counter(r.type for r in graph.resources.values())
+    assert counts[DOMAIN] == 17
+    assert counts["libvirt:index/cloudInitDisk:CloudInitDisk"] == 17
+    assert counts["libvirt:index/volume:Volume"] == 3 + 17 + 1  # base per hypervisor, roots, Harbor data
+    assert counts["pulumi:providers:libvirt"] == 3
+    assert len(steps(graph, "-ready")) == 17
+    assert len(steps(graph, "-loadbalancer")) == 2
+    assert len(steps(graph, "-etcd-member")) == 5 and len(steps(graph, "etcd-health")) == 1
+
+
+def test_root_volumes_clone_the_base_image_and_grow() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    root = graph.named("cp1-root")
+    assert root.inputs["size"] == 50 * 1024**3
+    base_urns = {r.urn for r in graph.of_type("libvirt:index/volume:Volume") if r.name.endswith("-base-image")}
+    assert any(urn in root.dependencies for urn in base_urns)
+
+
+def test_domain_settings_follow_the_plan() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    domain = graph.named("etcd1-domain")
+    assert domain.inputs["type"] == "kvm" and domain.inputs["autostart"] is True
+    assert domain.inputs["vcpu"] == 4 and domain.inputs["memory"] == 8192
+    nic = domain.inputs["networkInterfaces"][0]
+    assert nic["bridge"] == "br0" and nic["mac"].startswith("52:54:00:")
+
+
+def test_every_remote_step_waits_for_its_hosts_readiness_and_readiness_for_the_domain() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    for step in graph.of_type(COMMAND):
+        if step.name.endswith("-ready"):
+            node = step.name.removesuffix("-ready")
+            assert graph.depends_on(step, graph.named(f"{node}-domain")), step.name
+        elif step.name != "etcd-health":
+            node = step.name.split("-")[0] if not step.name.startswith("general-") else "-".join(
+                step.name.split("-")[:2])
+            assert graph.depends_on(step, graph.named(f"{node}-ready")), step.name
+
+
+def test_existing_hosts_create_no_libvirt_resources() -> None:
+    graph = deployed("Pulumi.staging.yaml")
+    names = {r.name for r in graph.resources.values() if r.type.startswith("libvirt:")}
+    assert not any(n.startswith("metal") for n in names)
+    for metal in ("metal1", "metal2", "metal3"):
+        ready = graph.named(f"{metal}-ready")
+        assert not any(a.type.startswith("libvirt:") for a in graph.ancestors(ready))
+        assert graph.named(metal).type == "k8s-ha:machines:ExistingHost"
+
+
+def test_connections_pin_host_keys_and_keep_the_private_key_secret() -> None:
+    graph = deployed("Pulumi.staging.yaml")
+    for step in graph.of_type(COMMAND):
+        assert "connection" in step.secret_inputs and "stdin" in step.secret_inputs
+        assert step.inputs["connection"]["hostKey"]
+        assert {"stdout", "stderr"} <= step.additional_secret_outputs
+        assert step.inputs["connection"]["dialErrorLimit"] >= 30
+    ready = graph.named("metal1-ready")
+    pinned = config_of("Pulumi.staging.yaml")["workerPools"][0]["nodes"][0]["existing"]["hostKey"]
+    assert ready.inputs["connection"]["hostKey"] == pinned
+
+
+def test_command_text_shows_a_hash_but_no_secret() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    for step in graph.of_type(COMMAND):
+        assert "sha256:" in step.inputs["create"]
+        assert "create" not in step.secret_inputs and "update" not in step.secret_inputs
+        assert "BEGIN" not in step.inputs["create"]
+
+
+def test_cloud_init_user_data_is_secret() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    for disk in graph.of_type("libvirt:index/cloudInitDisk:CloudInitDisk"):
+        assert "userData" in disk.secret_inputs
+        assert "networkConfig" not in disk.secret_inputs
+
+
+def test_private_keys_tokens_and_passwords_are_secret_in_every_output() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    assert {"automationPrivateKey", "etcdClient", "connections"} <= graph.secret_outputs
+    assert "vip" not in graph.secret_outputs and "faultTolerance" not in graph.secret_outputs
+
+
+def test_fault_tolerance_is_exported() -> None:
+    outputs = deployed("Pulumi.dev.yaml").stack_outputs
+    assert outputs["vip"] == "192.168.122.10"
+    assert outputs["faultTolerance"]["highlyAvailable"] is False
+    assert outputs["faultTolerance"]["warnings"][0].startswith("NOT HIGHLY AVAILABLE")
+
+
+def test_load_balancer_config_follows_control_plane_membership() -> None:
+    """Adding a master changes both LB bundles (in-place update), and nothing about the LB VMs."""
+    before = deployed("Pulumi.prod.yaml")
+    config = config_of("Pulumi.prod.yaml")
+    config["controlPlane"]["nodes"].append({"name": "cp4", "ip": "10.20.0.34"})
+    after = run_program(config)
+    for lb in ("lb1", "lb2"):
+        assert before.named(f"{lb}-loadbalancer").inputs["create"] != after.named(f"{lb}-loadbalancer").inputs["create"]
+        assert before.named(f"{lb}-domain").inputs == after.named(f"{lb}-domain").inputs
+        assert before.named(f"{lb}-ready").inputs["create"] == after.named(f"{lb}-ready").inputs["create"]
+
+
+def test_etcd_order_certificates_then_members_then_health() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    health = graph.named("etcd-health")
+    for member in steps(graph, "-etcd-member"):
+        assert graph.depends_on(health, member)
+        node = member.name.removesuffix("-etcd-member")
+        assert graph.depends_on(member, graph.named(f"etcd-{node}-server-cert"))
+        assert graph.depends_on(member, graph.named(f"etcd-{node}-peer-cert"))
+
+
+def test_dependency_depth_is_constant_per_layer() -> None:
+    """No chain through all nodes: 3 workers and 60 workers give the same critical path."""
+    small = config_of("Pulumi.prod.yaml")
+    big = copy.deepcopy(small)
+    big["workerPools"][0]["count"] = 60
+    big["network"]["cidr"] = "10.20.0.0/23"
+    depth = {}
+    for label, config in (("small", small), ("big", big)):
+        graph = run_program(config)
+        depth[label] = max(graph.depth(step) for step in graph.of_type(COMMAND))
+    assert depth["small"] == depth["big"]
+
+
+def test_invalid_stack_fails_before_any_resource() -> None:
+    config = config_of("Pulumi.prod.yaml")
+    config["etcd"]["nodes"] = config["etcd"]["nodes"][:4]
+    config["network"]["vip"] = "10.20.0.31"
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(config)
+    message = str(info.value)
+    assert "etcd.nodes: 4 members" in message
+    assert "controlPlane.nodes[0].ip: 10.20.0.31 is already used by network.vip" in message
+
+
+def test_private_key_config_must_be_secret_in_the_program() -> None:
+    config = config_of("Pulumi.prod.yaml")
+    config["sshPrivateKey"] = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----"
+    with pytest.raises(pulumi.RunError, match="sshPrivateKey: must be a secret"):
+        run_program(config)
+    graph = run_program(config, ("sshPrivateKey",))
+    assert "automationPublicKey" not in graph.stack_outputs  # the user's own key is used, none generated
+    assert not [r for r in graph.resources.values() if r.name == "automation-ssh-key"]
