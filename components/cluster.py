@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_tls as tls
 
+from components.control_plane import ControlPlane
 from components.etcd import ExternalEtcd
 from components.loadbalancer import HaproxyKeepalivedPair
 from components.pki import ClusterPki
@@ -20,6 +21,7 @@ from components.remote import resolve
 from components.report import fault_tolerance
 from components.spec import Role, StackSpec
 from components.vm import ExistingHost, Host, Hypervisors, LibvirtVm
+from components.workers import WorkerPool
 
 
 class HaCluster(pulumi.ComponentResource):
@@ -41,6 +43,19 @@ class HaCluster(pulumi.ComponentResource):
         self.etcd = ExternalEtcd(
             "etcd", spec, placement, hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
         )
+        self.control_plane = ControlPlane(
+            "control-plane", spec, placement, hosts_of(Role.CONTROL_PLANE), self.material, self.pki,
+            prerequisites=[self.etcd.health, *self.loadbalancer.steps.values()],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.worker_pools = [
+            WorkerPool(
+                f"workers-{pool.name}", spec, placement,
+                [self.hosts[n.name] for n in placement.by_role(Role.WORKER) if n.pool == pool.name],
+                self.material, self.control_plane, pulumi.ResourceOptions(parent=self),
+            )
+            for pool in spec.worker_pools
+        ]
         self.register_outputs({})
 
     def hosts_of(self, role: Role) -> list[Host]:
@@ -83,6 +98,7 @@ class HaCluster(pulumi.ComponentResource):
         })
         out: dict[str, Any] = {
             "vip": self.loadbalancer.vip,
+            "kubeconfig": self.control_plane.kubeconfig,
             "apiserverUrl": self.loadbalancer.endpoint,
             "etcdEndpoints": self.etcd.endpoints,
             "etcdClient": pulumi.Output.secret(self.etcd.client),

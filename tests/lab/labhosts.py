@@ -70,7 +70,7 @@ _BOOT = r"""
 set -eu
 state=$1
 hostname "$2"
-for d in etc var root opt run usr/local srv; do
+for d in @PRIVATE_DIRS@; do
   lower=/$d; [ "$d" = root ] && lower=$4
   mount -t overlay "lab-$d" -o "lowerdir=$lower,upperdir=$state/upper/$d,workdir=$state/work/$d" "/$d"
 done
@@ -85,7 +85,7 @@ mount -o remount,bind,ro /sys
 if [ -e /usr/bin/systemctl ]; then mount --bind /usr/local/sbin/systemctl /usr/bin/systemctl; fi
 mkdir -p /run/sshd /run/lab
 exec /usr/bin/python3 -c "$3" /usr/sbin/sshd -D -e -f /etc/ssh/lab/sshd_config
-"""
+""".replace("@PRIVATE_DIRS@", " ".join(PRIVATE_DIRS))
 
 _SSHD_CONFIG = """\
 ListenAddress {ip}:22
@@ -253,8 +253,8 @@ class Lab:
         if len(set(names)) != len(names) or not all(_valid_hostname(n) for n in names):
             raise ValueError(f"host names must be unique [a-z0-9-] labels: {names}")
         self.network = ipaddress.IPv4Network(subnet)
-        if self.network.num_addresses < 256:
-            raise ValueError("the lab needs at least a /24")
+        if self.network.num_addresses < 256 or len(hosts) > SPARE_OFFSET - FIRST_HOST_OFFSET:
+            raise ValueError("the lab needs at least a /24 and at most 189 hosts")
         self.prefix = prefix
         self.run_name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         self.dir = (base_dir or default_base_dir()) / self.run_name

@@ -263,8 +263,7 @@ def supervise(u: Unit) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     if u.get("LimitNOFILE").isdigit():
-        limit = int(u.get("LimitNOFILE"))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        set_nofile(n, int(u.get("LimitNOFILE")))
     starts: list[float] = []
     rc, gave_up = 0, False
     while not stopping:
@@ -292,6 +291,16 @@ def supervise(u: Unit) -> None:
     if not stopping and (gave_up or rc not in CLEAN_EXITS):
         write(n, "failed")
     clear(n, "supervisor")
+
+
+def set_nofile(unit: str, limit: int) -> None:
+    """LimitNOFILE=, capped at the current hard limit where raising it is not allowed."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    except (ValueError, OSError):  # no CAP_SYS_RESOURCE (as on the lab machine)
+        log(unit, f"LimitNOFILE={limit} capped at the hard limit {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
 
 
 def killpg(pid: int, sig: int) -> None:

@@ -42,7 +42,7 @@ def test_haproxy_accepts_every_generated_config(example: tuple[StackSpec, Placem
 def test_keepalived_accepts_every_generated_config(example: tuple[StackSpec, Placement], tmp_path: Path) -> None:
     keepalived = require_tool("keepalived")
     require_root("keepalived -t needs the named interface, created inside `unshare -n`")
-    spec, placement = example
+    spec, _ = example
     iface = spec.network.interface
     check = write(tmp_path / "check-haproxy", read("loadbalancer/check-haproxy.sh"))
     for name, _, conf in _files(example, tmp_path):

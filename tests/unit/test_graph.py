@@ -198,3 +198,39 @@ def test_private_key_config_must_be_secret_in_the_program() -> None:
     graph = run_program(config, ("sshPrivateKey",))
     assert "automationPublicKey" not in graph.stack_outputs  # the user's own key is used, none generated
     assert not [r for r in graph.resources.values() if r.name == "automation-ssh-key"]
+
+
+def test_kubernetes_order_etcd_health_first_master_then_joins() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    init = graph.named("cp1-k8s-init")
+    assert graph.depends_on(init, graph.named("etcd-health"))
+    assert graph.depends_on(init, graph.named("lb1-loadbalancer")) and graph.depends_on(
+        init, graph.named("lb2-loadbalancer"))
+    for master in ("cp2", "cp3"):
+        join = graph.named(f"{master}-k8s-join")
+        assert graph.depends_on(join, init) and graph.depends_on(join, graph.named(f"{master}-k8s-node"))
+    assert not graph.depends_on(graph.named("cp3-k8s-join"), graph.named("cp2-k8s-join"))  # parallel
+    for i in range(1, 7):
+        join = graph.named(f"general-{i}-k8s-join")
+        assert graph.depends_on(join, init)
+        assert not graph.depends_on(join, graph.named("cp2-k8s-join"))  # workers do not wait for masters
+        membership = graph.named(f"general-{i}-k8s-membership")
+        assert graph.depends_on(membership, join)
+
+
+def test_joins_carry_their_delete_actions() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    assert "# ---- k8s-reset.sh ----" in graph.named("cp2-k8s-join").inputs["stdin"]
+    assert "# ---- k8s-reset.sh ----" in graph.named("general-1-k8s-join").inputs["stdin"]
+    drain = graph.named("general-1-k8s-membership")
+    assert "# ---- k8s-drain.sh ----" in drain.inputs["stdin"]
+    assert drain.inputs["connection"]["host"] == "10.20.0.31"  # runs on the first master
+    assert "# ---- etcd-remove.sh ----" in graph.named("etcd2-etcd-member").inputs["stdin"]
+    for step in graph.of_type(COMMAND):
+        assert "K8SHA_ACTION=delete" in step.inputs["delete"]
+
+
+def test_kubeconfig_is_a_secret_export_pointing_at_the_vip() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    assert "kubeconfig" in graph.secret_outputs
+    assert "server: https://10.20.0.10:6443" in graph.stack_outputs["kubeconfig"]

@@ -1,0 +1,63 @@
+"""How `plan` (parse + validate + place + fault analysis + report) grows with the worker count.
+
+Prints milliseconds per size (median of several runs) and the ratio to the smallest size measured
+in the same run; writes bench/results/plan.json. Linear growth means ratio ~ size ratio.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from components.placement import place  # noqa: E402
+from components.report import plan_data  # noqa: E402
+from components.spec import parse_stack  # noqa: E402
+from components.stackfile import read_stack_file  # noqa: E402
+
+SIZES = (10, 100, 1000)
+RUNS = 7
+
+
+def config_with(workers: int) -> dict[str, Any]:
+    config = copy.deepcopy(read_stack_file(ROOT / "Pulumi.prod.yaml").config)
+    config["network"]["cidr"] = "10.20.0.0/20"
+    config["workerPools"] = [{"name": "general", "count": workers, "firstIp": "10.20.1.1"}]
+    return config
+
+
+def plan_once(config: dict[str, Any]) -> float:
+    start = time.perf_counter()
+    spec = parse_stack(config)
+    plan_data(spec, place(spec))
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> None:
+    results = []
+    for size in SIZES:
+        config = config_with(size)
+        plan_once(config)  # warm-up
+        samples = [plan_once(config) for _ in range(RUNS)]
+        results.append({"workers": size, "ms_median": round(statistics.median(samples), 2),
+                        "ms_min": round(min(samples), 2), "ms_max": round(max(samples), 2)})
+    base = results[0]
+    for row in results:
+        row["ratio_to_10"] = round(row["ms_median"] / base["ms_median"], 2)
+        row["size_ratio"] = row["workers"] // base["workers"]
+        print(f"plan with {row['workers']:>5} workers: {row['ms_median']:8.2f} ms median "
+              f"(min {row['ms_min']}, max {row['ms_max']}); x{row['ratio_to_10']} time for x{row['size_ratio']} size")
+    out = ROOT / "bench/results/plan.json"
+    out.write_text(json.dumps({"benchmark": "plan_scaling", "runs": RUNS, "results": results}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

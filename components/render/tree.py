@@ -1,0 +1,69 @@
+"""Every file each host receives, and the steps it runs, in the order the program runs them.
+
+`host_steps` is the single list of steps per node: the Pulumi components run exactly these, the
+lab runs them over SSH, and `python -m components render` writes them out (secrets as placeholders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.placement import PlacedNode, Placement
+from components.render import material as m
+from components.render.cloudinit import network_config, user_data
+from components.render.etcd import etcd_health_step, etcd_member_step
+from components.render.kubernetes import (
+    control_plane_init_step,
+    control_plane_join_step,
+    first_control_plane,
+    k8s_node_step,
+    worker_join_step,
+)
+from components.render.loadbalancer import loadbalancer_step
+from components.render.node import ready_step
+from components.render.steps import Step, bundle
+from components.spec import Role, StackSpec
+
+
+def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> list[Step]:
+    steps = [ready_step(spec, node, material)]
+    if node.role is Role.LOAD_BALANCER:
+        steps.append(loadbalancer_step(spec, placement, node, material))
+    elif node.role is Role.ETCD:
+        steps.append(etcd_member_step(spec, placement, node, material))
+        if node.name == placement.by_role(Role.ETCD)[0].name:
+            steps.append(etcd_health_step(spec, placement, material))
+    elif node.role is Role.CONTROL_PLANE:
+        steps.append(k8s_node_step(spec, placement, node, material))
+        first = first_control_plane(placement)
+        make = control_plane_init_step if node.name == first.name else control_plane_join_step
+        steps.append(make(spec, placement, node, material))
+    elif node.role is Role.WORKER:
+        steps.append(k8s_node_step(spec, placement, node, material))
+        steps.append(worker_join_step(spec, placement, node, material))
+    return steps
+
+
+def write_tree(spec: StackSpec, placement: Placement, out: Path, material: m.Material | None = None) -> int:
+    """Write DIR/<host>/<absolute path> for every file and DIR/<host>/k8s-ha/steps/NN-<step>.sh for
+    every bundle; VMs also get DIR/<host>/cloud-init/{user-data,network-config}. Returns the count."""
+    material = m.Placeholders() if material is None else material
+    written = 0
+    for node in placement.nodes:
+        host = out / node.name
+        if node.is_vm:
+            _write(host / "cloud-init/user-data", user_data(spec, node, material))
+            _write(host / "cloud-init/network-config", network_config(spec, node))
+            written += 2
+        for index, step in enumerate(host_steps(spec, placement, node, material), start=1):
+            for file in step.files:
+                _write(host / file.path.lstrip("/"), file.content)
+                written += 1
+            _write(host / f"k8s-ha/steps/{index:02d}-{step.name}.sh", bundle(step))
+            written += 1
+    return written
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

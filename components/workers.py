@@ -1,0 +1,53 @@
+"""WorkerPool: workers are prepared and joined in parallel, all waiting only on `kubeadm init`.
+
+Each worker also has a membership step on the first master: it waits for the Node to be Ready and
+sets its labels; on removal it drains and deletes the Node before the worker is reset and its VM
+goes (Pulumi deletes in reverse dependency order), so workers never hold credentials that can
+delete Nodes.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_command as command
+
+from components.control_plane import ControlPlane, prepare_node
+from components.placement import Placement
+from components.remote import remote_step
+from components.render.kubernetes import worker_join_step, worker_membership_step
+from components.spec import StackSpec
+from components.vm import Host
+
+
+class WorkerPool(pulumi.ComponentResource):
+    joins: dict[str, command.remote.Command]
+    memberships: dict[str, command.remote.Command]
+
+    def __init__(
+        self,
+        name: str,
+        spec: StackSpec,
+        placement: Placement,
+        hosts: list[Host],
+        material: pulumi.Output[dict[str, str]],
+        control_plane: ControlPlane,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
+        self.joins, self.memberships = {}, {}
+        master = control_plane.first_host
+        for host in hosts:
+            node = host.node
+            prepared = prepare_node(host, spec, placement, material, self)
+            join = remote_step(
+                f"{node.name}-k8s-join", host.access,
+                lambda mat, node=node: worker_join_step(spec, placement, node, mat), material,
+                parent=self, depends_on=[prepared, control_plane.init],
+            )
+            self.joins[node.name] = join
+            self.memberships[node.name] = remote_step(
+                f"{node.name}-k8s-membership", master.access,
+                lambda mat, node=node: worker_membership_step(spec, placement, node, mat), material,
+                parent=self, depends_on=[join],
+            )
+        self.register_outputs({})
