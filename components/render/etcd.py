@@ -19,7 +19,7 @@ from components.placement import PlacedNode, Placement
 from components.render import material as m
 from components.render.steps import HostFile, Step
 from components.render.templating import read, render
-from components.spec import Role, StackSpec, quorum
+from components.spec import Role, StackSpec
 
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 
@@ -159,7 +159,7 @@ def etcd_backup_service(spec: StackSpec, node: PlacedNode) -> str:
         "etcd/etcd-backup.service.j2",
         name=node.name,
         script=BACKUP_SCRIPT,
-        endpoint=f"https://127.0.0.1:{CLIENT_PORT}",
+        endpoint=client_url(node),
         ca=CA_FILE,
         cert=HEALTHCHECK_CERT,
         key=HEALTHCHECK_KEY,
@@ -195,7 +195,6 @@ def _common_env(spec: StackSpec, placement: Placement) -> tuple[tuple[str, str],
         ("K8SHA_ETCD_NAMES", " ".join(n.name for n in members)),
         ("K8SHA_ETCD_BIN_DIR", bin_dir(spec)),
         ("K8SHA_ETCD_PKI", PKI_DIR),
-        ("K8SHA_ETCD_QUORUM", str(quorum(len(members)))),
     )
 
 

@@ -24,7 +24,9 @@ fail() {
 }
 
 case $retain in '' | *[!0-9]* | 0) fail "K8SHA_BACKUP_RETAIN must be a positive number, got '$retain'" ;; esac
-[ -d "$dir" ] && [ -w "$dir" ] || fail "backup directory $dir is missing or not writable by $(id -un)"
+if [ ! -d "$dir" ] || [ ! -w "$dir" ]; then
+  fail "backup directory $dir is missing or not writable by $(id -un)"
+fi
 # etcdctl refuses flags that an ETCDCTL_* variable also sets; ours are all flags.
 unset "${!ETCDCTL_@}"
 

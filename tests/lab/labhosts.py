@@ -466,14 +466,13 @@ def _teardown(namespaces: list[str], directory: Path,
     """
     existing = [ns for ns in namespaces if (NETNS_DIR / ns).exists()]
     inodes = {(NETNS_DIR / ns).stat().st_ino for ns in existing}
-    spare = {p.pid for p in processes}  # `unshare` reaps its init: let it exit by itself
     for attempt in range(200):
         victims = [pid for pid in _all_pids() if inodes & _namespace_inodes_of(pid)]
         victims += [p.pid for p in processes if p.poll() is None]
         if not victims:
             break
-        for pid in victims:
-            if pid not in spare or attempt > 20:
+        for pid in victims:  # `unshare` reaps its init (no zombies): let it exit by itself
+            if attempt > 20 or _read(f"/proc/{pid}/comm").strip() != "unshare":
                 _kill(pid)
         time.sleep(0.05)
     else:

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# etcd health: runs on the first member after every member step. Waits (bounded) until every
+# member of the cluster is healthy and every planned member has started, then shows the cluster.
+# Env: K8SHA_ETCD_ENDPOINTS K8SHA_ETCD_NAMES K8SHA_ETCD_BIN_DIR K8SHA_ETCD_PKI
+#      K8SHA_ETCD_HEALTH_TIMEOUT
+set -euo pipefail
+
+# ---- etcd helpers: identical in etcd-member.sh, etcd-remove.sh and etcd-health.sh (a test checks) ----
+# Every etcdctl call authenticates as the healthcheck client, with short timeouts so that a dead
+# member costs seconds, never minutes. ETCDCTL_* variables would clash with the flags: dropped.
+unset "${!ETCDCTL_@}"
+ETCDCTL=$K8SHA_ETCD_BIN_DIR/etcdctl
+ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-client.crt"
+  --key="$K8SHA_ETCD_PKI/healthcheck-client.key")
+
+# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
+etcd_ctl() {
+  local endpoints=$1
+  shift
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$endpoints" --dial-timeout=2s --command-timeout=5s "$@"
+}
+
+# etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per
+# line, fields separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner.
+# A member that has never run has no client URLs (and, when added at run time, no name yet).
+etcd_member_list() {
+  local endpoint endpoints
+  IFS=, read -ra endpoints <<<"$1"
+  for endpoint in "${endpoints[@]}"; do
+    if etcd_ctl "$endpoint" member list 2>/dev/null; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# etcd_field N LINE: field N of a `member list` line.
+etcd_field() { awk -F', ' -v n="$1" '{ print $n }' <<<"$2"; }
+
+# etcd_healthy ENDPOINT: true when that member answers a health check (needs cluster quorum).
+etcd_healthy() { etcd_ctl "$1" endpoint health >/dev/null 2>&1; }
+
+# etcd_locked NAME COMMAND...: run COMMAND in a subshell while holding the etcd lock
+# k8s-ha/lock/NAME, so that hosts running this step at the same time take turns (membership
+# changes and restarts one member at a time). The lock lives in etcd, so it needs quorum; it is
+# released when COMMAND ends or fails, and by its lease TTL if this host dies.
+etcd_locked() {
+  local lock=k8s-ha/lock/$1
+  shift
+  (
+    held=$(mktemp "$K8SHA_STAGE/etcd-lock.XXXXXX")
+    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$K8SHA_ETCD_ENDPOINTS" --dial-timeout=2s \
+      lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
+    holder=$!
+    trap 'kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true' EXIT
+    deadline=$((SECONDS + ${K8SHA_ETCD_LOCK_TIMEOUT:-300}))
+    until [ -s "$held" ]; do # etcdctl prints the lock's key once it holds it
+      if ! kill -0 "$holder" 2>/dev/null; then
+        k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
+      fi
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        k8sha_fail "waited ${K8SHA_ETCD_LOCK_TIMEOUT:-300}s for the etcd lock $lock; its holder is" \
+          "another member's step (see: etcdctl get --prefix $lock)"
+      fi
+      sleep 0.2
+    done
+    "$@"
+  )
+}
+# ---- end of etcd helpers ----
+
+TIMEOUT=${K8SHA_ETCD_HEALTH_TIMEOUT:-120}
+
+# Planned members that are not registered, or registered but never started (no client URLs).
+etcd_not_started() {
+  local name absent=()
+  for name in $K8SHA_ETCD_NAMES; do
+    awk -F', ' -v name="$name" '$3 == name && $5 != "" { found = 1 } END { exit !found }' <<<"$1" ||
+      absent+=("$name")
+  done
+  printf '%s' "${absent[*]}"
+}
+
+k8sha_install_files # the client certificate etcdctl uses (normally unchanged)
+
+deadline=$((SECONDS + TIMEOUT))
+while :; do
+  health=$(etcd_ctl "$K8SHA_ETCD_ENDPOINTS" endpoint health --cluster 2>&1) && healthy_all=1 || healthy_all=0
+  list=$(etcd_member_list "$K8SHA_ETCD_ENDPOINTS" || true)
+  missing=$(etcd_not_started "$list")
+  if [ "$healthy_all" = 1 ] && [ -z "$missing" ]; then
+    break
+  fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    healthy=$(grep -c ' is healthy' <<<"$health" || true)
+    members=$(grep -c . <<<"$list" || true)
+    [ "$members" -gt 0 ] || members=$(wc -w <<<"$K8SHA_ETCD_NAMES")
+    printf '%s\n' "$health" >&2
+    k8sha_fail "etcd is not healthy after ${TIMEOUT}s: $healthy of $members members healthy, quorum needs" \
+      "$((members / 2 + 1))${missing:+; not started: $missing}. Debug on a member: etcdctl" \
+      "--endpoints=$K8SHA_ETCD_ENDPOINTS ${ETCD_TLS[*]} endpoint health --cluster; journalctl -u etcd"
+  fi
+  sleep 1
+done
+
+extra=$(awk -F', ' -v planned=" $K8SHA_ETCD_NAMES " 'index(planned, " " $3 " ") == 0 { print $3 " (" $1 ")" }' <<<"$list")
+if [ -n "$extra" ]; then
+  k8sha_log "WARNING: members not in the plan: $(tr '\n' ' ' <<<"$extra")- remove them with etcdctl member remove ID"
+fi
+printf '%s\n' "$health"
+etcd_ctl "$K8SHA_ETCD_ENDPOINTS" endpoint status --cluster -w table
+k8sha_done

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# etcd member removal: the delete of the member step, run on the member being removed before its
+# VM is deleted. Takes it out of the cluster (`member remove`), stops it, and moves its data aside
+# (never deletes it). Refuses when the remaining members could not keep quorum. Safe to re-run.
+# Env: as etcd-member.sh.
+set -euo pipefail
+
+# ---- etcd helpers: identical in etcd-member.sh, etcd-remove.sh and etcd-health.sh (a test checks) ----
+# Every etcdctl call authenticates as the healthcheck client, with short timeouts so that a dead
+# member costs seconds, never minutes. ETCDCTL_* variables would clash with the flags: dropped.
+unset "${!ETCDCTL_@}"
+ETCDCTL=$K8SHA_ETCD_BIN_DIR/etcdctl
+ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-client.crt"
+  --key="$K8SHA_ETCD_PKI/healthcheck-client.key")
+
+# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
+etcd_ctl() {
+  local endpoints=$1
+  shift
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$endpoints" --dial-timeout=2s --command-timeout=5s "$@"
+}
+
+# etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per
+# line, fields separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner.
+# A member that has never run has no client URLs (and, when added at run time, no name yet).
+etcd_member_list() {
+  local endpoint endpoints
+  IFS=, read -ra endpoints <<<"$1"
+  for endpoint in "${endpoints[@]}"; do
+    if etcd_ctl "$endpoint" member list 2>/dev/null; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# etcd_field N LINE: field N of a `member list` line.
+etcd_field() { awk -F', ' -v n="$1" '{ print $n }' <<<"$2"; }
+
+# etcd_healthy ENDPOINT: true when that member answers a health check (needs cluster quorum).
+etcd_healthy() { etcd_ctl "$1" endpoint health >/dev/null 2>&1; }
+
+# etcd_locked NAME COMMAND...: run COMMAND in a subshell while holding the etcd lock
+# k8s-ha/lock/NAME, so that hosts running this step at the same time take turns (membership
+# changes and restarts one member at a time). The lock lives in etcd, so it needs quorum; it is
+# released when COMMAND ends or fails, and by its lease TTL if this host dies.
+etcd_locked() {
+  local lock=k8s-ha/lock/$1
+  shift
+  (
+    held=$(mktemp "$K8SHA_STAGE/etcd-lock.XXXXXX")
+    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$K8SHA_ETCD_ENDPOINTS" --dial-timeout=2s \
+      lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
+    holder=$!
+    trap 'kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true' EXIT
+    deadline=$((SECONDS + ${K8SHA_ETCD_LOCK_TIMEOUT:-300}))
+    until [ -s "$held" ]; do # etcdctl prints the lock's key once it holds it
+      if ! kill -0 "$holder" 2>/dev/null; then
+        k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
+      fi
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        k8sha_fail "waited ${K8SHA_ETCD_LOCK_TIMEOUT:-300}s for the etcd lock $lock; its holder is" \
+          "another member's step (see: etcdctl get --prefix $lock)"
+      fi
+      sleep 0.2
+    done
+    "$@"
+  )
+}
+# ---- end of etcd helpers ----
+
+NAME=$K8SHA_ETCD_NAME
+DATA_DIR=$K8SHA_ETCD_DATA_DIR
+
+# The other members' client URLs, comma-separated.
+etcd_others() {
+  local endpoint endpoints out=()
+  IFS=, read -ra endpoints <<<"$K8SHA_ETCD_ENDPOINTS"
+  for endpoint in "${endpoints[@]}"; do
+    [ "$endpoint" = "$K8SHA_ETCD_CLIENT_URL" ] || out+=("$endpoint")
+  done
+  (IFS=,; printf '%s' "${out[*]}")
+}
+
+# This member's line in a `member list`: by peer URL, or by name.
+etcd_find_self() {
+  awk -F', ' -v peer="$K8SHA_ETCD_PEER_URL" -v name="$NAME" '$4 == peer || ($3 != "" && $3 == name)' <<<"$1"
+}
+
+# etcd_healthy_others LIST: the other members that pass a health check, one `member list` line each.
+etcd_healthy_others() {
+  local line urls
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    [ -z "$(etcd_find_self "$line")" ] || continue
+    urls=$(etcd_field 5 "$line")
+    if [ -n "$urls" ] && etcd_healthy "$urls"; then
+      printf '%s\n' "$line"
+    fi
+  done <<<"$1"
+}
+
+# etcd_check_quorum LIST: refuse when the members left after this removal would lack quorum.
+etcd_check_quorum() {
+  local members remaining need healthy
+  members=$(grep -c . <<<"$1")
+  remaining=$((members - 1))
+  need=$((remaining / 2 + 1))
+  healthy=$(etcd_healthy_others "$1" | grep -c . || true)
+  if [ "$healthy" -lt "$need" ]; then
+    k8sha_fail "refusing to remove $NAME: the $remaining members left would have $healthy healthy, and" \
+      "quorum needs $need. Bring the unhealthy members back first (etcdctl endpoint health --cluster)," \
+      "or remove a dead member instead."
+  fi
+  k8sha_log "$healthy of the $remaining remaining members are healthy (quorum $need): removing $NAME"
+}
+
+# Runs under the membership lock (one membership change at a time, see etcd-member.sh).
+etcd_remove_self() {
+  local list self id status me leader target
+  list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL") || k8sha_fail "the cluster stopped answering"
+  self=$(etcd_find_self "$list")
+  if [ -z "$self" ]; then
+    k8sha_log "$NAME was removed meanwhile"
+    return 0
+  fi
+  etcd_check_quorum "$list"
+  id=$(etcd_field 1 "$self")
+  # Removing the leader forces an election; handing leadership over first avoids that pause.
+  status=$(etcd_ctl "$K8SHA_ETCD_CLIENT_URL" endpoint status -w json 2>/dev/null || true)
+  me=$(grep -o '"member_id":[0-9]*' <<<"$status" | cut -d: -f2 || true)
+  leader=$(grep -o '"leader":[0-9]*' <<<"$status" | cut -d: -f2 || true)
+  if [ -n "$me" ] && [ "$me" = "$leader" ]; then
+    target=$(etcd_healthy_others "$list" | head -n 1)
+    if [ -n "$target" ] && etcd_ctl "$K8SHA_ETCD_CLIENT_URL" move-leader "$(etcd_field 1 "$target")" >/dev/null 2>&1; then
+      k8sha_log "moved leadership from $NAME to $(etcd_field 3 "$target")"
+    fi
+  fi
+  if ! etcd_ctl "$(etcd_others)" member remove "$id" >&2; then
+    list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL" || true)
+    [ -z "$(etcd_find_self "$list")" ] || k8sha_fail "etcd refused to remove $NAME ($id); see the message above"
+  fi
+  k8sha_log "removed $NAME ($id) from the cluster"
+}
+
+# Stop and disable the member and its backups; move its data aside; forget the new/existing decision.
+etcd_retire() {
+  local aside
+  systemctl disable --now etcd-backup.timer >/dev/null 2>&1 || true
+  if systemctl disable --now etcd.service >/dev/null 2>&1; then
+    k8sha_log "stopped and disabled etcd"
+  fi
+  if systemctl is-active --quiet etcd.service; then
+    k8sha_fail "etcd is still running on $NAME after systemctl disable --now etcd; not touching its data"
+  fi
+  if [ -d "$DATA_DIR/member" ]; then
+    aside=$DATA_DIR.removed-$(date -u +%Y%m%dT%H%M%SZ)
+    mkdir -m 0700 "$aside"
+    mv "$DATA_DIR/member" "$aside/"
+    k8sha_log "moved the data of $NAME to $aside (delete it when no longer needed)"
+    K8SHA_CHANGED+=("$aside")
+  fi
+  if [ -f "$K8SHA_ETCD_STATE_FILE" ]; then
+    rm -f "$K8SHA_ETCD_STATE_FILE"
+    K8SHA_CHANGED+=("$K8SHA_ETCD_STATE_FILE")
+  fi
+}
+
+# ---- the step ----
+if ! list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL"); then
+  case $(systemctl is-active etcd.service 2>/dev/null || true) in active | activating)
+    k8sha_fail "no etcd member answers, yet etcd runs on $NAME: refusing to stop it, since it may be" \
+      "needed for quorum. Fix the cluster and retry, or stop it by hand if the cluster is gone." ;;
+  esac
+  k8sha_log "WARNING: no etcd member answers and etcd is not running on $NAME, so it cannot be" \
+    "removed from the cluster here. If the cluster still exists, remove it by hand:" \
+    "etcdctl --endpoints=$(etcd_others) member remove ID (ID from 'member list')"
+elif [ -z "$(etcd_find_self "$list")" ]; then
+  k8sha_log "$NAME is not a member of the cluster (already removed)"
+elif [ "$(grep -c . <<<"$list")" -eq 1 ]; then
+  k8sha_log "$NAME is the last member: the cluster ends with it"
+else
+  etcd_check_quorum "$list"
+  etcd_locked membership etcd_remove_self
+fi
+etcd_retire
+k8sha_done

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Delete of a worker's membership step, run on the first control-plane node (which holds
+# admin.conf): cordon, drain (bounded; PodDisruptionBudgets respected until the timeout) and
+# delete the worker's Node. Afterwards the worker's own delete runs `kubeadm reset -f`.
+# Env: K8SHA_WORKER
+set -euo pipefail
+
+K8S_ADMIN=/etc/kubernetes/admin.conf
+
+k8s_note() {
+  K8SHA_CHANGED+=("($1)")
+  k8sha_log "$1"
+}
+
+k8s_kubectl() { kubectl --kubeconfig "$K8S_ADMIN" --request-timeout=15s "$@"; }
+
+if [ ! -f "$K8S_ADMIN" ]; then
+  k8sha_log "WARNING: no $K8S_ADMIN on this node (already reset?): Node $K8SHA_WORKER not deleted"
+  k8sha_done
+  exit 0
+fi
+if ! node=$(k8s_kubectl get node "$K8SHA_WORKER" --ignore-not-found -o name); then
+  k8sha_log "WARNING: the API is unreachable: Node $K8SHA_WORKER not deleted (kubectl delete node $K8SHA_WORKER)"
+  k8sha_done
+  exit 0
+fi
+if [ -n "$node" ]; then
+  k8s_kubectl drain "$K8SHA_WORKER" --ignore-daemonsets --delete-emptydir-data --force --timeout=300s >&2 ||
+    k8sha_log "WARNING: drain of $K8SHA_WORKER did not finish within 300 s (a PodDisruptionBudget?);" \
+      "deleting the Node anyway"
+  k8s_kubectl delete node "$K8SHA_WORKER" --wait=true --timeout=60s >&2 ||
+    k8sha_fail "could not delete Node $K8SHA_WORKER"
+  k8s_note "drained and deleted Node $K8SHA_WORKER"
+else
+  k8sha_log "Node $K8SHA_WORKER is already gone"
+fi
+
+k8sha_done

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Join a control-plane node (K8SHA_ROLE=control-plane) or a worker (K8SHA_ROLE=worker) with a
+# complete JoinConfiguration rendered by the program: bootstrap token, the VIP as discovery
+# endpoint, the CA's public-key hash (and, for a control-plane node, the certificate key).
+# Joins only when /etc/kubernetes/kubelet.conf is absent; every run verifies the result.
+# Env: K8SHA_NODE K8SHA_NODE_IP K8SHA_API_PORT K8SHA_ENDPOINT K8SHA_ROLE
+set -euo pipefail
+
+K8S_CONFIG=/etc/kubernetes/k8s-ha/kubeadm-join.yaml
+K8S_PKI=/etc/kubernetes/pki
+K8S_KUBELET_CONF=/etc/kubernetes/kubelet.conf
+
+k8s_note() {
+  K8SHA_CHANGED+=("($1)")
+  k8sha_log "$1"
+}
+
+case "$K8SHA_ROLE" in
+  control-plane | worker) ;;
+  *) k8sha_fail "K8SHA_ROLE must be control-plane or worker, not '$K8SHA_ROLE'" ;;
+esac
+
+k8sha_install_files
+kubeadm config validate --config "$K8S_CONFIG" >/dev/null || k8sha_fail "kubeadm rejected $K8S_CONFIG"
+
+if [ ! -f "$K8S_KUBELET_CONF" ]; then
+  # -k: only a reachability probe, nothing is sent; discovery itself pins the CA's hash.
+  k8sha_wait 180 "the API server behind the VIP (https://$K8SHA_ENDPOINT/readyz)" \
+    curl -fsSk --max-time 5 "https://$K8SHA_ENDPOINT/readyz"
+  k8sha_log "kubeadm join as $K8SHA_ROLE through $K8SHA_ENDPOINT"
+  kubeadm join --config "$K8S_CONFIG" </dev/null >&2 ||
+    k8sha_fail "kubeadm join failed (output above). Fix the cause, run 'kubeadm reset -f' on $K8SHA_NODE, re-run"
+  k8s_note "joined the cluster as $K8SHA_ROLE"
+fi
+
+if [ "$K8SHA_ROLE" = control-plane ]; then
+  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] &&
+    k8sha_changed "$K8S_PKI/apiserver-etcd-client.*" "$K8S_PKI/etcd/ca.crt"; then
+    # kube-apiserver reads its etcd client certificate at start: the kubelet restarts it.
+    mapfile -t ids < <(crictl ps --name kube-apiserver -q)
+    [ "${#ids[@]}" -eq 0 ] || crictl stop "${ids[@]}" >/dev/null
+    k8s_note "restarted kube-apiserver for its new etcd client certificate"
+  fi
+  k8sha_wait 300 "the local apiserver https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz" \
+    curl -fsS --max-time 5 --cacert "$K8S_PKI/ca.crt" "https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz"
+  labels=$(kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=20s get node "$K8SHA_NODE" \
+    -o jsonpath='{.metadata.labels}') || k8sha_fail "cannot read Node $K8SHA_NODE"
+  [[ "$labels" == *'"node-role.kubernetes.io/control-plane"'* ]] ||
+    k8sha_fail "Node $K8SHA_NODE is not marked control-plane: the join stopped half-way;" \
+      "run 'kubeadm reset -f' on $K8SHA_NODE and re-run"
+else
+  k8sha_wait 120 "the kubelet's health endpoint" curl -fsS --max-time 5 http://127.0.0.1:10248/healthz
+fi
+# A kubelet may read its own Node (Node authorizer): proves the TLS bootstrap and registration.
+kubectl --kubeconfig "$K8S_KUBELET_CONF" --request-timeout=20s get node "$K8SHA_NODE" -o name >/dev/null ||
+  k8sha_fail "Node $K8SHA_NODE is not registered although $K8S_KUBELET_CONF exists"
+
+k8sha_done

@@ -1,0 +1,481 @@
+"""Kubernetes node renderers: kubeadm configs against the strict model, containerd's config through
+`containerd config dump`, certs.d hosts.toml files, step bundles through bash -n and shellcheck."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from components.placement import PlacedNode, Placement
+from components.render import kubernetes as k
+from components.render import material as m
+from components.render.kubeadm_model import KubeadmConfigError, validate_config, validate_document
+from components.render.steps import HostFile, Step, bundle
+from components.render.templating import CONFIGS
+from components.spec import Role, StackSpec
+from tests.conftest import EXAMPLE_STACKS, load_example
+from tests.render.conftest import assert_ok, run, write
+from tests.support.material import generate
+from tests.tools import require_tool
+
+pytestmark = pytest.mark.render
+
+Case = tuple[StackSpec, Placement, dict[str, str]]
+
+
+@functools.cache
+def _stack(name: str) -> Case:
+    spec, placement = load_example(name)
+    return spec, placement, generate(spec, placement)
+
+
+def _with(spec: StackSpec, **changes: Any) -> StackSpec:
+    """A copy of `spec` with nested fields replaced: _with(spec, versions={"kubernetes": "1.30.6"})."""
+    updates = {key: getattr(spec, key).model_copy(update=value) for key, value in changes.items()}
+    return spec.model_copy(update=updates)
+
+
+def _cp(placement: Placement) -> list[PlacedNode]:
+    return placement.by_role(Role.CONTROL_PLANE)
+
+
+def _worker(placement: Placement) -> PlacedNode:
+    return placement.by_role(Role.WORKER)[0]
+
+
+def _file(step: Step, path: str) -> HostFile:
+    return next(f for f in step.files if f.path == path)
+
+
+# Every example stack, at its own version and at one version per kubeadm API.
+VERSIONS = [None, "1.30.6", "1.34.1"]
+
+
+@pytest.fixture(params=[(s, v) for s in EXAMPLE_STACKS for v in VERSIONS], ids=lambda p: f"{p[0]}-{p[1] or 'own'}")
+def case(request: pytest.FixtureRequest) -> Case:
+    name, version = request.param
+    spec, placement, material = _stack(name)
+    if version is not None:
+        spec = _with(spec, versions={"kubernetes": version})
+    return spec, placement, material
+
+
+# ---- kubeadm configuration ----------------------------------------------------------------------
+
+
+def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(case: Case) -> None:
+    spec, placement, material = case
+    api = k.kubeadm_api_version(spec)
+    first, *others = _cp(placement)
+    init = validate_config(k.kubeadm_init_config(spec, placement, first, material), api_version=api, command="init")
+    assert [getattr(d, "kind", None) for d in init] == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
+    for node in others:
+        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=True),
+                        api_version=api, command="join")
+    for node in placement.by_role(Role.WORKER):
+        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=False),
+                        api_version=api, command="join")
+
+
+@pytest.mark.parametrize(("version", "api"), [
+    ("1.29.10", "kubeadm.k8s.io/v1beta3"), ("1.30.6", "kubeadm.k8s.io/v1beta3"),
+    ("1.31.0", "kubeadm.k8s.io/v1beta4"), ("1.32.4", "kubeadm.k8s.io/v1beta4"), ("v1.34.1", "kubeadm.k8s.io/v1beta4"),
+])
+def test_api_version_follows_the_kubernetes_minor(version: str, api: str) -> None:
+    spec, placement, material = _stack("Pulumi.dev.yaml")
+    spec = _with(spec, versions={"kubernetes": version})
+    assert k.kubeadm_api_version(spec) == api
+    docs = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    assert {d["apiVersion"] for d in docs if d["kind"] != "KubeletConfiguration"} == {api}
+    assert docs[1]["kubernetesVersion"] == "v" + version.removeprefix("v")
+
+
+def _init_docs(version: str) -> list[dict[str, Any]]:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    spec = _with(spec, versions={"kubernetes": version})
+    return list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+
+
+def _break_v1beta4_timeouts(docs: list[dict[str, Any]]) -> None:
+    docs[1]["apiServer"]["timeoutForControlPlane"] = "4m0s"  # v1beta3 only
+
+
+def _break_v1beta4_args(docs: list[dict[str, Any]]) -> None:
+    docs[1]["controllerManager"]["extraArgs"] = {"leader-elect": "true"}  # v1beta3's map shape
+
+
+def _break_v1beta3_args(docs: list[dict[str, Any]]) -> None:
+    docs[1]["scheduler"]["extraArgs"] = [{"name": "leader-elect", "value": "true"}]  # v1beta4's list
+
+
+def _break_v1beta3_timeouts(docs: list[dict[str, Any]]) -> None:
+    docs[0]["timeouts"] = {"controlPlaneComponentHealthCheck": "4m0s"}  # v1beta4 only
+
+
+def _misspell(docs: list[dict[str, Any]]) -> None:
+    docs[1]["controlPlaneEndPoint"] = docs[1].pop("controlPlaneEndpoint")
+
+
+def _bad_token(docs: list[dict[str, Any]]) -> None:
+    docs[0]["bootstrapTokens"][0]["token"] = "not-a-token"
+
+
+def _bad_port(docs: list[dict[str, Any]]) -> None:
+    docs[0]["localAPIEndpoint"]["bindPort"] = "6443"
+
+
+def _stacked_etcd(docs: list[dict[str, Any]]) -> None:
+    docs[1]["etcd"] = {"local": {"dataDir": "/var/lib/etcd"}}
+
+
+def _wrong_cgroup_driver(docs: list[dict[str, Any]]) -> None:
+    docs[2]["cgroupDriver"] = "cgroupfs"
+
+
+@pytest.mark.parametrize(("version", "breaker"), [
+    ("1.32.4", _break_v1beta4_timeouts), ("1.32.4", _break_v1beta4_args), ("1.30.6", _break_v1beta3_args),
+    ("1.30.6", _break_v1beta3_timeouts), ("1.32.4", _misspell), ("1.30.6", _bad_token), ("1.32.4", _bad_port),
+    ("1.32.4", _stacked_etcd), ("1.30.6", _wrong_cgroup_driver),
+])
+def test_the_model_rejects_a_wrong_document(version: str, breaker: Any) -> None:
+    docs = _init_docs(version)
+    for doc in docs:  # the unbroken documents pass
+        validate_document(doc)
+    broken = copy.deepcopy(docs)
+    breaker(broken)
+    with pytest.raises(ValidationError):
+        for doc in broken:
+            validate_document(doc)
+
+
+def test_the_file_checks_reject_wrong_kinds_and_mixed_versions() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    text = k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)
+    with pytest.raises(KubeadmConfigError, match="expected"):
+        validate_config(text, api_version=k.kubeadm_api_version(spec), command="join")
+    with pytest.raises(KubeadmConfigError, match="not kubeadm.k8s.io/v1beta3"):
+        validate_config(text, api_version="kubeadm.k8s.io/v1beta3", command="init")
+    docs = list(yaml.safe_load_all(text))
+    docs[1]["apiVersion"] = "kubeadm.k8s.io/v1beta2"
+    with pytest.raises(KubeadmConfigError, match="unexpected apiVersion"):
+        validate_document(docs[1])
+
+
+def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> None:
+    spec, placement, material = case
+    token, key, ca_hash = material[m.BOOTSTRAP_TOKEN], material[m.CERTIFICATE_KEY], material[m.DISCOVERY_HASH]
+    vip = f"{spec.network.vip}:6443"
+    master = yaml.safe_load(k.kubeadm_join_config(spec, placement, _cp(placement)[1], material, control_plane=True))
+    worker = yaml.safe_load(k.kubeadm_join_config(spec, placement, _worker(placement), material, control_plane=False))
+    for join in (master, worker):
+        assert join["discovery"]["bootstrapToken"] == {
+            "token": token, "apiServerEndpoint": vip, "caCertHashes": [ca_hash]
+        }
+        assert join["discovery"]["tlsBootstrapToken"] == token
+        assert join["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
+    assert master["controlPlane"]["certificateKey"] == key
+    assert master["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == str(_cp(placement)[1].ip)
+    assert "controlPlane" not in worker
+    init = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    assert init[0]["certificateKey"] == key
+    assert init[0]["bootstrapTokens"][0]["token"] == token
+    assert init[0]["bootstrapTokens"][0]["ttl"] == "24h0m0s"
+
+
+def _args(value: Any) -> dict[str, str]:
+    """extraArgs in either shape (v1beta4 list of {name, value}, v1beta3 map) as a dict."""
+    return {a["name"]: a["value"] for a in value} if isinstance(value, list) else dict(value)
+
+
+def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: Case) -> None:
+    spec, placement, material = case
+    node = _cp(placement)[0]
+    init, cluster, kubelet = yaml.safe_load_all(k.kubeadm_init_config(spec, placement, node, material))
+    vip = str(spec.network.vip)
+    assert cluster["controlPlaneEndpoint"] == f"{vip}:6443"
+    sans = cluster["apiServer"]["certSANs"]
+    assert sans[0] == vip
+    for lb in placement.by_role(Role.LOAD_BALANCER):
+        assert lb.name in sans and str(lb.ip) in sans
+    for cp in _cp(placement):
+        assert cp.name in sans
+    assert len(sans) == len(set(sans))
+    assert cluster["etcd"]["external"] == {
+        "endpoints": [f"https://{n.ip}:2379" for n in placement.by_role(Role.ETCD)],
+        "caFile": "/etc/kubernetes/pki/etcd/ca.crt",
+        "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
+        "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
+    }
+    for component in ("controllerManager", "scheduler"):
+        assert _args(cluster[component]["extraArgs"])["leader-elect"] == "true"
+    assert cluster["networking"] == {
+        "podSubnet": str(spec.kubernetes.pod_cidr),
+        "serviceSubnet": str(spec.kubernetes.service_cidr),
+        "dnsDomain": spec.kubernetes.cluster_domain,
+    }
+    assert cluster["imageRepository"] == spec.mirrors.image_repository
+    assert init["nodeRegistration"]["name"] == node.name
+    assert _args(init["nodeRegistration"]["kubeletExtraArgs"])["node-ip"] == str(node.ip)
+    assert kubelet["cgroupDriver"] == "systemd"
+
+
+def test_node_labels_carry_the_failure_domain() -> None:
+    spec, placement, material = _stack("Pulumi.staging.yaml")  # existing hosts: failure domain host:rackN
+    metal = next(n for n in placement.by_role(Role.WORKER) if n.name == "metal1")
+    assert k.zone_label(metal) == "host-rack1"
+    join = yaml.safe_load(k.kubeadm_join_config(spec, placement, metal, material, control_plane=False))
+    assert _args(join["nodeRegistration"]["kubeletExtraArgs"])["node-labels"] == "topology.kubernetes.io/zone=host-rack1"
+
+
+# ---- containerd --------------------------------------------------------------------------------
+
+
+def test_sandbox_image_follows_the_image_repository() -> None:
+    staging, _, _ = _stack("Pulumi.staging.yaml")
+    prod, _, _ = _stack("Pulumi.prod.yaml")
+    assert k.sandbox_image(staging) == "registry.aliyuncs.com/google_containers/pause:3.10"
+    assert k.sandbox_image(prod) == "registry.k8s.io/pause:3.10"
+    assert k.sandbox_image(_with(prod, versions={"kubernetes": "1.30.6"})) == "registry.k8s.io/pause:3.9"
+    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.10"' in k.containerd_config(staging)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_STACKS)
+def test_containerd_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
+    containerd = require_tool("containerd", "the render tier runs `containerd config dump`")
+    spec, _, _ = _stack(name)
+    config = write(tmp_path / "config.toml", k.containerd_config(spec))
+    result = run([containerd, "--config", str(config), "config", "dump"])
+    assert_ok(result, "containerd config dump")
+    dump = tomllib.loads(result.stdout)
+    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == k.sandbox_image(spec)
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
+    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
+
+
+def test_containerd_rejects_a_broken_config(tmp_path: Path) -> None:
+    containerd = require_tool("containerd")
+    spec, _, _ = _stack("Pulumi.dev.yaml")
+    broken = write(tmp_path / "config.toml", k.containerd_config(spec).replace("[plugins]", "[plugins"))
+    assert run([containerd, "--config", str(broken), "config", "dump"]).returncode != 0
+
+
+# ---- registries (certs.d) ----------------------------------------------------------------------
+
+TOP_KEYS = {"server", "capabilities", "ca", "client", "skip_verify", "header", "override_path", "host"}
+HOST_KEYS = {"capabilities", "ca", "client", "skip_verify", "header", "override_path"}
+
+
+def check_hosts_toml(text: str) -> dict[str, Any]:
+    """containerd's hosts.toml keys only; every host table has its own `ca`, none at top level
+    (a top-level `ca` applies to `server` only: containerd#7118)."""
+    doc = tomllib.loads(text)
+    assert set(doc) <= TOP_KEYS, f"unknown keys {set(doc) - TOP_KEYS}"
+    assert "ca" not in doc, "`ca` at top level applies to `server` only, not to the mirror hosts"
+    assert doc.get("host"), "containerd 1.6 needs at least one [host.\"...\"] table"
+    assert re.fullmatch(r"https://[^/\s]+", doc["server"])
+    for url, table in doc["host"].items():
+        assert url.startswith("https://"), url
+        assert set(table) <= HOST_KEYS, f"{url}: unknown keys {set(table) - HOST_KEYS}"
+        assert set(table["capabilities"]) <= {"pull", "resolve", "push"}
+        assert "ca" in table, f"{url}: no `ca` inside the host table"
+    return doc
+
+
+def test_hosts_toml_pull_through_harbor_with_its_ca() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    harbor = str(placement.by_role(Role.HARBOR)[0].ip)
+    files = {f.path: f for f in k.registry_host_files(spec, placement, material)}
+    ca_path = f"/etc/containerd/certs.d/{harbor}/ca.crt"
+    assert files[ca_path].content == material[m.HARBOR_CERT]
+    own = check_hosts_toml(files[f"/etc/containerd/certs.d/{harbor}/hosts.toml"].content)
+    assert own["host"][f"https://{harbor}"]["ca"] == ca_path
+    for registry, (project, upstream) in k.HARBOR_PROXY_PROJECTS.items():
+        doc = check_hosts_toml(files[f"/etc/containerd/certs.d/{registry}/hosts.toml"].content)
+        assert doc["server"] == upstream  # the fallback when Harbor is down
+        mirror = doc["host"][f"https://{harbor}/v2/{project}"]
+        assert mirror == {"capabilities": ["pull", "resolve"], "override_path": True, "ca": ca_path}
+    assert set(files) == {ca_path, f"/etc/containerd/certs.d/{harbor}/hosts.toml"} | {
+        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in k.HARBOR_PROXY_PROJECTS
+    }
+
+
+def test_hosts_toml_checker_catches_a_misplaced_ca() -> None:
+    bad = 'server = "https://registry-1.docker.io"\nca = "/x/ca.crt"\n[host."https://h/v2/p"]\n  capabilities = ["pull"]\n'
+    with pytest.raises(AssertionError, match="top level"):
+        check_hosts_toml(bad)
+    typo = 'server = "https://q"\n[host."https://h"]\n  capabilities = ["pull"]\n  ca = "/c"\n  overide_path = true\n'
+    with pytest.raises(AssertionError, match="unknown keys"):
+        check_hosts_toml(typo)
+
+
+def test_registry_files_follow_harbor_settings() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    no_cache = _with(spec, harbor={"proxy_cache": False})
+    paths = [f.path for f in k.registry_host_files(no_cache, placement, material)]
+    assert paths == ["/etc/containerd/certs.d/10.20.0.40/ca.crt", "/etc/containerd/certs.d/10.20.0.40/hosts.toml"]
+    named = _with(spec, harbor={"hostname": "harbor.prod.example"})
+    assert k.harbor_registry_host(named, placement) == "harbor.prod.example"
+    for name in ("Pulumi.dev.yaml", "Pulumi.staging.yaml"):  # no Harbor: no certs.d files
+        other, other_placement, other_material = _stack(name)
+        assert k.registry_host_files(other, other_placement, other_material) == []
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+
+
+def _steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> list[Step]:
+    first, second = _cp(placement)[:2]
+    worker = _worker(placement)
+    return [
+        k.k8s_node_step(spec, placement, first, material),
+        k.control_plane_init_step(spec, placement, first, material),
+        k.control_plane_join_step(spec, placement, second, material),
+        k.worker_join_step(spec, placement, worker, material),
+        k.worker_membership_step(spec, placement, worker, material),
+    ]
+
+
+@pytest.mark.parametrize("name", EXAMPLE_STACKS)
+def test_bundles_pass_bash_n_and_shellcheck(name: str, tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck")
+    spec, placement, material = _stack(name)
+    paths = []
+    for step in _steps(spec, placement, material):
+        path = write(tmp_path / f"{step.name}.sh", bundle(step))
+        assert_ok(run(["bash", "-n", str(path)]), f"bash -n {step.name}")
+        paths.append(str(path))
+    assert_ok(run([shellcheck, "-s", "bash", "-S", "style", *paths]), "shellcheck")
+
+
+def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck")
+    path = write(tmp_path / "bad.sh", "#!/usr/bin/env bash\nset -euo pipefail\nfor f in $(ls *.yaml); do echo $f; done\n")
+    assert run([shellcheck, "-s", "bash", str(path)]).returncode != 0
+
+
+SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-drain.sh", "k8s-node-ready.sh"]
+
+# Check-then-act guards that make a second run a no-op, per script.
+GUARDS = {
+    "k8s-node.sh": ['if [ ! -s "$K8SHA_KUBE_KEYRING" ]', "k8sha_service containerd restart /etc/containerd/config.toml",
+                    'apt-mark showhold', '[ "$(k8s_installed_version "$pkg")" = "$K8SHA_KUBE_PACKAGE_VERSION" ]'],
+    "k8s-init.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ "$left" -lt "$K8S_TOKEN_MARGIN" ]',
+                    'if [ "$left" -lt "$K8S_CERTS_MARGIN" ]', "kubeadm config validate --config"],
+    "k8s-join.sh": ['if [ ! -f "$K8S_KUBELET_CONF" ]', "kubeadm config validate --config"],
+    "k8s-reset.sh": ["--ignore-not-found", "kubeadm reset -f"],
+    "k8s-drain.sh": ["--ignore-not-found", "--timeout=300s"],
+    "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]', 'if [ "$previous" != "$managed" ]'],
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_are_strict_and_idempotent(script: str) -> None:
+    text = (CONFIGS / "scripts" / script).read_text()
+    assert "set -euo pipefail" in text
+    assert text.rstrip().endswith("k8sha_done"), f"{script} must end with k8sha_done (the 'no changes' marker)"
+    for guard in GUARDS[script]:
+        assert guard in text, f"{script}: missing guard {guard!r}"
+    # Long-running or interactive tools never read the bundle's stdin.
+    for line in text.splitlines():
+        if re.match(r"\s*kubeadm (init|join|reset|token create|config images)", line):
+            assert "</dev/null" in line or "\\" in line, f"{script}: {line.strip()}"
+
+
+def test_steps_wire_the_right_scripts_and_deletes() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    node, init, join, worker, member = _steps(spec, placement, material)
+    assert (node.script, node.delete_script) == ("k8s-node.sh", None)
+    assert (init.script, init.delete_script) == ("k8s-init.sh", "k8s-reset.sh")
+    assert (join.script, join.delete_script) == ("k8s-join.sh", "k8s-reset.sh")
+    assert (worker.script, worker.delete_script) == ("k8s-join.sh", "k8s-reset.sh")
+    assert (member.script, member.delete_script) == ("k8s-node-ready.sh", "k8s-drain.sh")
+    assert member.host == _cp(placement)[0].name  # runs where admin.conf is, never on the worker
+    assert dict(join.env)["K8SHA_ROLE"] == "control-plane" and dict(worker.env)["K8SHA_ROLE"] == "worker"
+    labels = dict(member.env)["K8SHA_LABELS"].split()
+    assert "node-role.kubernetes.io/worker=" in labels and "k8s-ha.io/pool=general" in labels
+    assert dict(init.env)["K8SHA_TOKEN_ID"] == material[m.BOOTSTRAP_TOKEN].split(".")[0]
+    assert set(dict(init.env)["K8SHA_JOINING"].split()) == {
+        n.name for n in placement.nodes if n.role in (Role.CONTROL_PLANE, Role.WORKER)
+    } - {init.host}
+
+
+def test_pki_goes_to_the_first_master_only_and_secrets_are_private() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    _, init, join, worker, _ = _steps(spec, placement, material)
+    assert _file(init, "/etc/kubernetes/pki/ca.crt").content == material[m.KUBERNETES_CA]
+    assert _file(init, "/etc/kubernetes/pki/ca.key").content == material[m.KUBERNETES_CA_KEY]
+    assert _file(init, "/etc/kubernetes/pki/sa.pub").content == material[m.SERVICE_ACCOUNT_PUB]
+    # A joining node must not hold ca.crt before `kubeadm join` (its preflight refuses it); the
+    # control-plane certificates arrive encrypted with the certificate key.
+    assert not any(f.path.endswith(("/ca.key", "pki/ca.crt", "sa.key")) for f in (*join.files, *worker.files))
+    assert _file(join, "/etc/kubernetes/pki/apiserver-etcd-client.crt").content == material[m.APISERVER_ETCD_CERT]
+    for step in (init, join, worker):
+        for f in step.files:
+            holds_secret = any(material[n] in f.content for n in (
+                m.KUBERNETES_CA_KEY, m.FRONT_PROXY_CA_KEY, m.SERVICE_ACCOUNT_KEY, m.APISERVER_ETCD_KEY,
+                m.BOOTSTRAP_TOKEN, m.CERTIFICATE_KEY))
+            assert holds_secret == f.secret, f.path
+            if f.secret:
+                assert f.mode == "0600", f.path
+        assert step.secret
+
+
+@pytest.mark.parametrize("name", EXAMPLE_STACKS)
+def test_node_step_repository_pins_and_files(name: str) -> None:
+    spec, placement, material = _stack(name)
+    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+    env = dict(step.env)
+    assert env["K8SHA_KUBE_PACKAGE_VERSION"] == "1.32.4-1.1"
+    repo = spec.mirrors.kubernetes_packages.format(minor="1.32")
+    assert env["K8SHA_KUBE_KEY_URL"] == repo + "Release.key"
+    assert env["K8SHA_KUBE_KEYRING"] == "/etc/apt/keyrings/kubernetes-1.32.asc"
+    source = _file(step, "/etc/apt/sources.list.d/kubernetes.list").content
+    assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-1.32.asc] {repo} /" in source
+    assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(spec)
+    assert "br_netfilter" in _file(step, "/etc/modules-load.d/k8s-ha-kubernetes.conf").content
+    sysctls = _file(step, "/etc/sysctl.d/99-k8s-ha-kubernetes.conf").content
+    for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward"):
+        assert f"{key} = 1" in sysctls
+    assert not step.secret
+
+
+def test_staging_uses_its_mirror_for_packages() -> None:
+    spec, _, _ = _stack("Pulumi.staging.yaml")
+    assert k.package_key_url(spec) == "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.32/deb/Release.key"
+
+
+def test_admin_kubeconfig_points_at_the_vip() -> None:
+    spec, _, material = _stack("Pulumi.prod.yaml")
+    text = k.admin_kubeconfig(spec, material[m.KUBERNETES_CA], "CERT PEM\n", "KEY PEM\n")
+    config = yaml.safe_load(text)
+    cluster = config["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://10.20.0.10:6443"
+    assert base64.b64decode(cluster["certificate-authority-data"]).decode() == material[m.KUBERNETES_CA]
+    user = config["users"][0]["user"]
+    assert base64.b64decode(user["client-certificate-data"]) == b"CERT PEM\n"
+    assert base64.b64decode(user["client-key-data"]) == b"KEY PEM\n"
+    context = config["contexts"][0]
+    assert config["current-context"] == context["name"]
+    assert context["context"] == {"cluster": "prod", "user": config["users"][0]["name"]}
+
+
+def test_cli_placeholders_render_without_real_material() -> None:
+    spec, placement = load_example("Pulumi.prod.yaml")
+    placeholders = m.Placeholders()
+    for step in _steps(spec, placement, placeholders):
+        assert bundle(step)
+    init = k.kubeadm_init_config(spec, placement, _cp(placement)[0], placeholders)
+    assert len(list(yaml.safe_load_all(init))) == 3  # still well-formed YAML
+    assert "<secret:kubernetes/bootstrap-token>" in init
