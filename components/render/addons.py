@@ -79,7 +79,10 @@ def _objects(template: str, **context: Any) -> list[KubeObject]:
 
 def flannel_images(sources: AddonSources) -> tuple[str, str]:
     repo = sources.flannel_repository.rstrip("/")
-    return f"{repo}/flannel:{sources.flannel_version}", f"{repo}/flannel-cni-plugin:{sources.flannel_cni_plugin_version}"
+    return (
+        f"{repo}/flannel:{sources.flannel_version}",
+        f"{repo}/flannel-cni-plugin:{sources.flannel_cni_plugin_version}",
+    )
 
 
 def flannel_objects(spec: StackSpec, sources: AddonSources = AddonSources()) -> list[KubeObject]:

@@ -282,8 +282,8 @@ def validate_document(document: Any) -> Strict:
     KubeadmConfigError (not a mapping, or an apiVersion/kind we never emit)."""
     if not isinstance(document, dict):
         raise KubeadmConfigError(f"a kubeadm config document must be a mapping, got {type(document).__name__}")
-    key = (document.get("apiVersion"), document.get("kind"))
-    model = MODELS.get(key)  # type: ignore[arg-type]
+    key = (str(document.get("apiVersion")), str(document.get("kind")))
+    model = MODELS.get(key)
     if model is None:
         raise KubeadmConfigError(f"unexpected apiVersion/kind {key[0]}/{key[1]}")
     return model.model_validate(document)

@@ -191,7 +191,9 @@ def _token_id(material: m.Material) -> str:
     return material[m.BOOTSTRAP_TOKEN].partition(".")[0]
 
 
-def _kubeadm_context(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> dict[str, object]:
+def _kubeadm_context(
+    spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material
+) -> dict[str, object]:
     version = kubernetes_version(spec)
     return {
         "q": _q,

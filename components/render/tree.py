@@ -1,7 +1,9 @@
-"""Every file each host receives, and the steps it runs, in the order the program runs them.
+"""Every file each host receives, and the steps it runs, per host in dependency order.
 
-`host_steps` is the single list of steps per node: the Pulumi components run exactly these, the
-lab runs them over SSH, and `python -m components render` writes them out (secrets as placeholders).
+`host_steps` is the single list of steps per node. The Pulumi components run exactly these (a unit
+test compares them), the lab runs them over SSH, and `python -m components render` writes them out
+with placeholders for secrets. The first master also hosts one membership step per worker, which
+the program runs after that worker has joined.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from components.render.kubernetes import (
     first_control_plane,
     k8s_node_step,
     worker_join_step,
+    worker_membership_step,
 )
 from components.render.loadbalancer import loadbalancer_step
 from components.render.node import ready_step
@@ -36,8 +39,11 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
     elif node.role is Role.CONTROL_PLANE:
         steps.append(k8s_node_step(spec, placement, node, material))
         first = first_control_plane(placement)
-        make = control_plane_init_step if node.name == first.name else control_plane_join_step
-        steps.append(make(spec, placement, node, material))
+        if node.name == first.name:
+            steps.append(control_plane_init_step(spec, placement, node, material))
+            steps += [worker_membership_step(spec, placement, w, material) for w in placement.by_role(Role.WORKER)]
+        else:
+            steps.append(control_plane_join_step(spec, placement, node, material))
     elif node.role is Role.WORKER:
         steps.append(k8s_node_step(spec, placement, node, material))
         steps.append(worker_join_step(spec, placement, node, material))

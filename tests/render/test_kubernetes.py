@@ -77,7 +77,8 @@ def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(c
     api = k.kubeadm_api_version(spec)
     first, *others = _cp(placement)
     init = validate_config(k.kubeadm_init_config(spec, placement, first, material), api_version=api, command="init")
-    assert [getattr(d, "kind", None) for d in init] == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
+    kinds = [getattr(d, "kind", None) for d in init]
+    assert kinds == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
     for node in others:
         validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=True),
                         api_version=api, command="join")
@@ -162,7 +163,7 @@ def test_the_file_checks_reject_wrong_kinds_and_mixed_versions() -> None:
     text = k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)
     with pytest.raises(KubeadmConfigError, match="expected"):
         validate_config(text, api_version=k.kubeadm_api_version(spec), command="join")
-    with pytest.raises(KubeadmConfigError, match="not kubeadm.k8s.io/v1beta3"):
+    with pytest.raises(KubeadmConfigError, match=r"not kubeadm\.k8s\.io/v1beta3"):
         validate_config(text, api_version="kubeadm.k8s.io/v1beta3", command="init")
     docs = list(yaml.safe_load_all(text))
     docs[1]["apiVersion"] = "kubeadm.k8s.io/v1beta2"
@@ -233,7 +234,8 @@ def test_node_labels_carry_the_failure_domain() -> None:
     metal = next(n for n in placement.by_role(Role.WORKER) if n.name == "metal1")
     assert k.zone_label(metal) == "host-rack1"
     join = yaml.safe_load(k.kubeadm_join_config(spec, placement, metal, material, control_plane=False))
-    assert _args(join["nodeRegistration"]["kubeletExtraArgs"])["node-labels"] == "topology.kubernetes.io/zone=host-rack1"
+    labels = _args(join["nodeRegistration"]["kubeletExtraArgs"])["node-labels"]
+    assert labels == "topology.kubernetes.io/zone=host-rack1"
 
 
 # ---- containerd --------------------------------------------------------------------------------
@@ -312,7 +314,10 @@ def test_hosts_toml_pull_through_harbor_with_its_ca() -> None:
 
 
 def test_hosts_toml_checker_catches_a_misplaced_ca() -> None:
-    bad = 'server = "https://registry-1.docker.io"\nca = "/x/ca.crt"\n[host."https://h/v2/p"]\n  capabilities = ["pull"]\n'
+    bad = (
+        'server = "https://registry-1.docker.io"\nca = "/x/ca.crt"\n'
+        '[host."https://h/v2/p"]\n  capabilities = ["pull"]\n'
+    )
     with pytest.raises(AssertionError, match="top level"):
         check_hosts_toml(bad)
     typo = 'server = "https://q"\n[host."https://h"]\n  capabilities = ["pull"]\n  ca = "/c"\n  overide_path = true\n'
@@ -361,7 +366,8 @@ def test_bundles_pass_bash_n_and_shellcheck(name: str, tmp_path: Path) -> None:
 
 def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
     shellcheck = require_tool("shellcheck")
-    path = write(tmp_path / "bad.sh", "#!/usr/bin/env bash\nset -euo pipefail\nfor f in $(ls *.yaml); do echo $f; done\n")
+    text = "#!/usr/bin/env bash\nset -euo pipefail\nfor f in $(ls *.yaml); do echo $f; done\n"
+    path = write(tmp_path / "bad.sh", text)
     assert run([shellcheck, "-s", "bash", str(path)]).returncode != 0
 
 
@@ -376,7 +382,8 @@ GUARDS = {
     "k8s-join.sh": ['if [ ! -f "$K8S_KUBELET_CONF" ]', "kubeadm config validate --config"],
     "k8s-reset.sh": ["--ignore-not-found", "kubeadm reset -f"],
     "k8s-drain.sh": ["--ignore-not-found", "--timeout=300s"],
-    "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]', 'if [ "$previous" != "$managed" ]'],
+    "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]',
+                          'if [ "$previous" != "$managed" ]'],
 }
 
 

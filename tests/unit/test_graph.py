@@ -233,4 +233,31 @@ def test_joins_carry_their_delete_actions() -> None:
 def test_kubeconfig_is_a_secret_export_pointing_at_the_vip() -> None:
     graph = deployed("Pulumi.prod.yaml")
     assert "kubeconfig" in graph.secret_outputs
-    assert "server: https://10.20.0.10:6443" in graph.stack_outputs["kubeconfig"]
+    import yaml
+
+    kubeconfig = yaml.safe_load(graph.stack_outputs["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.20.0.10:6443"
+    assert kubeconfig["users"][0]["user"]["client-key-data"]
+
+
+@pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
+def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str) -> None:
+    """`python -m components render` and `pulumi up` must agree on what every host runs."""
+    import re
+
+    from components.placement import place
+    from components.render.material import Placeholders
+    from components.render.tree import host_steps
+    from components.stackfile import load_stack_file
+
+    spec = load_stack_file(ROOT / stack)
+    placement = place(spec)
+    rendered = {(step.host, step.name) for node in placement.nodes
+                for step in host_steps(spec, placement, node, Placeholders())}
+    header = re.compile(r'^# k8s-ha step "([^"]+)" for host (\S+):', re.M)
+    program = set()
+    for command in deployed(stack).of_type(COMMAND):
+        match = header.search(command.inputs["stdin"])
+        assert match, command.name
+        program.add((match[2], match[1]))
+    assert program == rendered
