@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_tls as tls
 
+from components.addons import ClusterAddons
 from components.control_plane import ControlPlane
 from components.etcd import ExternalEtcd
 from components.loadbalancer import HaproxyKeepalivedPair
@@ -56,6 +57,10 @@ class HaCluster(pulumi.ComponentResource):
             )
             for pool in spec.worker_pools
         ]
+        self.addons = ClusterAddons(
+            "addons", spec, self.control_plane.kubeconfig, prerequisites=[self.control_plane.init],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.register_outputs({})
 
     def hosts_of(self, role: Role) -> list[Host]:

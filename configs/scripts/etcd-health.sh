@@ -15,9 +15,9 @@ ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-
 
 # etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
 etcd_ctl() {
-  local endpoints=$1
+  local targets=$1
   shift
-  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$endpoints" --dial-timeout=2s --command-timeout=5s "$@"
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout=5s "$@"
 }
 
 # etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per
@@ -87,8 +87,8 @@ deadline=$((SECONDS + TIMEOUT))
 while :; do
   health=$(etcd_ctl "$K8SHA_ETCD_ENDPOINTS" endpoint health --cluster 2>&1) && healthy_all=1 || healthy_all=0
   list=$(etcd_member_list "$K8SHA_ETCD_ENDPOINTS" || true)
-  missing=$(etcd_not_started "$list")
-  if [ "$healthy_all" = 1 ] && [ -z "$missing" ]; then
+  not_started=$(etcd_not_started "$list")
+  if [ "$healthy_all" = 1 ] && [ -z "$not_started" ]; then
     break
   fi
   if [ "$SECONDS" -ge "$deadline" ]; then
@@ -97,7 +97,7 @@ while :; do
     [ "$members" -gt 0 ] || members=$(wc -w <<<"$K8SHA_ETCD_NAMES")
     printf '%s\n' "$health" >&2
     k8sha_fail "etcd is not healthy after ${TIMEOUT}s: $healthy of $members members healthy, quorum needs" \
-      "$((members / 2 + 1))${missing:+; not started: $missing}. Debug on a member: etcdctl" \
+      "$((members / 2 + 1))${not_started:+; not started: $not_started}. Debug on a member: etcdctl" \
       "--endpoints=$K8SHA_ETCD_ENDPOINTS ${ETCD_TLS[*]} endpoint health --cluster; journalctl -u etcd"
   fi
   sleep 1

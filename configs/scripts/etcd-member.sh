@@ -17,9 +17,9 @@ ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-
 
 # etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
 etcd_ctl() {
-  local endpoints=$1
+  local targets=$1
   shift
-  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$endpoints" --dial-timeout=2s --command-timeout=5s "$@"
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout=5s "$@"
 }
 
 # etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per

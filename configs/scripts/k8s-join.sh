@@ -20,10 +20,12 @@ case "$K8SHA_ROLE" in
   *) k8sha_fail "K8SHA_ROLE must be control-plane or worker, not '$K8SHA_ROLE'" ;;
 esac
 
+joined_before=no
+[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes
 k8sha_install_files
 kubeadm config validate --config "$K8S_CONFIG" >/dev/null || k8sha_fail "kubeadm rejected $K8S_CONFIG"
 
-if [ ! -f "$K8S_KUBELET_CONF" ]; then
+if [ "$joined_before" = no ]; then
   # -k: only a reachability probe, nothing is sent; discovery itself pins the CA's hash.
   k8sha_wait 180 "the API server behind the VIP (https://$K8SHA_ENDPOINT/readyz)" \
     curl -fsSk --max-time 5 "https://$K8SHA_ENDPOINT/readyz"
@@ -34,9 +36,10 @@ if [ ! -f "$K8S_KUBELET_CONF" ]; then
 fi
 
 if [ "$K8SHA_ROLE" = control-plane ]; then
-  if [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] &&
+  if [ "$joined_before" = yes ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] &&
     k8sha_changed "$K8S_PKI/apiserver-etcd-client.*" "$K8S_PKI/etcd/ca.crt"; then
     # kube-apiserver reads its etcd client certificate at start: the kubelet restarts it.
+    # (Not after a join in this run: that apiserver started with the new files already.)
     mapfile -t ids < <(crictl ps --name kube-apiserver -q)
     [ "${#ids[@]}" -eq 0 ] || crictl stop "${ids[@]}" >/dev/null
     k8s_note "restarted kube-apiserver for its new etcd client certificate"

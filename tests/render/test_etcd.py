@@ -45,17 +45,17 @@ def test_every_bundle_passes_bash_and_shellcheck(example: tuple[StackSpec, Place
     spec, placement = example
     members, health = all_steps(spec, placement)
     texts = {"health": bundle(health)}
-    for step in members:
-        texts[f"{step.host}-member"] = bundle(step)
-        texts[f"{step.host}-remove"] = bundle(step, script=step.delete_script)
-        texts[f"{step.host}-restore"] = bundle(step, script="etcd-restore.sh")
+    for step in members:  # each bundle holds the member script (apply) and etcd-remove (delete)
+        assert step.delete_script == "etcd-remove.sh"
+        texts[step.host] = bundle(step)
+        assert "etcd-remove.sh" in texts[step.host] and "k8sha_delete()" in texts[step.host]
     paths = []
     for name, text in texts.items():
         path = tmp_path / f"{name}.sh"
         path.write_text(text)
         paths.append(str(path))
         subprocess.run(["bash", "-n", str(path)], check=True, capture_output=True, text=True)
-    # The files the hosts run on their own (backup job, restore command) as installed.
+    # The files the hosts run on their own (backup job, restore command), as installed.
     paths += [str(CONFIGS / "etcd/etcd-backup.sh"), str(CONFIGS / "scripts/etcd-restore.sh")]
     result = subprocess.run([shellcheck, "-s", "bash", "-S", "style", *paths], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -379,7 +379,8 @@ GUARDS = {
                     'apt-mark showhold', '[ "$(k8s_installed_version "$pkg")" = "$K8SHA_KUBE_PACKAGE_VERSION" ]'],
     "k8s-init.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ "$left" -lt "$K8S_TOKEN_MARGIN" ]',
                     'if [ "$left" -lt "$K8S_CERTS_MARGIN" ]', "kubeadm config validate --config"],
-    "k8s-join.sh": ['if [ ! -f "$K8S_KUBELET_CONF" ]', "kubeadm config validate --config"],
+    "k8s-join.sh": ['[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes', 'if [ "$joined_before" = no ]',
+                    "kubeadm config validate --config"],
     "k8s-reset.sh": ["--ignore-not-found", "kubeadm reset -f"],
     "k8s-drain.sh": ["--ignore-not-found", "--timeout=300s"],
     "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]',
@@ -486,3 +487,197 @@ def test_cli_placeholders_render_without_real_material() -> None:
     init = k.kubeadm_init_config(spec, placement, _cp(placement)[0], placeholders)
     assert len(list(yaml.safe_load_all(init))) == 3  # still well-formed YAML
     assert "<secret:kubernetes/bootstrap-token>" in init
+
+
+# ---- the scripts themselves, run twice with stand-ins for kubeadm/kubectl/crictl/curl --------------
+# Each run happens in a private mount namespace with a copy-on-write /etc (overlayfs), so nothing
+# on this machine changes; the stand-ins record their calls and keep the cluster's state (token
+# and certificate expiry, Node labels) in a directory, like the API server would.
+
+STUBS = {
+    "kubeadm": r"""#!/bin/bash
+set -eu
+S=$K8STEST_STATE
+echo "kubeadm $*" >>"$S/calls"
+expiry() { date -u -d "@$(($(date +%s) + $1))" +%Y-%m-%dT%H:%M:%SZ; }
+control_plane() {
+  mkdir -p /etc/kubernetes/manifests
+  echo admin >/etc/kubernetes/admin.conf
+  echo apiserver >/etc/kubernetes/manifests/kube-apiserver.yaml
+}
+case "$1 $2" in
+  "config validate") [ -s "$4" ] ;;
+  "config images") ;;
+  "init --config") control_plane; expiry 86400 >"$S/token"; expiry 7200 >"$S/certs" ;;
+  "init phase") expiry 7200 >"$S/certs" ;;
+  "token create") expiry 86400 >"$S/token" ;;
+  "join --config") echo kubelet >/etc/kubernetes/kubelet.conf; if grep -q '^controlPlane:' "$3"; then control_plane; fi ;;
+  "reset -f") rm -rf /etc/kubernetes/manifests /etc/kubernetes/*.conf ;;
+  *) echo "unexpected: kubeadm $*" >&2; exit 9 ;;
+esac
+""",
+    "kubectl": r"""#!/bin/bash
+set -eu
+S=$K8STEST_STATE
+echo "kubectl $*" >>"$S/calls"
+touch "$S/labels" "$S/annotation"
+case " $* " in
+  *" get secret bootstrap-token-certs "*) if [ -f "$S/certs" ]; then base64 -w0 <"$S/certs"; fi ;;
+  *" get secret bootstrap-token-"*) if [ -f "$S/token" ]; then base64 -w0 <"$S/token"; fi ;;
+  *" get secret kubeadm-certs "*) if [ -f "$S/certs" ]; then printf bootstrap-token-certs; fi ;;
+  *" get nodes "*) printf 'cp1 cp2 ' ;;
+  *" get node "*"{.metadata.labels}"*) printf '{"node-role.kubernetes.io/control-plane":""}' ;;
+  *" get node "*'Ready'*) printf True ;;
+  *" get node "*"go-template"*) cat "$S/labels" ;;
+  *" get node "*"annotations"*) cat "$S/annotation" ;;
+  *" get node "*) printf 'node/x\n' ;;
+  *" drain "* | *" delete node "*) ;;
+  *" label node "*)
+    shift 6  # --kubeconfig F --request-timeout=T label node NAME: shift to the first label
+    for arg in "$@"; do
+      case "$arg" in
+        --overwrite) ;;
+        *-) grep -v "^${arg%-}=" "$S/labels" >"$S/labels.new" || true; mv "$S/labels.new" "$S/labels" ;;
+        *) grep -v "^${arg%%=*}=" "$S/labels" >"$S/labels.new" || true; echo "$arg" >>"$S/labels.new"
+           mv "$S/labels.new" "$S/labels" ;;
+      esac
+    done ;;
+  *" annotate node "*) for arg; do case "$arg" in k8s-ha.io/*) printf '%s' "${arg#*=}" >"$S/annotation" ;; esac; done ;;
+  *) echo "unexpected: kubectl $*" >&2; exit 9 ;;
+esac
+""",
+    "crictl": r"""#!/bin/bash
+echo "crictl $*" >>"$K8STEST_STATE/calls"
+if [ "$1" = ps ]; then echo c0ffee; fi
+""",
+    "curl": "#!/bin/bash\nexit 0\n",
+}
+
+
+class Host:
+    """One fake host: a persistent overlay upper dir for /etc, stand-ins on PATH, a state dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.state = root / "state"
+        for sub in ("upper", "work", "bin", "state"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for name, text in STUBS.items():
+            stub = write(root / "bin" / name, text)
+            stub.chmod(0o755)
+
+    def run(self, step: Step, action: str = "apply") -> str:
+        script = write(self.root / f"{step.name}.sh", bundle(step))
+        (self.state / "calls").write_text("")
+        inner = (
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.root}/upper,workdir={self.root}/work /etc"
+            f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
+        )
+        result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
+        self.output = result.stdout + result.stderr
+        assert result.returncode == 0, self.output
+        return result.stdout
+
+    def calls(self, prefix: str) -> list[str]:
+        return [c for c in (self.state / "calls").read_text().splitlines() if c.startswith(prefix)]
+
+    def etc(self, path: str) -> Path:
+        return self.root / "upper" / path.removeprefix("/etc/")
+
+
+@pytest.fixture
+def fake_host(tmp_path: Path) -> Host:
+    from tests.tools import require_root
+
+    require_root("the scripts run in a private mount namespace with a copy-on-write /etc")
+    require_tool("unshare")
+    return Host(tmp_path / "host")
+
+
+def test_init_runs_once_then_only_refreshes_what_expires(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    step = k.control_plane_init_step(spec, placement, _cp(placement)[0], material)
+    fake_host.run(step)
+    assert fake_host.calls("kubeadm init --config") and not fake_host.calls("kubeadm token create")
+    assert fake_host.etc("/etc/kubernetes/pki/ca.key").read_text() == material[m.KUBERNETES_CA_KEY]
+    assert oct(fake_host.etc("/etc/kubernetes/pki/ca.key").stat().st_mode & 0o777) == "0o600"
+
+    assert fake_host.run(step).strip() == "k8s-ha k8s-init: no changes"
+    assert fake_host.calls("kubeadm") == [f"kubeadm config validate --config {k.INIT_CONFIG}"]
+
+    # 23 h later: the token has 1 h left and the uploaded certificates are gone.
+    (fake_host.state / "token").write_text(run(["date", "-u", "-d", "+1 hour", "+%Y-%m-%dT%H:%M:%SZ"]).stdout)
+    (fake_host.state / "certs").unlink()
+    fake_host.run(step)
+    assert fake_host.calls("kubeadm token create --config") and fake_host.calls("kubeadm init phase upload-certs")
+    assert not fake_host.calls("kubeadm init --config")
+    assert fake_host.run(step).strip() == "k8s-ha k8s-init: no changes"
+
+
+def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    node = _cp(placement)[0]
+    fake_host.run(k.control_plane_init_step(spec, placement, node, material))
+    other = dict(material, **{m.KUBERNETES_CA: generate(spec, placement)[m.KUBERNETES_CA]})
+    with pytest.raises(AssertionError):
+        fake_host.run(k.control_plane_init_step(spec, placement, node, other))
+    assert "cannot be replaced in place" in fake_host.output
+    assert fake_host.etc("/etc/kubernetes/pki/ca.crt").read_text() == material[m.KUBERNETES_CA]
+
+
+def test_a_renewed_etcd_client_certificate_restarts_the_apiserver(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    node = _cp(placement)[1]
+    fake_host.run(k.control_plane_join_step(spec, placement, node, material))
+    assert fake_host.calls("kubeadm join --config") and not fake_host.calls("crictl stop")
+    renewed = generate(spec, placement)
+    changed = dict(material, **{m.APISERVER_ETCD_CERT: renewed[m.APISERVER_ETCD_CERT],
+                                m.APISERVER_ETCD_KEY: renewed[m.APISERVER_ETCD_KEY]})
+    fake_host.run(k.control_plane_join_step(spec, placement, node, changed))
+    assert fake_host.calls("crictl stop c0ffee") and not fake_host.calls("kubeadm join")
+    assert fake_host.run(k.control_plane_join_step(spec, placement, node, changed)).strip() == (
+        "k8s-ha k8s-join-control-plane: no changes"
+    )
+
+
+def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    step = k.worker_join_step(spec, placement, _worker(placement), material)
+    fake_host.run(step)
+    assert len(fake_host.calls("kubeadm join --config")) == 1
+    assert fake_host.run(step).strip() == "k8s-ha k8s-join-worker: no changes"
+    assert not fake_host.calls("kubeadm join")
+    fake_host.run(step, "delete")
+    assert fake_host.calls("kubeadm reset -f")
+    assert not fake_host.calls("kubectl"), "a worker has no admin.conf and never calls the API"
+    assert not any(fake_host.etc("/etc/kubernetes/k8s-ha").iterdir())
+    assert fake_host.run(step, "delete").strip() == "k8s-ha k8s-join-worker: no changes"
+
+
+def test_control_plane_delete_drains_and_deletes_its_node_first(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    node = _cp(placement)[2]
+    step = k.control_plane_join_step(spec, placement, node, material)
+    fake_host.run(step)
+    fake_host.run(step, "delete")
+    calls = [c.split(" --request-timeout=15s ")[-1] for c in fake_host.calls("kubectl")]
+    assert any(c.startswith(f"drain {node.name} ") for c in calls)
+    assert any(c.startswith(f"delete node {node.name} ") for c in calls)
+    assert fake_host.calls("kubeadm reset -f")
+
+
+def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    worker = _worker(placement)
+    (fake_host.state / "labels").write_text("kubernetes.io/hostname=general-1\nold=1\n")
+    (fake_host.state / "annotation").write_text("k8s-ha.io/pool,old")
+    step = k.worker_membership_step(spec, placement, worker, material)
+    fake_host.etc("/etc/kubernetes").mkdir(parents=True)
+    fake_host.etc("/etc/kubernetes/admin.conf").write_text("admin")
+    fake_host.run(step)
+    labels = set((fake_host.state / "labels").read_text().split())
+    assert labels == {"kubernetes.io/hostname=general-1", "node-role.kubernetes.io/worker=", "k8s-ha.io/pool=general"}
+    assert (fake_host.state / "annotation").read_text() == "k8s-ha.io/pool,node-role.kubernetes.io/worker"
+    assert fake_host.run(step).strip() == f"k8s-ha k8s-membership-{worker.name}: no changes"
+    fake_host.run(step, "delete")
+    assert any(f" drain {worker.name} " in c for c in fake_host.calls("kubectl"))

@@ -261,3 +261,25 @@ def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str) -> Non
         assert match, command.name
         program.add((match[2], match[1]))
     assert program == rendered
+
+
+def test_addons_wait_for_the_control_plane_and_use_the_kubeconfig() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    provider = graph.named("cluster")
+    assert provider.type == "pulumi:providers:kubernetes"
+    assert "kubeconfig" in provider.secret_inputs
+    assert graph.depends_on(provider, graph.named("cp1-k8s-init"))
+    objects = graph.named("objects")
+    assert provider_name(objects.provider) == "cluster"
+    calico = [graph.named(f"manifest-{i}") for i in range(2)]  # prod uses Calico: operator manifests first
+    assert graph.depends_on(calico[1], calico[0]) and graph.depends_on(objects, calico[1])
+    patch = graph.named("patch-deployment-kube-system-coredns")
+    assert graph.depends_on(patch, objects)
+    assert patch.inputs["spec"]["replicas"] == 2
+
+
+def test_flannel_stack_applies_no_remote_manifest() -> None:
+    graph = deployed("Pulumi.staging.yaml")
+    assert not [r for r in graph.resources.values() if r.name.startswith("manifest-")]
+    kinds = {o["kind"] for o in graph.named("objects").inputs["objs"]}
+    assert {"DaemonSet", "PodDisruptionBudget"} <= kinds
