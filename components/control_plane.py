@@ -10,13 +10,14 @@ certificate key and the discovery hash come from the program, never from kubeadm
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import pulumi
 import pulumi_command as command
 
 from components.pki import ClusterPki
 from components.placement import Placement
-from components.remote import remote_step
+from components.remote import remote_step, secret
 from components.render import material as m
 from components.render.kubernetes import (
     admin_kubeconfig,
@@ -32,8 +33,7 @@ def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: pu
                  parent: pulumi.Resource) -> command.remote.Command:
     """Node preparation shared by masters and workers; needs only the host itself."""
     node = host.node
-    return remote_step(f"{node.name}-k8s-node", host.access,
-                       lambda mat: k8s_node_step(spec, placement, node, mat), material,
+    return remote_step(f"{node.name}-k8s-node", host.access, partial(k8s_node_step, spec, placement, node), material,
                        parent=parent, depends_on=[host.ready])
 
 
@@ -59,7 +59,7 @@ class ControlPlane(pulumi.ComponentResource):
         self.first_host = first
         self.init = remote_step(
             f"{first.node.name}-k8s-init", first.access,
-            lambda mat: control_plane_init_step(spec, placement, first.node, mat), material,
+            partial(control_plane_init_step, spec, placement, first.node), material,
             parent=self, depends_on=[self.prepared[first.node.name], *prerequisites],
         )
         self.joins = {}
@@ -67,10 +67,10 @@ class ControlPlane(pulumi.ComponentResource):
             node = host.node
             self.joins[node.name] = remote_step(
                 f"{node.name}-k8s-join", host.access,
-                lambda mat, node=node: control_plane_join_step(spec, placement, node, mat), material,
+                partial(control_plane_join_step, spec, placement, node), material,
                 parent=self, depends_on=[self.prepared[node.name], self.init],
             )
-        self.kubeconfig = pulumi.Output.secret(
+        self.kubeconfig: pulumi.Output[str] = secret(
             pulumi.Output.all(material, pki.admin_cert, pki.admin_key).apply(
                 lambda args: admin_kubeconfig(spec, args[0][m.KUBERNETES_CA], args[1], args[2])
             )

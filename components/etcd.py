@@ -8,11 +8,13 @@ starts on a broken database. Removing a member from the stack runs its step's de
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulumi
 import pulumi_command as command
 
 from components.placement import Placement
-from components.remote import remote_step
+from components.remote import remote_step, secret
 from components.render import material as m
 from components.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
 from components.spec import StackSpec
@@ -39,7 +41,7 @@ class ExternalEtcd(pulumi.ComponentResource):
             self.members[node.name] = remote_step(
                 f"{node.name}-etcd-member",
                 host.access,
-                lambda mat, node=node: etcd_member_step(spec, placement, node, mat),
+                partial(etcd_member_step, spec, placement, node),
                 material,
                 parent=self,
                 depends_on=[host.ready],
@@ -48,7 +50,7 @@ class ExternalEtcd(pulumi.ComponentResource):
         self.health = remote_step(
             "etcd-health",
             first.access,
-            lambda mat: etcd_health_step(spec, placement, mat),
+            partial(etcd_health_step, spec, placement),
             material,
             parent=self,
             depends_on=list(self.members.values()),
@@ -57,6 +59,6 @@ class ExternalEtcd(pulumi.ComponentResource):
         self.client = {
             "ca": material.apply(lambda mat: mat[m.ETCD_CA]),
             "cert": material.apply(lambda mat: mat[m.APISERVER_ETCD_CERT]),
-            "key": pulumi.Output.secret(material.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
+            "key": secret(material.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
         }
         self.register_outputs({"endpoints": self.endpoints})

@@ -7,6 +7,8 @@ pulumi-command re-runs them in place: HAProxy reloads, no VM is touched.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulumi
 import pulumi_command as command
 
@@ -36,7 +38,7 @@ class HaproxyKeepalivedPair(pulumi.ComponentResource):
             self.steps[node.name] = remote_step(
                 f"{node.name}-loadbalancer",
                 host.access,
-                lambda mat, node=node: loadbalancer_step(spec, placement, node, mat),
+                partial(loadbalancer_step, spec, placement, node),
                 material,
                 parent=self,
                 depends_on=[host.ready],

@@ -121,11 +121,11 @@ class ClusterPki(pulumi.ComponentResource):
 
     def _etcd_leaves(self, placement: Placement) -> None:
         for node in placement.by_role(Role.ETCD):
-            sans = {"ips": [str(node.ip), "127.0.0.1"], "dns": [node.name, "localhost"]}
-            cert, key = self.leaf(f"etcd-{node.name}-server", self.etcd_ca, node.name, PEER_USES, **sans)
+            ips, dns = [str(node.ip), "127.0.0.1"], [node.name, "localhost"]
+            cert, key = self.leaf(f"etcd-{node.name}-server", self.etcd_ca, node.name, PEER_USES, ips=ips, dns=dns)
             self._put(m.etcd_server_cert(node.name), cert)
             self._put(m.etcd_server_key(node.name), key)
-            cert, key = self.leaf(f"etcd-{node.name}-peer", self.etcd_ca, node.name, PEER_USES, **sans)
+            cert, key = self.leaf(f"etcd-{node.name}-peer", self.etcd_ca, node.name, PEER_USES, ips=ips, dns=dns)
             self._put(m.etcd_peer_cert(node.name), cert)
             self._put(m.etcd_peer_key(node.name), key)
         cert, key = self.leaf("etcd-healthcheck-client", self.etcd_ca, "kube-etcd-healthcheck-client", CLIENT_USES)

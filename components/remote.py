@@ -41,7 +41,7 @@ class HostAccess:
             host=self.address,
             port=self.port,
             user=self.user,
-            private_key=pulumi.Output.secret(self.private_key),
+            private_key=secret(self.private_key),
             host_key=self.host_key,
             dial_error_limit=DIAL_ERROR_LIMIT,
             per_dial_timeout=PER_DIAL_TIMEOUT_S,
@@ -49,6 +49,13 @@ class HostAccess:
 
 
 StepFactory = Callable[[m.Material], Step]
+
+
+def secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """`Output.secret` for text. Pulumi types its argument as `Input[U]` (a union that includes
+    `Output[U]`), so mypy cannot pick U when handed an `Output[str]`; typing the parameter as
+    `Input[str]` here settles it for every caller."""
+    return pulumi.Output.secret(value)
 
 
 def resolve(material: dict[str, pulumi.Output[str]]) -> pulumi.Output[dict[str, str]]:
@@ -76,7 +83,7 @@ def remote_step(
         create=label.apply(lambda lbl: remote_command("apply", lbl)),
         update=label.apply(lambda lbl: remote_command("apply", lbl)),
         delete=label.apply(lambda lbl: remote_command("delete", lbl)),
-        stdin=pulumi.Output.secret(text),
+        stdin=secret(text),
         logging=command.remote.Logging.STDERR,
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(

@@ -8,13 +8,14 @@ kind of machine they run on.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import pulumi
 import pulumi_command as command
 import pulumi_libvirt as libvirt
 
 from components.placement import PlacedNode
-from components.remote import HostAccess, remote_step
+from components.remote import HostAccess, remote_step, secret
 from components.render import material as m
 from components.render.cloudinit import network_config, user_data
 from components.render.node import ready_step
@@ -59,7 +60,7 @@ class Host(pulumi.ComponentResource):
 def _ready(host: Host, spec: StackSpec, material: pulumi.Output[dict[str, str]],
            depends_on: list[pulumi.Resource]) -> command.remote.Command:
     node = host.node
-    return remote_step(f"{node.name}-ready", host.access, lambda mat: ready_step(spec, node, mat), material,
+    return remote_step(f"{node.name}-ready", host.access, partial(ready_step, spec, node), material,
                        parent=host, depends_on=depends_on)
 
 
@@ -110,7 +111,7 @@ class LibvirtVm(Host):
             f"{node.name}-cloudinit",
             name=f"{prefix}-cloudinit.iso",
             pool=hv.pool,
-            user_data=pulumi.Output.secret(cloud_init_data),
+            user_data=secret(cloud_init_data),
             network_config=network_config(spec, node),
             opts=pulumi.ResourceOptions.merge(on_hv, pulumi.ResourceOptions(additional_secret_outputs=["user_data"])),
         )

@@ -8,6 +8,8 @@ delete Nodes.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulumi
 import pulumi_command as command
 
@@ -41,13 +43,13 @@ class WorkerPool(pulumi.ComponentResource):
             prepared = prepare_node(host, spec, placement, material, self)
             join = remote_step(
                 f"{node.name}-k8s-join", host.access,
-                lambda mat, node=node: worker_join_step(spec, placement, node, mat), material,
+                partial(worker_join_step, spec, placement, node), material,
                 parent=self, depends_on=[prepared, control_plane.init],
             )
             self.joins[node.name] = join
             self.memberships[node.name] = remote_step(
                 f"{node.name}-k8s-membership", master.access,
-                lambda mat, node=node: worker_membership_step(spec, placement, node, mat), material,
+                partial(worker_membership_step, spec, placement, node), material,
                 parent=self, depends_on=[join],
             )
         self.register_outputs({})

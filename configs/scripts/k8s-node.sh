@@ -17,8 +17,12 @@ k8s_note() {
   k8sha_log "$1"
 }
 
+# The installed version of a package, empty when it is not installed (dpkg-query then fails:
+# never in a pipeline, which pipefail would turn into a failed step).
 k8s_installed_version() {
-  dpkg-query -W -f='${db:Status-Status} ${Version}' "$1" 2>/dev/null | awk '$1 == "installed" {print $2}'
+  local status
+  status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$1" 2>/dev/null) || return 0
+  if [ "${status%% *}" = installed ]; then printf '%s\n' "${status#* }"; fi
 }
 
 k8s_apt() {

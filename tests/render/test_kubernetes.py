@@ -550,7 +550,74 @@ esac
 echo "crictl $*" >>"$K8STEST_STATE/calls"
 if [ "$1" = ps ]; then echo c0ffee; fi
 """,
-    "curl": "#!/bin/bash\nexit 0\n",
+    "curl": r"""#!/bin/bash
+# The package key download (-o FILE URL) gets a fake armoured key; probes just succeed.
+while [ "$#" -gt 0 ]; do
+  if [ "$1" = -o ]; then printf -- '-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n' >"$2"; echo "curl key" >>"$K8STEST_STATE/calls"; fi
+  shift
+done
+""",
+}
+
+# Stand-ins for the package, service and kernel tools k8s-node.sh uses (containerd itself is the
+# real binary: `containerd config dump` only parses the file).
+NODE_STUBS = {
+    "dpkg-query": r"""#!/bin/bash
+pkg=${*: -1}; f="$K8STEST_STATE/pkgs/$pkg"
+[ -f "$f" ] || exit 1
+case "$*" in *Version*) printf 'installed %s' "$(cat "$f")" ;; *) printf installed ;; esac
+""",
+    "apt-get": r"""#!/bin/bash
+echo "apt-get $*" >>"$K8STEST_STATE/calls"
+[ "$1" = update ] && exit 0
+mkdir -p "$K8STEST_STATE/pkgs"
+for arg; do
+  case "$arg" in
+    -*|install) ;;
+    *=*) printf '%s' "${arg#*=}" >"$K8STEST_STATE/pkgs/${arg%%=*}" ;;
+    containerd) printf 1.6.20~ds1-1+deb12u1 >"$K8STEST_STATE/pkgs/containerd" ;;
+    *) printf 1.0 >"$K8STEST_STATE/pkgs/$arg" ;;
+  esac
+done
+""",
+    "apt-cache": r"""#!/bin/bash
+case "$2" in
+  containerd) echo " containerd | 1.6.20~ds1-1+deb12u1 | http://mirror.example/debian bookworm/main amd64 Packages" ;;
+  kubeadm) for v in 1.32.3-1.1 1.32.4-1.1; do echo " kubeadm | $v | https://pkgs.k8s.io/core:/stable:/v1.32/deb  Packages"; done ;;
+esac
+""",
+    "apt-mark": r"""#!/bin/bash
+echo "apt-mark $*" >>"$K8STEST_STATE/calls"
+touch "$K8STEST_STATE/held"
+case "$1" in
+  hold) shift; printf '%s\n' "$@" >>"$K8STEST_STATE/held" ;;
+  showhold) sort -u "$K8STEST_STATE/held" ;;
+esac
+""",
+    "systemctl": r"""#!/bin/bash
+echo "systemctl $*" >>"$K8STEST_STATE/calls"
+q=; [ "$2" = --quiet ] && { q=1; set -- "$1" "$3"; }
+d="$K8STEST_STATE/units"; mkdir -p "$d"
+case "$1" in
+  enable) touch "$d/$2.enabled" ;;
+  is-enabled) [ -f "$d/$2.enabled" ] ;;
+  is-active) [ -f "$d/$2.active" ] ;;
+  start|restart|reload) touch "$d/$2.active" ;;
+  daemon-reload) ;;
+esac
+""",
+    "sysctl": r"""#!/bin/bash
+d="$K8STEST_STATE/sysctl"; mkdir -p "$d"
+case "$*" in
+  "-n "*) cat "$d/$2" 2>/dev/null || echo 0 ;;
+  *" -p "*)
+    echo "sysctl $*" >>"$K8STEST_STATE/calls"
+    while IFS='= ' read -r k v; do case "$k" in ''|'#'*) ;; *) echo "$v" >"$d/$k" ;; esac; done <"${*: -1}" ;;
+esac
+""",
+    "modprobe": "#!/bin/bash\necho \"modprobe $*\" >>\"$K8STEST_STATE/calls\"\nmkdir -p \"/sys/module/$1\"\n",
+    "swapon": "#!/bin/bash\n[ -f \"$K8STEST_STATE/swap\" ] && echo '/swapfile file 1G 0B -2'\nexit 0\n",
+    "swapoff": "#!/bin/bash\necho \"swapoff $*\" >>\"$K8STEST_STATE/calls\"\nrm -f \"$K8STEST_STATE/swap\"\n",
 }
 
 
@@ -560,17 +627,22 @@ class Host:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / "state"
-        for sub in ("upper", "work", "bin", "state"):
+        for sub in ("upper", "work", "var-upper", "var-work", "bin", "state"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        for name, text in STUBS.items():
+        for name, text in {**STUBS, **NODE_STUBS}.items():
             stub = write(root / "bin" / name, text)
             stub.chmod(0o755)
 
     def run(self, step: Step, action: str = "apply") -> str:
         script = write(self.root / f"{step.name}.sh", bundle(step))
         (self.state / "calls").write_text("")
+        modules = self.root / "modules"
+        modules.mkdir(exist_ok=True)
         inner = (
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.root}/upper,workdir={self.root}/work /etc"
+            f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.root}/var-upper,"
+            f"workdir={self.root}/var-work /var"
+            f" && mount --bind {modules} /sys/module"  # loaded modules as the modprobe stand-in leaves them
             f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
         )
         result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
@@ -681,3 +753,35 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
     assert fake_host.run(step).strip() == f"k8s-ha k8s-membership-{worker.name}: no changes"
     fake_host.run(step, "delete")
     assert any(f" drain {worker.name} " in c for c in fake_host.calls("kubectl"))
+
+
+def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) -> None:
+    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+    (fake_host.state / "swap").touch()
+    fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
+    fake_host.run(step)
+    installed = " ".join(fake_host.calls("apt-get install"))
+    for pin in ("kubeadm=1.32.4-1.1", "kubelet=1.32.4-1.1", "kubectl=1.32.4-1.1"):
+        assert pin in installed
+    assert "containerd=" not in installed, "bookworm offers no containerd 1.7.24: the repository's version is kept"
+    assert fake_host.calls("curl key") and fake_host.calls("modprobe br_netfilter")
+    assert fake_host.calls("swapoff -a") and "# disabled by k8s-ha" in fake_host.etc("/etc/fstab").read_text()
+    assert set((fake_host.state / "held").read_text().split()) == {"kubeadm", "kubelet", "kubectl"}
+    assert (fake_host.state / "units" / "kubelet.enabled").exists()
+    assert (fake_host.state / "sysctl" / "net.ipv4.ip_forward").read_text().strip() == "1"
+
+    assert fake_host.run(step).strip() == "k8s-ha k8s-node: no changes"
+    assert not fake_host.calls("apt-get") and not fake_host.calls("curl") and not fake_host.calls("systemctl restart")
+
+    # A new sandbox image: containerd's config changes and only containerd restarts.
+    mirrored = _with(spec, mirrors={"image_repository": "harbor.example.com/k8s"})
+    fake_host.run(k.k8s_node_step(mirrored, placement, _cp(placement)[0], material))
+    assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("apt-get")
+
+    # Another Kubernetes version is an upgrade, never done by a re-run.
+    newer = _with(mirrored, versions={"kubernetes": "1.32.5"})
+    with pytest.raises(AssertionError):
+        fake_host.run(k.k8s_node_step(newer, placement, _cp(placement)[0], material))
+    assert "kubeadm 1.32.4-1.1 is installed but the stack wants 1.32.5-1.1" in fake_host.output
