@@ -15,10 +15,11 @@ import pulumi_tls as tls
 from components.addons import ClusterAddons
 from components.control_plane import ControlPlane
 from components.etcd import ExternalEtcd
+from components.harbor import HarborRegistry
 from components.loadbalancer import HaproxyKeepalivedPair
 from components.pki import ClusterPki
 from components.placement import Placement
-from components.remote import resolve
+from components.remote import MaterialViews
 from components.report import fault_tolerance
 from components.spec import Role, StackSpec
 from components.vm import ExistingHost, Host, Hypervisors, LibvirtVm
@@ -33,7 +34,7 @@ class HaCluster(pulumi.ComponentResource):
         super().__init__("k8s-ha:cluster:HaCluster", name, None, opts)
         self.spec, self.placement = spec, placement
         self.pki = ClusterPki("pki", spec, placement, pulumi.ResourceOptions(parent=self))
-        self.material = resolve(self.pki.material)
+        self.material = MaterialViews(self.pki.material)
         self._automation_key(spec)
         self.hosts = self._machines(spec, placement)
         hosts_of = self.hosts_of
@@ -44,9 +45,17 @@ class HaCluster(pulumi.ComponentResource):
         self.etcd = ExternalEtcd(
             "etcd", spec, placement, hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
         )
+        self.harbor: HarborRegistry | None = None
+        if spec.harbor.enabled:
+            (harbor_host,) = hosts_of(Role.HARBOR)
+            self.harbor = HarborRegistry(
+                "harbor", spec, placement, harbor_host, self.material, pulumi.ResourceOptions(parent=self)
+            )
+        # On a firewalled site kubeadm pulls its images through Harbor's proxy cache.
+        harbor_ready = self.harbor.ready if self.harbor is not None else []
         self.control_plane = ControlPlane(
             "control-plane", spec, placement, hosts_of(Role.CONTROL_PLANE), self.material, self.pki,
-            prerequisites=[self.etcd.health, *self.loadbalancer.steps.values()],
+            prerequisites=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.worker_pools = [
@@ -114,4 +123,6 @@ class HaCluster(pulumi.ComponentResource):
         }
         if self.public_key is not None:
             out["automationPublicKey"] = self.public_key
+        if self.harbor is not None:
+            out.update(self.harbor.exports())
         return out

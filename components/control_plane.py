@@ -17,7 +17,7 @@ import pulumi_command as command
 
 from components.pki import ClusterPki
 from components.placement import Placement
-from components.remote import remote_step, secret
+from components.remote import MaterialViews, remote_step, secret
 from components.render import material as m
 from components.render.kubernetes import (
     admin_kubeconfig,
@@ -29,11 +29,12 @@ from components.spec import StackSpec
 from components.vm import Host
 
 
-def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: pulumi.Output[dict[str, str]],
+def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: MaterialViews,
                  parent: pulumi.Resource) -> command.remote.Command:
     """Node preparation shared by masters and workers; needs only the host itself."""
     node = host.node
-    return remote_step(f"{node.name}-k8s-node", host.access, partial(k8s_node_step, spec, placement, node), material,
+    return remote_step(f"{node.name}-k8s-node", host.access, partial(k8s_node_step, spec, placement, node),
+                       material.for_node(node.name),
                        parent=parent, depends_on=[host.ready])
 
 
@@ -48,7 +49,7 @@ class ControlPlane(pulumi.ComponentResource):
         spec: StackSpec,
         placement: Placement,
         hosts: list[Host],
-        material: pulumi.Output[dict[str, str]],
+        material: MaterialViews,
         pki: ClusterPki,
         prerequisites: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
@@ -59,7 +60,7 @@ class ControlPlane(pulumi.ComponentResource):
         self.first_host = first
         self.init = remote_step(
             f"{first.node.name}-k8s-init", first.access,
-            partial(control_plane_init_step, spec, placement, first.node), material,
+            partial(control_plane_init_step, spec, placement, first.node), material.for_node(first.node.name),
             parent=self, depends_on=[self.prepared[first.node.name], *prerequisites],
         )
         self.joins = {}
@@ -67,11 +68,11 @@ class ControlPlane(pulumi.ComponentResource):
             node = host.node
             self.joins[node.name] = remote_step(
                 f"{node.name}-k8s-join", host.access,
-                partial(control_plane_join_step, spec, placement, node), material,
+                partial(control_plane_join_step, spec, placement, node), material.for_node(node.name),
                 parent=self, depends_on=[self.prepared[node.name], self.init],
             )
         self.kubeconfig: pulumi.Output[str] = secret(
-            pulumi.Output.all(material, pki.admin_cert, pki.admin_key).apply(
+            pulumi.Output.all(material.shared, pki.admin_cert, pki.admin_key).apply(
                 lambda args: admin_kubeconfig(spec, args[0][m.KUBERNETES_CA], args[1], args[2])
             )
         )

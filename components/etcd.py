@@ -14,7 +14,7 @@ import pulumi
 import pulumi_command as command
 
 from components.placement import Placement
-from components.remote import remote_step, secret
+from components.remote import MaterialViews, remote_step, secret
 from components.render import material as m
 from components.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
 from components.spec import StackSpec
@@ -31,7 +31,7 @@ class ExternalEtcd(pulumi.ComponentResource):
         spec: StackSpec,
         placement: Placement,
         hosts: list[Host],
-        material: pulumi.Output[dict[str, str]],
+        material: MaterialViews,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
@@ -42,7 +42,7 @@ class ExternalEtcd(pulumi.ComponentResource):
                 f"{node.name}-etcd-member",
                 host.access,
                 partial(etcd_member_step, spec, placement, node),
-                material,
+                material.for_node(node.name),
                 parent=self,
                 depends_on=[host.ready],
             )
@@ -51,14 +51,14 @@ class ExternalEtcd(pulumi.ComponentResource):
             "etcd-health",
             first.access,
             partial(etcd_health_step, spec, placement),
-            material,
+            material.for_node(first.node.name),
             parent=self,
             depends_on=list(self.members.values()),
         )
         self.endpoints = pulumi.Output.from_input(etcd_endpoints(placement))
         self.client = {
-            "ca": material.apply(lambda mat: mat[m.ETCD_CA]),
-            "cert": material.apply(lambda mat: mat[m.APISERVER_ETCD_CERT]),
-            "key": secret(material.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
+            "ca": material.shared.apply(lambda mat: mat[m.ETCD_CA]),
+            "cert": material.shared.apply(lambda mat: mat[m.APISERVER_ETCD_CERT]),
+            "key": secret(material.shared.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
         }
         self.register_outputs({"endpoints": self.endpoints})

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_command as command
 
 from components.placement import Placement
-from components.remote import remote_step
+from components.remote import MaterialViews, remote_step
 from components.render.loadbalancer import loadbalancer_step
 from components.spec import StackSpec
 from components.vm import Host
@@ -28,7 +28,7 @@ class HaproxyKeepalivedPair(pulumi.ComponentResource):
         spec: StackSpec,
         placement: Placement,
         hosts: list[Host],
-        material: pulumi.Output[dict[str, str]],
+        material: MaterialViews,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("k8s-ha:loadbalancer:HaproxyKeepalivedPair", name, None, opts)
@@ -39,7 +39,7 @@ class HaproxyKeepalivedPair(pulumi.ComponentResource):
                 f"{node.name}-loadbalancer",
                 host.access,
                 partial(loadbalancer_step, spec, placement, node),
-                material,
+                material.for_node(node.name),
                 parent=self,
                 depends_on=[host.ready],
             )

@@ -391,6 +391,10 @@ class HarborSpec(Model):
     def checks(self) -> Iterator[tuple[str, str]]:
         if self.enabled and self.node is None:
             yield "node", "enabled Harbor needs a node"
+        if self.certificate is not None and self.hostname is None:
+            yield "hostname", "a user-supplied certificate needs the hostname it was issued for"
+        if self.hostname is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", self.hostname):
+            yield "hostname", f"{self.hostname!r} is not a DNS name"
 
 
 class Versions(Model):
@@ -403,7 +407,7 @@ class Versions(Model):
     containerd: Annotated[str, _supported(
         "containerd", lambda v: v[0] in SUPPORTED_CONTAINERD_MAJORS, "1.x or 2.x"
     )] = "1.7.24"
-    harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2, "2.x")] = "2.12.2"
+    harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later")] = "2.12.2"
 
     @property
     def kubernetes_minor(self) -> int:
@@ -566,7 +570,17 @@ def _cross_checks(spec: StackSpec) -> list[Problem]:
         *_check_hypervisor_refs(spec),
         *_check_sizes(spec),
         *_check_vm_prerequisites(spec),
+        *_check_harbor_download(spec),
     ]
+
+
+def _check_harbor_download(spec: StackSpec) -> list[Problem]:
+    """The installer is verified on the node; without a checksum the Harbor step would refuse
+    mid-deployment, after the VMs exist. Refuse here instead."""
+    if spec.harbor.enabled and spec.mirrors.harbor_installer_sha256 is None:
+        return [Problem("mirrors.harborInstallerSha256", "Harbor is enabled: give the sha256 of the offline "
+                        "installer (sha256sum harbor-offline-installer-v<version>.tgz)")]
+    return []
 
 
 def _check_addresses(spec: StackSpec) -> list[Problem]:

@@ -15,7 +15,7 @@ import pulumi_command as command
 import pulumi_libvirt as libvirt
 
 from components.placement import PlacedNode
-from components.remote import HostAccess, remote_step, secret
+from components.remote import HostAccess, MaterialViews, remote_step, secret
 from components.render import material as m
 from components.render.cloudinit import network_config, user_data
 from components.render.node import ready_step
@@ -72,7 +72,7 @@ class LibvirtVm(Host):
         node: PlacedNode,
         spec: StackSpec,
         hypervisors: Hypervisors,
-        material: pulumi.Output[dict[str, str]],
+        views: MaterialViews,
         private_key: pulumi.Input[str],
         program_public_key: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
@@ -80,6 +80,7 @@ class LibvirtVm(Host):
         super().__init__("k8s-ha:machines:LibvirtVm", node.name, None, opts)
         assert node.hypervisor is not None
         self.node = node
+        material = views.for_node(node.name)
         hv = hypervisors.specs[node.hypervisor]
         on_hv = pulumi.ResourceOptions(parent=self, provider=hypervisors.providers[node.hypervisor])
         prefix = f"k8s-ha-{spec.cluster.name}-{node.name}"
@@ -154,7 +155,7 @@ class ExistingHost(Host):
         self,
         node: PlacedNode,
         spec: StackSpec,
-        material: pulumi.Output[dict[str, str]],
+        views: MaterialViews,
         private_key: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -169,5 +170,5 @@ class ExistingHost(Host):
             host_key=node.existing.host_key,
             private_key=private_key,
         )
-        self.ready = _ready(self, spec, material, [])
+        self.ready = _ready(self, spec, views.for_node(node.name), [])
         self.register_outputs({})

@@ -15,7 +15,7 @@ import pulumi_command as command
 
 from components.control_plane import ControlPlane, prepare_node
 from components.placement import Placement
-from components.remote import remote_step
+from components.remote import MaterialViews, remote_step
 from components.render.kubernetes import worker_join_step, worker_membership_step
 from components.spec import StackSpec
 from components.vm import Host
@@ -31,7 +31,7 @@ class WorkerPool(pulumi.ComponentResource):
         spec: StackSpec,
         placement: Placement,
         hosts: list[Host],
-        material: pulumi.Output[dict[str, str]],
+        material: MaterialViews,
         control_plane: ControlPlane,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -43,13 +43,13 @@ class WorkerPool(pulumi.ComponentResource):
             prepared = prepare_node(host, spec, placement, material, self)
             join = remote_step(
                 f"{node.name}-k8s-join", host.access,
-                partial(worker_join_step, spec, placement, node), material,
+                partial(worker_join_step, spec, placement, node), material.for_node(node.name),
                 parent=self, depends_on=[prepared, control_plane.init],
             )
             self.joins[node.name] = join
             self.memberships[node.name] = remote_step(
                 f"{node.name}-k8s-membership", master.access,
-                partial(worker_membership_step, spec, placement, node), material,
+                partial(worker_membership_step, spec, placement, node), material.for_node(master.node.name),
                 parent=self, depends_on=[join],
             )
         self.register_outputs({})

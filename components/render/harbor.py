@@ -45,7 +45,8 @@ READY_TIMEOUT_S = 600
 # harbor.yml's format is that of harbor.yml.tmpl from 2.10 on (the keys set here are unchanged up
 # to 2.15); older releases lack keys written here and are refused with this message.
 MINIMUM_VERSION = (2, 10)
-# The robot account the nodes can use for pulls (imagePullSecrets, private projects).
+# Projects the cluster's robot account may pull from besides the proxy caches: Harbor's default
+# project, where docs/harbor.md pushes images.
 ROBOT_PROJECTS_EXTRA = ("library",)
 
 # Harbor's registry adapter for each upstream the containerd side mirrors: (Harbor provider name
@@ -204,9 +205,10 @@ def harbor_url(spec: StackSpec, placement: Placement) -> str:
     return f"https://{harbor_host(spec, placement)}"
 
 
-def served_certificate(spec: StackSpec, material: m.Material) -> str:
-    """What Harbor serves: the user's certificate (chain), or the one issued by the Kubernetes CA."""
-    return spec.harbor.certificate or material[m.HARBOR_CERT]
+def served_certificate(material: m.Material) -> str:
+    """What Harbor serves: the certificate the Kubernetes CA issued, or harbor.certificate (the
+    PKI component passes it through under the same name). The nodes trust exactly this."""
+    return material[m.HARBOR_CERT]
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def harbor_unit(spec: StackSpec) -> str:
 def harbor_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
     """Docker + Compose, the offline installer (sha256-checked), harbor.yml and TLS files,
     `prepare` + `compose up` when they changed, harbor.service; delete: `compose down`, /data kept."""
-    certificate = served_certificate(spec, material)
+    certificate = served_certificate(material)
     files = (
         HostFile(CONFIG_FILE, harbor_yml(spec, placement, node, material), mode="0600", secret=True),
         HostFile(CERT_FILE, certificate),

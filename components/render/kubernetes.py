@@ -281,9 +281,10 @@ def registry_host_files(spec: StackSpec, placement: Placement, material: m.Mater
     ca_path = f"{CERTS_DIR}/{harbor}/ca.crt"
     harbor_url = f"https://{harbor}"
     files = [
-        # The certificate Harbor serves, trusted as is: it verifies both a certificate issued by
-        # the program and a custom harbor.certificate (Go accepts a root-pool member as a chain).
-        HostFile(ca_path, spec.harbor.certificate or material[m.HARBOR_CERT]),
+        # The certificate Harbor serves (the program's, or harbor.certificate, which the PKI
+        # component passes through under the same name), trusted as is: Go accepts a member
+        # of the root pool as a complete chain, so this works for CA-issued and self-signed.
+        HostFile(ca_path, material[m.HARBOR_CERT]),
         HostFile(
             f"{CERTS_DIR}/{harbor}/hosts.toml",
             hosts_toml(harbor, harbor_url, [RegistryHost(harbor_url, ("pull", "resolve", "push"), ca=ca_path)]),

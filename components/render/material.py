@@ -57,6 +57,13 @@ def ssh_host_pub(node: str) -> str:
     return f"ssh/{node}/host-ed25519.pub"
 
 
+def owner(name: str) -> str | None:
+    """The node a piece of material belongs to (`ssh/<node>/...`, `etcd/<node>/...`), or None
+    for cluster-wide material. A step only ever needs cluster-wide material and its own node's."""
+    parts = name.split("/")
+    return parts[1] if len(parts) == 3 else None
+
+
 def is_secret(name: str) -> bool:
     """Private keys, passwords and tokens; certificates and public keys are not secret."""
     return name.endswith((".key", "-password", "-token")) or name == CERTIFICATE_KEY

@@ -31,6 +31,7 @@ def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+@functools.cache
 def read(name: str) -> str:
-    """A file from configs/ as it is (scripts that need no templating)."""
+    """A file from configs/ as it is (scripts that need no templating); read once per process."""
     return (CONFIGS / name).read_text()

@@ -14,6 +14,7 @@ from components.placement import PlacedNode, Placement
 from components.render import material as m
 from components.render.cloudinit import network_config, user_data
 from components.render.etcd import etcd_health_step, etcd_member_step
+from components.render.harbor import harbor_step
 from components.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
@@ -47,6 +48,8 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
     elif node.role is Role.WORKER:
         steps.append(k8s_node_step(spec, placement, node, material))
         steps.append(worker_join_step(spec, placement, node, material))
+    elif node.role is Role.HARBOR:
+        steps.append(harbor_step(spec, placement, node, material))
     return steps
 
 

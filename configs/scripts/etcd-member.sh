@@ -15,48 +15,53 @@ ETCDCTL=$K8SHA_ETCD_BIN_DIR/etcdctl
 ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-client.crt"
   --key="$K8SHA_ETCD_PKI/healthcheck-client.key")
 
-# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
+# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS (the client uses
+# whichever answers). ETCD_TIMEOUT (default 5s) bounds the call once connected.
 etcd_ctl() {
   local targets=$1
   shift
-  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout=5s "$@"
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout="${ETCD_TIMEOUT:-5s}" "$@"
 }
 
-# etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per
-# line, fields separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner.
-# A member that has never run has no client URLs (and, when added at run time, no name yet).
-etcd_member_list() {
-  local endpoint endpoints
-  IFS=, read -ra endpoints <<<"$1"
-  for endpoint in "${endpoints[@]}"; do
-    if etcd_ctl "$endpoint" member list 2>/dev/null; then
-      return 0
-    fi
-  done
-  return 1
-}
+# etcd_member_list ENDPOINTS: `member list` from any of them. One member per line, fields
+# separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner. A member that has
+# never run has no client URLs (and, when added at run time, no name yet).
+etcd_member_list() { ETCD_TIMEOUT=3s etcd_ctl "$1" member list 2>/dev/null; }
 
 # etcd_field N LINE: field N of a `member list` line.
 etcd_field() { awk -F', ' -v n="$1" '{ print $n }' <<<"$2"; }
 
-# etcd_healthy ENDPOINT: true when that member answers a health check (needs cluster quorum).
-etcd_healthy() { etcd_ctl "$1" endpoint health >/dev/null 2>&1; }
+# etcd_healthy_urls ENDPOINTS: those of them that pass a health check (which needs quorum).
+etcd_healthy_urls() {
+  local out
+  out=$(ETCD_TIMEOUT=3s etcd_ctl "$1" endpoint health 2>&1 || true)
+  awk '$2 == "is" && $3 == "healthy:" { print $1 }' <<<"$out"
+}
+
+# etcd_healthy ENDPOINTS: true when at least one of them is healthy, i.e. the cluster has quorum.
+etcd_healthy() { [ -n "$(etcd_healthy_urls "$1")" ]; }
 
 # etcd_locked NAME COMMAND...: run COMMAND in a subshell while holding the etcd lock
 # k8s-ha/lock/NAME, so that hosts running this step at the same time take turns (membership
 # changes and restarts one member at a time). The lock lives in etcd, so it needs quorum; it is
-# released when COMMAND ends or fails, and by its lease TTL if this host dies.
+# released when COMMAND ends or fails, and by its lease TTL if this host dies. ETCD_LOCK_ENDPOINTS
+# (default: all members) are the members to hold it through.
 etcd_locked() {
   local lock=k8s-ha/lock/$1
   shift
   (
     held=$(mktemp "$K8SHA_STAGE/etcd-lock.XXXXXX")
-    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$K8SHA_ETCD_ENDPOINTS" --dial-timeout=2s \
+    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="${ETCD_LOCK_ENDPOINTS:-$K8SHA_ETCD_ENDPOINTS}" --dial-timeout=2s \
       lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
     holder=$!
     trap 'kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true' EXIT
     deadline=$((SECONDS + ${K8SHA_ETCD_LOCK_TIMEOUT:-300}))
+    waited=0
     until [ -s "$held" ]; do # etcdctl prints the lock's key once it holds it
+      if [ "$waited" -eq 10 ]; then
+        k8sha_log "waiting for the etcd lock $lock (another member's step holds it)"
+      fi
+      waited=$((waited + 1))
       if ! kill -0 "$holder" 2>/dev/null; then
         k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
       fi
@@ -75,9 +80,17 @@ NAME=$K8SHA_ETCD_NAME
 DATA_DIR=$K8SHA_ETCD_DATA_DIR
 STATE_FILE=$K8SHA_ETCD_STATE_FILE
 JOIN_TIMEOUT=${K8SHA_ETCD_JOIN_TIMEOUT:-180}
+ENV_FILE=/etc/etcd/etcd.env
 # What the running member reads: a change to any of these restarts it (one member at a time).
-RESTART_ON=(/etc/etcd/etcd.env /etc/systemd/system/etcd.service "$STATE_FILE" "$K8SHA_ETCD_BIN_DIR/etcd"
+RESTART_ON=("$ENV_FILE" /etc/systemd/system/etcd.service "$STATE_FILE" "$K8SHA_ETCD_BIN_DIR/etcd"
   "$K8SHA_ETCD_PKI/ca.crt" "$K8SHA_ETCD_PKI/server.*" "$K8SHA_ETCD_PKI/peer.*")
+
+# etcd.env without comments and without the bootstrap-only settings, which a member with data
+# never reads again: adding a member to the plan changes ETCD_INITIAL_CLUSTER on every member,
+# and that alone must not restart the running ones.
+etcd_runtime_settings() {
+  grep -v -e '^#' -e '^ETCD_INITIAL_CLUSTER=' -e '^ETCD_INITIAL_CLUSTER_TOKEN=' "$ENV_FILE" 2>/dev/null || true
+}
 
 # The other members' client URLs, comma-separated.
 etcd_others() {
@@ -87,18 +100,6 @@ etcd_others() {
     [ "$endpoint" = "$K8SHA_ETCD_CLIENT_URL" ] || out+=("$endpoint")
   done
   (IFS=,; printf '%s' "${out[*]}")
-}
-
-# etcd_quorum_among ENDPOINTS: true when one of them is healthy, i.e. the cluster has quorum.
-etcd_quorum_among() {
-  local endpoint endpoints
-  IFS=, read -ra endpoints <<<"$1"
-  for endpoint in "${endpoints[@]}"; do
-    if etcd_healthy "$endpoint"; then
-      return 0
-    fi
-  done
-  return 1
 }
 
 etcd_version_of() { "$1" --version 2>/dev/null | awk '/^etcd Version:/ { print $3 }'; }
@@ -152,7 +153,7 @@ etcd_install_package() {
 # etcd_write_state TEXT: the new/existing decision, read by etcd.service after etcd.env.
 etcd_write_state() {
   local text
-  text=$(printf '# Written by k8s-ha etcd-member when %s first joined; ignored once it has data.\n%s' "$NAME" "$1")
+  text=$(printf '# Decided by k8s-ha etcd-member before %s first started; etcd ignores it once it has data.\n%s' "$NAME" "$1")
   if [ -f "$STATE_FILE" ] && [ "$(cat "$STATE_FILE")" = "$text" ]; then
     return 0
   fi
@@ -176,7 +177,7 @@ etcd_find_self() { awk -F', ' -v peer="$K8SHA_ETCD_PEER_URL" '$4 == peer' <<<"$1
 # and the cluster stops. So a member is added only when every registered member has started; the
 # lock makes hosts running this step at the same time take turns, and the next one waits here.
 etcd_register_self() {
-  local others=$1 list self clash pending unnamed id deadline=$((SECONDS + JOIN_TIMEOUT)) replaced=0
+  local others=$1 list self clash pending unnamed added id deadline=$((SECONDS + JOIN_TIMEOUT)) replaced=0
   while :; do
     list=$(etcd_member_list "$others") || k8sha_fail "the running etcd cluster ($others) stopped answering"
     clash=$(awk -F', ' -v name="$NAME" -v peer="$K8SHA_ETCD_PEER_URL" '$3 == name && $4 != peer' <<<"$list")
@@ -202,9 +203,22 @@ etcd_register_self() {
     pending=$(awk -F', ' '$5 == "" { printf "%s%s (%s)", sep, ($3 == "" ? $4 : $3), $1; sep = ", " }' <<<"$list")
     if [ -z "$pending" ]; then
       k8sha_log "adding $NAME ($K8SHA_ETCD_PEER_URL) to the running cluster"
-      etcd_ctl "$others" member add "$NAME" --peer-urls="$K8SHA_ETCD_PEER_URL" >/dev/null ||
-        k8sha_fail "etcd refused to add $NAME (it refuses when the cluster could lose quorum: check" \
-          "etcdctl endpoint health --cluster)"
+      if added=$(etcd_ctl "$others" member add "$NAME" --peer-urls="$K8SHA_ETCD_PEER_URL" 2>&1); then
+        continue
+      fi
+      # etcd's own guard (strict reconfiguration check): it takes a new voting member only when
+      # its leader has been connected to every member for 5 s, so right after a member started
+      # or while one is down it answers "unhealthy cluster". The first passes; the second is a
+      # real reason to stop, reported when the wait is over.
+      case $added in *"unhealthy cluster"* | *"not enough started members"*) ;;
+        *) k8sha_fail "etcd refused to add $NAME: $(tail -n 1 <<<"$added")" ;;
+      esac
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        k8sha_fail "etcd refused to add $NAME for ${JOIN_TIMEOUT}s ($(tail -n 1 <<<"$added")): a member is" \
+          "down or unreachable, and adding one now could cost the quorum. Check: etcdctl endpoint health --cluster"
+      fi
+      k8sha_log "etcd is not ready to take a new member yet ($(tail -n 1 <<<"$added")); retrying"
+      sleep 2
       continue
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
@@ -233,7 +247,7 @@ etcd_decide_state() {
   others=$(etcd_others)
   if [ -n "$others" ] && etcd_member_list "$others" >/dev/null; then
     # Joining needs the cluster's quorum (for the lock and for `member add`): fail fast without it.
-    etcd_quorum_among "$others" || k8sha_fail "the other members answer but none is healthy (no" \
+    etcd_healthy "$others" || k8sha_fail "the other members answer but none is healthy (no" \
       "quorum), so $NAME cannot join now; bring them back first (etcdctl endpoint health --cluster)"
     initial=$(etcd_locked membership etcd_register_self "$others")
     etcd_write_state "$(printf 'ETCD_INITIAL_CLUSTER_STATE=existing\nETCD_INITIAL_CLUSTER=%s' "$initial")"
@@ -258,7 +272,11 @@ etcd_apply_service() {
   state=$(systemctl is-active etcd.service 2>/dev/null || true)
   case $state in
     active | activating | reloading)
-      k8sha_changed "${RESTART_ON[@]}" || return 0
+      local restart_on=("${RESTART_ON[@]}")
+      if [ -d "$DATA_DIR/member" ] && [ "$(etcd_runtime_settings)" = "$SETTINGS_BEFORE" ]; then
+        restart_on=("${restart_on[@]:1}") # etcd.env changed only where etcd no longer looks
+      fi
+      k8sha_changed "${restart_on[@]}" || return 0
       if etcd_healthy "$K8SHA_ETCD_CLIENT_URL"; then
         etcd_locked restart etcd_restart_and_wait
       else # no quorum to protect (e.g. the cluster is still forming)
@@ -293,7 +311,7 @@ etcd_wait_up() {
     fi
     sleep 0.5
   done
-  if etcd_quorum_among "$(etcd_others)"; then # a running cluster: this member must join it now
+  if etcd_healthy "$(etcd_others)"; then # a running cluster: this member must join it now
     k8sha_wait 120 "$NAME to be healthy in the running cluster" etcd_healthy "$K8SHA_ETCD_CLIENT_URL"
   else
     k8sha_log "etcd is up on $NAME; the cluster has no quorum yet (etcd-health waits for it)"
@@ -309,6 +327,7 @@ install -d -m 0700 -o etcd -g etcd "$DATA_DIR" "$K8SHA_ETCD_BACKUP_DIR"
 
 # Files before the package: Debian's postinst starts etcd.service on installation, which then is
 # already our unit, whose ConditionPathExists skips the start until the state file is written.
+SETTINGS_BEFORE=$(etcd_runtime_settings)
 k8sha_install_files
 case $K8SHA_ETCD_SOURCE in
   package) etcd_install_package ;;

@@ -13,48 +13,53 @@ ETCDCTL=$K8SHA_ETCD_BIN_DIR/etcdctl
 ETCD_TLS=(--cacert="$K8SHA_ETCD_PKI/ca.crt" --cert="$K8SHA_ETCD_PKI/healthcheck-client.crt"
   --key="$K8SHA_ETCD_PKI/healthcheck-client.key")
 
-# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS.
+# etcd_ctl ENDPOINTS ARGS...: one etcdctl call against comma-separated ENDPOINTS (the client uses
+# whichever answers). ETCD_TIMEOUT (default 5s) bounds the call once connected.
 etcd_ctl() {
   local targets=$1
   shift
-  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout=5s "$@"
+  "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$targets" --dial-timeout=2s --command-timeout="${ETCD_TIMEOUT:-5s}" "$@"
 }
 
-# etcd_member_list ENDPOINTS: `member list` from the first endpoint that answers. One member per
-# line, fields separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner.
-# A member that has never run has no client URLs (and, when added at run time, no name yet).
-etcd_member_list() {
-  local endpoint endpoints
-  IFS=, read -ra endpoints <<<"$1"
-  for endpoint in "${endpoints[@]}"; do
-    if etcd_ctl "$endpoint" member list 2>/dev/null; then
-      return 0
-    fi
-  done
-  return 1
-}
+# etcd_member_list ENDPOINTS: `member list` from any of them. One member per line, fields
+# separated by ", ": ID (hex), status, name, peer URLs, client URLs, is-learner. A member that has
+# never run has no client URLs (and, when added at run time, no name yet).
+etcd_member_list() { ETCD_TIMEOUT=3s etcd_ctl "$1" member list 2>/dev/null; }
 
 # etcd_field N LINE: field N of a `member list` line.
 etcd_field() { awk -F', ' -v n="$1" '{ print $n }' <<<"$2"; }
 
-# etcd_healthy ENDPOINT: true when that member answers a health check (needs cluster quorum).
-etcd_healthy() { etcd_ctl "$1" endpoint health >/dev/null 2>&1; }
+# etcd_healthy_urls ENDPOINTS: those of them that pass a health check (which needs quorum).
+etcd_healthy_urls() {
+  local out
+  out=$(ETCD_TIMEOUT=3s etcd_ctl "$1" endpoint health 2>&1 || true)
+  awk '$2 == "is" && $3 == "healthy:" { print $1 }' <<<"$out"
+}
+
+# etcd_healthy ENDPOINTS: true when at least one of them is healthy, i.e. the cluster has quorum.
+etcd_healthy() { [ -n "$(etcd_healthy_urls "$1")" ]; }
 
 # etcd_locked NAME COMMAND...: run COMMAND in a subshell while holding the etcd lock
 # k8s-ha/lock/NAME, so that hosts running this step at the same time take turns (membership
 # changes and restarts one member at a time). The lock lives in etcd, so it needs quorum; it is
-# released when COMMAND ends or fails, and by its lease TTL if this host dies.
+# released when COMMAND ends or fails, and by its lease TTL if this host dies. ETCD_LOCK_ENDPOINTS
+# (default: all members) are the members to hold it through.
 etcd_locked() {
   local lock=k8s-ha/lock/$1
   shift
   (
     held=$(mktemp "$K8SHA_STAGE/etcd-lock.XXXXXX")
-    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$K8SHA_ETCD_ENDPOINTS" --dial-timeout=2s \
+    timeout 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="${ETCD_LOCK_ENDPOINTS:-$K8SHA_ETCD_ENDPOINTS}" --dial-timeout=2s \
       lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
     holder=$!
     trap 'kill "$holder" 2>/dev/null || true; wait "$holder" 2>/dev/null || true' EXIT
     deadline=$((SECONDS + ${K8SHA_ETCD_LOCK_TIMEOUT:-300}))
+    waited=0
     until [ -s "$held" ]; do # etcdctl prints the lock's key once it holds it
+      if [ "$waited" -eq 10 ]; then
+        k8sha_log "waiting for the etcd lock $lock (another member's step holds it)"
+      fi
+      waited=$((waited + 1))
       if ! kill -0 "$holder" 2>/dev/null; then
         k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
       fi
@@ -89,18 +94,27 @@ etcd_find_self() {
 
 # etcd_healthy_others LIST: the other members that pass a health check, one `member list` line each.
 etcd_healthy_others() {
-  local line urls
+  local line urls url healthy
+  urls=$(awk -F', ' '$5 != "" { printf "%s%s", sep, $5; sep = "," }' <<<"$(etcd_without_self "$1")")
+  [ -n "$urls" ] || return 0
+  healthy=$(etcd_healthy_urls "$urls")
   while IFS= read -r line; do
-    [ -n "$line" ] || continue
-    [ -z "$(etcd_find_self "$line")" ] || continue
-    urls=$(etcd_field 5 "$line")
-    if [ -n "$urls" ] && etcd_healthy "$urls"; then
-      printf '%s\n' "$line"
-    fi
-  done <<<"$1"
+    for url in $healthy; do
+      case ",$(etcd_field 5 "$line")," in *",$url,"*)
+        printf '%s\n' "$line"
+        break
+        ;;
+      esac
+    done
+  done <<<"$(etcd_without_self "$1")"
 }
 
-# etcd_check_quorum LIST: refuse when the members left after this removal would lack quorum.
+# etcd_without_self LIST: every member but this one.
+etcd_without_self() {
+  awk -F', ' -v peer="$K8SHA_ETCD_PEER_URL" -v name="$NAME" 'NF && !($4 == peer || ($3 != "" && $3 == name))' <<<"$1"
+}
+
+# etcd_check_quorum LIST [quiet]: refuse when the members left after this removal would lack quorum.
 etcd_check_quorum() {
   local members remaining need healthy
   members=$(grep -c . <<<"$1")
@@ -112,34 +126,52 @@ etcd_check_quorum() {
       "quorum needs $need. Bring the unhealthy members back first (etcdctl endpoint health --cluster)," \
       "or remove a dead member instead."
   fi
-  k8sha_log "$healthy of the $remaining remaining members are healthy (quorum $need): removing $NAME"
+  [ "${2:-}" = quiet ] || k8sha_log "$healthy of the $remaining remaining members are healthy (quorum $need)"
 }
 
 # Runs under the membership lock (one membership change at a time, see etcd-member.sh).
 etcd_remove_self() {
-  local list self id status me leader target
+  local list self id status me leader target removed deadline
   list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL") || k8sha_fail "the cluster stopped answering"
   self=$(etcd_find_self "$list")
   if [ -z "$self" ]; then
     k8sha_log "$NAME was removed meanwhile"
     return 0
   fi
-  etcd_check_quorum "$list"
+  if [ "$(grep -c . <<<"$list")" -eq 1 ]; then
+    k8sha_log "$NAME is the last member now: the cluster ends with it"
+    return 0
+  fi
+  etcd_check_quorum "$list" quiet # again: another host may have changed the cluster meanwhile
   id=$(etcd_field 1 "$self")
   # Removing the leader forces an election; handing leadership over first avoids that pause.
   status=$(etcd_ctl "$K8SHA_ETCD_CLIENT_URL" endpoint status -w json 2>/dev/null || true)
   me=$(grep -o '"member_id":[0-9]*' <<<"$status" | cut -d: -f2 || true)
   leader=$(grep -o '"leader":[0-9]*' <<<"$status" | cut -d: -f2 || true)
   if [ -n "$me" ] && [ "$me" = "$leader" ]; then
-    target=$(etcd_healthy_others "$list" | head -n 1)
+    target=$(etcd_healthy_others "$list")
+    target=${target%%$'\n'*}
     if [ -n "$target" ] && etcd_ctl "$K8SHA_ETCD_CLIENT_URL" move-leader "$(etcd_field 1 "$target")" >/dev/null 2>&1; then
       k8sha_log "moved leadership from $NAME to $(etcd_field 3 "$target")"
     fi
   fi
-  if ! etcd_ctl "$(etcd_others)" member remove "$id" >&2; then
+  # etcd's own guard answers "unhealthy cluster" until its leader has been connected to the other
+  # members for 5 s (e.g. right after one restarted or leadership moved): that passes, so retry.
+  deadline=$((SECONDS + ${K8SHA_ETCD_JOIN_TIMEOUT:-180}))
+  until removed=$(etcd_ctl "$(etcd_others)" member remove "$id" 2>&1); do
     list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL" || true)
-    [ -z "$(etcd_find_self "$list")" ] || k8sha_fail "etcd refused to remove $NAME ($id); see the message above"
-  fi
+    if [ -n "$list" ] && [ -z "$(etcd_find_self "$list")" ]; then
+      break # removed after all (the answer was lost)
+    fi
+    case $removed in *"unhealthy cluster"* | *"not enough started members"*) ;;
+      *) k8sha_fail "etcd refused to remove $NAME ($id): $(tail -n 1 <<<"$removed")" ;;
+    esac
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      k8sha_fail "etcd refused to remove $NAME ($id) for ${K8SHA_ETCD_JOIN_TIMEOUT:-180}s: $(tail -n 1 <<<"$removed")"
+    fi
+    k8sha_log "etcd is not ready to remove $NAME yet ($(tail -n 1 <<<"$removed")); retrying"
+    sleep 2
+  done
   k8sha_log "removed $NAME ($id) from the cluster"
 }
 
@@ -147,7 +179,8 @@ etcd_remove_self() {
 etcd_retire() {
   local aside
   systemctl disable --now etcd-backup.timer >/dev/null 2>&1 || true
-  if systemctl disable --now etcd.service >/dev/null 2>&1; then
+  if systemctl is-enabled --quiet etcd.service 2>/dev/null || systemctl is-active --quiet etcd.service; then
+    systemctl disable --now etcd.service >/dev/null 2>&1 || true
     k8sha_log "stopped and disabled etcd"
   fi
   if systemctl is-active --quiet etcd.service; then
@@ -181,7 +214,9 @@ elif [ "$(grep -c . <<<"$list")" -eq 1 ]; then
   k8sha_log "$NAME is the last member: the cluster ends with it"
 else
   etcd_check_quorum "$list"
-  etcd_locked membership etcd_remove_self
+  # Hold the lock through the others: this member leaves the cluster while holding it, and a lock
+  # held through a removed member would only be freed by its lease running out.
+  ETCD_LOCK_ENDPOINTS=$(etcd_others) etcd_locked membership etcd_remove_self
 fi
 etcd_retire
 k8sha_done

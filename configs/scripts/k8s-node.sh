@@ -69,31 +69,45 @@ if [ ! -s "$K8SHA_KUBE_KEYRING" ]; then
 fi
 
 # ---- containerd: Debian's package; the configured version when the repository offers it --------
+containerd_matches() { case "$1" in "$K8SHA_CONTAINERD_VERSION" | "$K8SHA_CONTAINERD_VERSION"[~-]*) return 0 ;; esac; return 1; }
+containerd_offered() {
+  # awk reads everything (no early exit): with pipefail an early exit could fail the pipeline.
+  apt-cache madison containerd | awk -v want="$K8SHA_CONTAINERD_VERSION" '
+    !found && ($3 == want || index($3, want "~") == 1 || index($3, want "-") == 1) { found = $3 }
+    END { print found }'
+}
 containerd_have=$(k8s_installed_version containerd)
 containerd_checked=$K8S_STATE/containerd-version-looked-up
-containerd_matches() { case "$1" in "$K8SHA_CONTAINERD_VERSION" | "$K8SHA_CONTAINERD_VERSION"[~-]*) return 0 ;; esac; return 1; }
-if [ -z "$containerd_have" ] ||
-  { ! containerd_matches "$containerd_have" &&
-    [ "$(cat "$containerd_checked" 2>/dev/null)" != "$K8SHA_CONTAINERD_VERSION" ]; }; then
+if [ -z "$containerd_have" ]; then
   apt-get update -q >&2 || k8sha_fail "apt-get update failed: check mirrors.osPackages and the host's route out"
-  # awk reads everything (no early exit): with pipefail an early exit could fail the pipeline.
-  offered=$(apt-cache madison containerd | awk -v want="$K8SHA_CONTAINERD_VERSION" '
-    !found && ($3 == want || index($3, want "~") == 1 || index($3, want "-") == 1) { found = $3 }
-    END { print found }')
+  offered=$(containerd_offered)
+  if [ -n "$offered" ]; then
+    k8s_apt install "containerd=$offered" || k8sha_fail "could not install containerd=$offered"
+    apt-mark hold containerd >/dev/null
+  else
+    k8sha_log "WARNING: the package repository offers no containerd $K8SHA_CONTAINERD_VERSION; installing its own version"
+    k8s_apt install containerd || k8sha_fail "could not install containerd"
+    mkdir -p "$K8S_STATE"
+    printf '%s\n' "$K8SHA_CONTAINERD_VERSION" >"$containerd_checked"
+  fi
+  k8s_note "installed containerd $(k8s_installed_version containerd)"
+elif ! containerd_matches "$containerd_have" &&
+  [ "$(cat "$containerd_checked" 2>/dev/null)" != "$K8SHA_CONTAINERD_VERSION" ]; then
+  # Installed at another version: switch only if the package lists already on the host offer the
+  # wanted one (no apt-get update: a host without a route out must be able to re-run this step).
+  offered=$(containerd_offered)
   if [ -n "$offered" ]; then
     k8s_apt install --allow-downgrades "containerd=$offered" || k8sha_fail "could not install containerd=$offered"
     apt-mark hold containerd >/dev/null
-  elif [ -z "$containerd_have" ]; then
-    k8sha_log "WARNING: the package repository offers no containerd $K8SHA_CONTAINERD_VERSION; installing its own version"
-    k8s_apt install containerd || k8sha_fail "could not install containerd"
+    k8s_note "switched containerd from $containerd_have to $offered"
   fi
   mkdir -p "$K8S_STATE"
   printf '%s\n' "$K8SHA_CONTAINERD_VERSION" >"$containerd_checked"
-  k8s_note "containerd $(k8s_installed_version containerd) installed (wanted $K8SHA_CONTAINERD_VERSION)"
+  k8s_note "looked up containerd $K8SHA_CONTAINERD_VERSION in the host's package lists"
 fi
 containerd_have=$(k8s_installed_version containerd)
 containerd_matches "$containerd_have" ||
-  k8sha_log "note: containerd $containerd_have runs, versions.containerd is $K8SHA_CONTAINERD_VERSION (not offered by the repository)"
+  k8sha_log "note: containerd $containerd_have runs; versions.containerd $K8SHA_CONTAINERD_VERSION is not offered by the repository"
 
 # ---- files: modules, sysctls, containerd config and registries, crictl, apt source ---------------
 k8sha_install_files

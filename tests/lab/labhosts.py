@@ -35,6 +35,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -361,6 +362,7 @@ class Lab:
         _mkdir_like(ssh, Path("/etc/ssh/lab"))
         (ssh / "sshd_config").write_text(_SSHD_CONFIG.format(ip=host.ip))
         _write_private(ssh / "ssh_host_ed25519_key", host.host_key.private_key.read_text())
+        self._install_host_key(host, upper / "etc/ssh")
         _mkdir_like(upper / "root/.ssh", None, mode=0o700)
         _write_private(upper / "root/.ssh/authorized_keys", self.client_key.public_key + "\n")
         (upper / "etc/hostname").write_text(f"{host.name}\n")
@@ -370,6 +372,17 @@ class Lab:
             _mkdir_like(target, Path("/usr/local", bindir))
             shutil.copy(SHIM, target / "systemctl")
             (target / "systemctl").chmod(0o755)
+
+    @staticmethod
+    def _install_host_key(host: LabHost, etc_ssh: Path) -> None:
+        """The host's key pair where a real host keeps it (/etc/ssh/ssh_host_ed25519_key*, which
+        the bootstrap's readiness check compares with the pinned key); the machine's own host
+        keys are hidden (overlay whiteouts), so a host presents and holds only its own key."""
+        for machine_key in Path("/etc/ssh").glob("ssh_host_*"):
+            if not machine_key.name.startswith("ssh_host_ed25519_key"):
+                os.mknod(etc_ssh / machine_key.name, 0o600 | stat.S_IFCHR, os.makedev(0, 0))
+        _write_private(etc_ssh / "ssh_host_ed25519_key", host.host_key.private_key.read_text())
+        (etc_ssh / "ssh_host_ed25519_key.pub").write_text(host.host_key.public_key + "\n")
 
     def _hosts_file(self) -> str:
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]

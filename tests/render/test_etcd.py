@@ -206,7 +206,7 @@ class LocalCluster:
 
     def wait_healthy(self) -> float:
         started, deadline = time.monotonic(), time.monotonic() + WAIT_S
-        while self.ctl("endpoint", "health", "--cluster", check=False).returncode != 0:
+        while self.ctl("endpoint", "health", "--cluster", "--command-timeout=1s", check=False).returncode != 0:
             for member in self.members:
                 assert member.process is not None and member.process.poll() is None, \
                     f"{member.node.name} exited\n{self.logs()}"
@@ -247,7 +247,8 @@ def _tls_probe(host: str, port: int, ca: Path, cert: tuple[Path, Path] | None) -
     context = ssl.create_default_context(cafile=str(ca))
     if cert:
         context.load_cert_chain(str(cert[0]), str(cert[1]))
-    with socket.create_connection((host, port), timeout=5) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+    with socket.create_connection((host, port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
         tls.sendall(b"GET /version HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")
         return tls.recv(64)
 

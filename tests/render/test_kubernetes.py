@@ -354,14 +354,17 @@ def _steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> l
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
 def test_bundles_pass_bash_n_and_shellcheck(name: str, tmp_path: Path) -> None:
-    shellcheck = require_tool("shellcheck")
     spec, placement, material = _stack(name)
     paths = []
     for step in _steps(spec, placement, material):
         path = write(tmp_path / f"{step.name}.sh", bundle(step))
         assert_ok(run(["bash", "-n", str(path)]), f"bash -n {step.name}")
         paths.append(str(path))
-    assert_ok(run([shellcheck, "-s", "bash", "-S", "style", *paths]), "shellcheck")
+    # The scripts are the same for every stack (only staged files and env values differ, and
+    # those are quoted by the bundle): shellcheck one stack, the one with the most files.
+    if name == "Pulumi.prod.yaml":
+        shellcheck = require_tool("shellcheck")
+        assert_ok(run([shellcheck, "-s", "bash", "-S", "style", *paths]), "shellcheck")
 
 
 def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
@@ -511,7 +514,9 @@ case "$1 $2" in
   "init --config") control_plane; expiry 86400 >"$S/token"; expiry 7200 >"$S/certs" ;;
   "init phase") expiry 7200 >"$S/certs" ;;
   "token create") expiry 86400 >"$S/token" ;;
-  "join --config") echo kubelet >/etc/kubernetes/kubelet.conf; if grep -q '^controlPlane:' "$3"; then control_plane; fi ;;
+  "join --config")
+    echo kubelet >/etc/kubernetes/kubelet.conf
+    if grep -q '^controlPlane:' "$3"; then control_plane; fi ;;
   "reset -f") rm -rf /etc/kubernetes/manifests /etc/kubernetes/*.conf ;;
   *) echo "unexpected: kubeadm $*" >&2; exit 9 ;;
 esac
@@ -553,7 +558,10 @@ if [ "$1" = ps ]; then echo c0ffee; fi
     "curl": r"""#!/bin/bash
 # The package key download (-o FILE URL) gets a fake armoured key; probes just succeed.
 while [ "$#" -gt 0 ]; do
-  if [ "$1" = -o ]; then printf -- '-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n' >"$2"; echo "curl key" >>"$K8STEST_STATE/calls"; fi
+  if [ "$1" = -o ]; then
+    printf -- '-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n' >"$2"
+    echo "curl key" >>"$K8STEST_STATE/calls"
+  fi
   shift
 done
 """,
@@ -583,7 +591,7 @@ done
     "apt-cache": r"""#!/bin/bash
 case "$2" in
   containerd) echo " containerd | 1.6.20~ds1-1+deb12u1 | http://mirror.example/debian bookworm/main amd64 Packages" ;;
-  kubeadm) for v in 1.32.3-1.1 1.32.4-1.1; do echo " kubeadm | $v | https://pkgs.k8s.io/core:/stable:/v1.32/deb  Packages"; done ;;
+  kubeadm) for v in 1.32.3-1.1 1.32.4-1.1; do echo " kubeadm | $v | https://pkgs.k8s.io/v1.32/deb  Packages"; done ;;
 esac
 """,
     "apt-mark": r"""#!/bin/bash
@@ -602,9 +610,14 @@ case "$1" in
   enable) touch "$d/$2.enabled" ;;
   is-enabled) [ -f "$d/$2.enabled" ] ;;
   is-active) [ -f "$d/$2.active" ] ;;
-  start|restart|reload) touch "$d/$2.active" ;;
+  start|restart|reload) touch "$d/$2.active"; [ "$2" != containerd ] || "$K8STEST_STATE/../bin/containerd-socket" ;;
   daemon-reload) ;;
 esac
+""",
+    # A listening-free stand-in for containerd's socket (the scripts only test that it exists).
+    "containerd-socket": r"""#!/bin/bash
+mkdir -p /run/containerd && rm -f /run/containerd/containerd.sock
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' /run/containerd/containerd.sock
 """,
     "sysctl": r"""#!/bin/bash
 d="$K8STEST_STATE/sysctl"; mkdir -p "$d"
@@ -643,6 +656,8 @@ class Host:
             f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.root}/var-upper,"
             f"workdir={self.root}/var-work /var"
             f" && mount --bind {modules} /sys/module"  # loaded modules as the modprobe stand-in leaves them
+            f" && mount -t tmpfs tmpfs /run"  # a running containerd keeps its socket across runs:
+            f" && {{ [ ! -f {self.state}/units/containerd.active ] || {self.root}/bin/containerd-socket; }}"
             f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
         )
         result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
@@ -762,7 +777,7 @@ def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) ->
     (fake_host.state / "swap").touch()
     fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
     fake_host.run(step)
-    installed = " ".join(fake_host.calls("apt-get install"))
+    installed = " ".join(c for c in fake_host.calls("apt-get") if " install " in f"{c} ")
     for pin in ("kubeadm=1.32.4-1.1", "kubelet=1.32.4-1.1", "kubectl=1.32.4-1.1"):
         assert pin in installed
     assert "containerd=" not in installed, "bookworm offers no containerd 1.7.24: the repository's version is kept"
@@ -785,3 +800,22 @@ def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) ->
     with pytest.raises(AssertionError):
         fake_host.run(k.k8s_node_step(newer, placement, _cp(placement)[0], material))
     assert "kubeadm 1.32.4-1.1 is installed but the stack wants 1.32.5-1.1" in fake_host.output
+
+
+def test_node_preparation_needs_no_network_when_the_packages_are_there(fake_host: Host) -> None:
+    """Hosts without a route out (the lab, air-gapped sites with a baked image): with the
+    packages installed and the key present, no apt-get and no download happen at all."""
+    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
+    spec, placement, material = _stack("Pulumi.staging.yaml")
+    pkgs = fake_host.state / "pkgs"
+    pkgs.mkdir()
+    installed = {"containerd": "1.6.20~ds1-1+deb12u1", "kubeadm": "1.32.4-1.1", "kubelet": "1.32.4-1.1",
+                 "kubectl": "1.32.4-1.1", "ca-certificates": "1", "curl": "1", "systemd-timesyncd": "1"}
+    for name, version in installed.items():
+        (pkgs / name).write_text(version)
+    keyring = fake_host.etc("/etc/apt/keyrings/kubernetes-1.32.asc")
+    keyring.parent.mkdir(parents=True)
+    keyring.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
+    fake_host.run(k.k8s_node_step(spec, placement, _worker(placement), material))
+    assert not fake_host.calls("apt-get") and not fake_host.calls("curl")
+    assert "versions.containerd 1.7.24 is not offered" in fake_host.output

@@ -167,8 +167,22 @@ def test_malformed_libvirt_uri(uri: str) -> None:
 
 def test_malformed_mirror_url() -> None:
     config = prod()
-    config["mirrors"] = {"osPackages": "ftp.example.com/debian"}
+    config["mirrors"]["osPackages"] = "ftp.example.com/debian"
     assert one_problem(config).startswith("mirrors.osPackages: ")
+
+
+def test_harbor_rules() -> None:
+    config = prod()
+    del config["mirrors"]["harborInstallerSha256"]
+    config["versions"] = {"harbor": "2.9.1"}
+    config["harbor"].update(certificate="-----BEGIN CERTIFICATE-----")
+    assert sorted(problems(config, frozenset({"harborTlsKey"}))) == [
+        "harbor.hostname: a user-supplied certificate needs the hostname it was issued for",
+        "harborTlsKey: harbor.certificate is set but its private key is missing",
+        "mirrors.harborInstallerSha256: Harbor is enabled: give the sha256 of the offline installer"
+        " (sha256sum harbor-offline-installer-v<version>.tgz)",
+        "versions.harbor: Harbor 2.9.1 is not supported (2.10 or later)",
+    ]
 
 
 def test_unknown_keys_are_errors_at_every_depth() -> None:

@@ -1,0 +1,158 @@
+"""HarborRegistry: Harbor on its host, then its proxy-cache projects and the cluster's robot account.
+
+1. The harbor step (components/render/harbor.py) on the Harbor host, after the host's readiness
+   step. Its bundle is rendered from the resolved material, so it also waits for the Harbor
+   certificate and passwords (and changes, in place, when they change).
+2. A `pulumiverse_harbor.Provider` that talks to https://<the name the nodes use> as admin, with
+   TLS verification on (`insecure=False`; the provider's default is to skip it). It depends on
+   the harbor step, which ends only once Harbor's API answers healthy.
+3. With harbor.proxyCache: one registry endpoint and one public proxy-cache project per upstream
+   that the nodes' containerd mirrors through Harbor (`HARBOR_PROXY_PROJECTS`, same names).
+   Public, because containerd pulls anonymously (certs.d hosts.toml carries no credentials).
+4. A system robot account with pull on those projects and `library`, for imagePullSecrets; its
+   secret is generated here (pulumi-random) so it is known, stable and always secret.
+
+Trust: the provider offers no CA input (its HTTP client uses the system roots), so the machine
+running Pulumi must trust Harbor's CA: docs/harbor.md, "The Pulumi side".
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pulumi
+import pulumi_command as command
+import pulumi_random as random
+import pulumiverse_harbor as harbor
+
+from components.placement import Placement
+from components.remote import MaterialViews, remote_step, secret
+from components.render import material as m
+from components.render.harbor import (
+    harbor_step,
+    harbor_url,
+    proxy_cache_projects,
+    robot_projects,
+    served_certificate,
+)
+from components.spec import Role, StackSpec
+from components.vm import Host
+
+ADMIN_USER = "admin"
+ROBOT_SECRET_LENGTH = 32
+
+
+class HarborRegistry(pulumi.ComponentResource):
+    step: command.remote.Command
+    provider: harbor.Provider
+    registries: dict[str, harbor.Registry]
+    projects: dict[str, harbor.Project]
+    robot: harbor.RobotAccount
+
+    def __init__(
+        self,
+        name: str,
+        spec: StackSpec,
+        placement: Placement,
+        host: Host,
+        material: MaterialViews,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        node = host.node
+        if not spec.harbor.enabled or node.role is not Role.HARBOR:
+            raise ValueError(f"HarborRegistry needs harbor.enabled and the Harbor host, got {node.name} ({node.role})")
+        super().__init__("k8s-ha:harbor:HarborRegistry", name, None, opts)
+        view = material.for_node(node.name)
+        self.step = remote_step(
+            f"{node.name}-harbor",
+            host.access,
+            partial(harbor_step, spec, placement, node),
+            view,
+            parent=self,
+            depends_on=[host.ready],
+        )
+        self.url: pulumi.Output[str] = pulumi.Output.from_input(harbor_url(spec, placement))
+        self.admin_password = secret(view.apply(lambda mat: mat[m.HARBOR_ADMIN_PASSWORD]))
+        # A certificate is public; the material it comes from is one secret Output as a whole.
+        self.ca_certificate: pulumi.Output[str] = pulumi.Output.unsecret(
+            view.apply(served_certificate)
+        )
+        self.provider = harbor.Provider(
+            f"{name}-provider",
+            url=self.url,
+            username=ADMIN_USER,
+            password=self.admin_password,
+            insecure=False,
+            api_version=2,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.step]),
+        )
+        on_harbor = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.registries, self.projects = {}, {}
+        self.proxy_projects = [proxy.project for proxy in proxy_cache_projects(spec)]
+        for proxy in proxy_cache_projects(spec):
+            endpoint = harbor.Registry(
+                f"{name}-upstream-{proxy.project}",
+                name=proxy.endpoint_name,
+                provider_name=proxy.provider_name,
+                endpoint_url=proxy.endpoint,
+                description=f"Upstream of the {proxy.project} proxy cache ({proxy.registry}), made by k8s-ha",
+                insecure=False,
+                opts=on_harbor,
+            )
+            self.registries[proxy.registry] = endpoint
+            self.projects[proxy.registry] = harbor.Project(
+                f"{name}-project-{proxy.project}",
+                name=proxy.project,
+                registry_id=endpoint.registry_id,
+                public=True,
+                vulnerability_scanning=False,  # no scanner is installed (harbor-install.sh)
+                force_destroy=True,  # a cache: its content comes back from the upstream
+                opts=on_harbor,
+            )
+        robot_secret = random.RandomPassword(
+            f"{name}-robot-secret",
+            length=ROBOT_SECRET_LENGTH,
+            special=False,
+            min_upper=1,  # Harbor wants an upper and a lower case letter and a digit
+            min_lower=1,
+            min_numeric=1,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.robot = harbor.RobotAccount(
+            f"{name}-robot",
+            name=f"{spec.cluster.name}-pull",
+            description=f"Pulls for the nodes of cluster {spec.cluster.name}, made by k8s-ha",
+            level="system",
+            secret=secret(robot_secret.result),
+            permissions=[
+                harbor.RobotAccountPermissionArgs(
+                    kind="project",
+                    namespace=project,
+                    accesses=[harbor.RobotAccountPermissionAccessArgs(action="pull", resource="repository")],
+                )
+                for project in robot_projects(spec)
+            ],
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.projects.values())),
+        )
+        # What a layer that pulls through Harbor waits for: Harbor healthy and its caches defined.
+        self.ready: list[pulumi.Resource] = [self.step, *self.projects.values()]
+        self.robot_name: pulumi.Output[str] = self.robot.full_name
+        self.robot_secret = secret(robot_secret.result)
+        self.register_outputs({
+            "url": self.url,
+            "adminPassword": self.admin_password,
+            "caCertificate": self.ca_certificate,
+            "robotName": self.robot_name,
+            "robotSecret": self.robot_secret,
+        })
+
+    def exports(self) -> dict[str, pulumi.Output[str] | list[str]]:
+        """What the stack should export for Harbor (docs/harbor.md)."""
+        return {
+            "harborUrl": self.url,
+            "harborAdminPassword": self.admin_password,
+            "harborCaCertificate": self.ca_certificate,
+            "harborRobotName": self.robot_name,
+            "harborRobotSecret": self.robot_secret,
+            "harborProxyProjects": self.proxy_projects,
+        }
