@@ -58,18 +58,20 @@ class HaCluster(pulumi.ComponentResource):
             prerequisites=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.worker_pools = [
-            WorkerPool(
-                f"workers-{pool.name}", spec, placement,
-                [self.hosts[n.name] for n in placement.by_role(Role.WORKER) if n.pool == pool.name],
-                self.material, self.control_plane, pulumi.ResourceOptions(parent=self),
-            )
-            for pool in spec.worker_pools
-        ]
         self.addons = ClusterAddons(
             "addons", spec, self.control_plane.kubeconfig, prerequisites=[self.control_plane.init],
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # A worker's Node only turns Ready once the CNI runs; its membership step waits for that.
+        self.worker_pools = [
+            WorkerPool(
+                f"workers-{pool.name}", spec, placement,
+                [self.hosts[n.name] for n in placement.by_role(Role.WORKER) if n.pool == pool.name],
+                self.material, self.control_plane, cni=[self.addons.objects],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for pool in spec.worker_pools
+        ]
         self.register_outputs({})
 
     def hosts_of(self, role: Role) -> list[Host]:

@@ -348,6 +348,22 @@ class ControlPlaneSpec(Model):
             yield "nodes", f"needs at least 2 control-plane nodes for HA (3 recommended), got {len(self.nodes)}"
 
 
+LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _labels(labels: dict[str, str]) -> str | None:
+    """Kubernetes label syntax: [prefix/]name, values of at most 63 characters."""
+    bad = []
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if (prefix and not LABEL_PREFIX.fullmatch(prefix)) or not LABEL_NAME.fullmatch(name):
+            bad.append(f"key {key!r}")
+        if value and not LABEL_NAME.fullmatch(value):
+            bad.append(f"value {value!r} of {key!r}")
+    return f"not valid Kubernetes labels: {', '.join(bad)}" if bad else None
+
+
 class WorkerPool(Model):
     """Either `count` nodes numbered from `firstIp`, or an explicit `nodes` list."""
 
@@ -359,7 +375,7 @@ class WorkerPool(Model):
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
     disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     hypervisors: list[str] | None = None
-    labels: dict[str, str] = {}
+    labels: Annotated[dict[str, str], Check(_labels)] = {}
 
     def checks(self) -> Iterator[tuple[str, str]]:
         if (self.count is None) == (self.nodes is None):
@@ -404,9 +420,10 @@ class Versions(Model):
         f"1.{SUPPORTED_KUBERNETES_MINORS[0]} to 1.{SUPPORTED_KUBERNETES_MINORS[-1]}",
     )] = "1.32.4"
     etcd: Annotated[str, _supported("etcd", lambda v: v[:2] in SUPPORTED_ETCD_MINORS, "3.4 to 3.6")] = "3.5.17"
+    # Debian bookworm's containerd; a version the OS repository does not offer is refused on the node.
     containerd: Annotated[str, _supported(
         "containerd", lambda v: v[0] in SUPPORTED_CONTAINERD_MAJORS, "1.x or 2.x"
-    )] = "1.7.24"
+    )] = "1.6.20"
     harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later")] = "2.12.2"
 
     @property
@@ -630,9 +647,17 @@ def _check_names(spec: StackSpec) -> list[Problem]:
     ]
 
 
+NODE_CIDR_MASK = 24  # kube-controller-manager's default --node-cidr-mask-size for IPv4
+
+
 def _check_cidrs(spec: StackSpec) -> list[Problem]:
     k8s, node_net = spec.kubernetes, spec.network.cidr
     problems: list[Problem] = []
+    kube_nodes = sum(1 for r, *_ in spec.role_nodes() if r in (Role.CONTROL_PLANE, Role.WORKER))
+    capacity = 2 ** max(0, NODE_CIDR_MASK - k8s.pod_cidr.prefixlen)
+    if kube_nodes > capacity:
+        problems.append(Problem("kubernetes.podCidr", f"{k8s.pod_cidr} holds {capacity} node ranges of "
+                                f"/{NODE_CIDR_MASK}, but the stack has {kube_nodes} Kubernetes nodes"))
     if k8s.pod_cidr.overlaps(k8s.service_cidr):
         problems.append(
             Problem("kubernetes.serviceCidr", f"{k8s.service_cidr} overlaps kubernetes.podCidr {k8s.pod_cidr}")

@@ -8,6 +8,7 @@ delete Nodes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import pulumi
@@ -33,6 +34,7 @@ class WorkerPool(pulumi.ComponentResource):
         hosts: list[Host],
         material: MaterialViews,
         control_plane: ControlPlane,
+        cni: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
@@ -50,6 +52,6 @@ class WorkerPool(pulumi.ComponentResource):
             self.memberships[node.name] = remote_step(
                 f"{node.name}-k8s-membership", master.access,
                 partial(worker_membership_step, spec, placement, node), material.for_node(master.node.name),
-                parent=self, depends_on=[join],
+                parent=self, depends_on=[join, *cni],
             )
         self.register_outputs({})

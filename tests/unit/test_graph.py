@@ -216,6 +216,7 @@ def test_kubernetes_order_etcd_health_first_master_then_joins() -> None:
         assert not graph.depends_on(join, graph.named("cp2-k8s-join"))  # workers do not wait for masters
         membership = graph.named(f"general-{i}-k8s-membership")
         assert graph.depends_on(membership, join)
+        assert graph.depends_on(membership, graph.named("objects"))  # Nodes are Ready only with the CNI
 
 
 def test_joins_carry_their_delete_actions() -> None:

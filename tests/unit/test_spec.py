@@ -321,3 +321,19 @@ def test_pki_ordering() -> None:
     config = prod()
     config["pki"] = {"caValidityHours": 100, "certValidityHours": 200}
     assert "certValidityHours: cannot exceed caValidityHours" in problems(config)[0]
+
+
+def test_pod_cidr_must_hold_a_range_per_node() -> None:
+    config = prod()
+    config["kubernetes"] = {"podCidr": "10.244.0.0/22"}
+    assert one_problem(config) == (
+        "kubernetes.podCidr: 10.244.0.0/22 holds 4 node ranges of /24, but the stack has 9 Kubernetes nodes"
+    )
+
+
+def test_worker_labels_follow_kubernetes_syntax() -> None:
+    config = prod()
+    config["workerPools"][0]["labels"] = {"example.com/tier": "gold", "bad key": "x", "zone": "-nope"}
+    assert one_problem(config) == (
+        "workerPools[0].labels: not valid Kubernetes labels: key 'bad key', value '-nope' of 'zone'"
+    )
