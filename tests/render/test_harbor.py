@@ -168,7 +168,7 @@ def test_the_installer_url_version_and_checksum_come_from_the_stack(
     env = dict(_step(prod).env)
     assert env["K8SHA_HARBOR_URL"] == (
         "https://github.com/goharbor/harbor/releases/download/v2.12.2/harbor-offline-installer-v2.12.2.tgz")
-    assert env["K8SHA_HARBOR_SHA256"] == ""  # prod sets none: the script refuses (tested below)
+    assert env["K8SHA_HARBOR_SHA256"] == spec.mirrors.harbor_installer_sha256  # prod's placeholder
     pinned = spec.model_copy(update={"mirrors": spec.mirrors.model_copy(update={
         "harbor_installer": "http://mirror.example/harbor/{version}/installer.tgz",
         "harbor_installer_sha256": "a" * 64})})

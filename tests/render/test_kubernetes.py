@@ -773,6 +773,7 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
 def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) -> None:
     require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
     spec, placement, material = _stack("Pulumi.prod.yaml")
+    spec = _with(spec, versions={"containerd": "1.7.24"})  # a version bookworm does not offer
     step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
     (fake_host.state / "swap").touch()
     fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
@@ -807,6 +808,7 @@ def test_node_preparation_needs_no_network_when_the_packages_are_there(fake_host
     packages installed and the key present, no apt-get and no download happen at all."""
     require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
     spec, placement, material = _stack("Pulumi.staging.yaml")
+    spec = _with(spec, versions={"containerd": "1.7.24"})  # not offered: the installed one is kept
     pkgs = fake_host.state / "pkgs"
     pkgs.mkdir()
     installed = {"containerd": "1.6.20~ds1-1+deb12u1", "kubeadm": "1.32.4-1.1", "kubelet": "1.32.4-1.1",
