@@ -40,6 +40,10 @@ SSH_PUBLIC_KEY = re.compile(
     r"[A-Za-z0-9+/=]+( .*)?$"
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Values that end up inside systemd unit files: a conservative character set, so no value can add
+# a line or a directive to the unit.
+SYSTEMD_CALENDAR = re.compile(r"^[A-Za-z0-9 *:/,.~+-]+$")
+ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 IMAGE_REPOSITORY = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*")
 
 SUPPORTED_KUBERNETES_MINORS = (29, 30, 31, 32, 33, 34)
@@ -306,10 +310,21 @@ class EtcdSource(Model):
                     yield key, "a tarball source needs a url and its sha256 checksum"
 
 
+def _calendar(value: str) -> str | None:
+    ok = SYSTEMD_CALENDAR.match(value)
+    return None if ok else f"{value!r} is not a systemd calendar expression such as 'hourly' or '*:0/30'"
+
+
+def _absolute_path(value: str) -> str | None:
+    if ABSOLUTE_PATH.match(value) and "/../" not in f"{value}/":
+        return None
+    return f"{value!r} must be an absolute path of letters, digits and ._-/ without '..'"
+
+
 class EtcdBackup(Model):
-    on_calendar: str = "hourly"
+    on_calendar: Annotated[str, Check(_calendar)] = "hourly"
     retain: Annotated[int, between(1, 10000)] = 24
-    directory: str = "/var/backups/etcd"
+    directory: Annotated[str, Check(_absolute_path)] = "/var/backups/etcd"
 
 
 def quorum(members: int) -> int:

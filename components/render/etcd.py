@@ -13,13 +13,11 @@ See docs/etcd.md.
 
 from __future__ import annotations
 
-import re
-
 from components.placement import PlacedNode, Placement
 from components.render import material as m
 from components.render.steps import HostFile, Step
 from components.render.templating import read, render
-from components.spec import Role, StackSpec
+from components.spec import ABSOLUTE_PATH, SYSTEMD_CALENDAR, Role, StackSpec
 
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 
@@ -50,8 +48,11 @@ MAX_QUOTA_BYTES, MIN_QUOTA_BYTES = 8 * GIB, 2 * GIB
 HEALTH_TIMEOUT_S = 120
 BACKUP_RANDOM_DELAY = "2min"
 
-_SAFE_CALENDAR = re.compile(r"^[A-Za-z0-9 *:/,.~+-]+$")
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
+# The spec reports bad values by config path; these re-checks keep the renderer safe on its own.
+_SAFE_CALENDAR = SYSTEMD_CALENDAR
+_SAFE_PATH = ABSOLUTE_PATH
+
+ETCD_LIB = "etcd-lib.sh"  # the etcd_* helpers every etcd step uses
 
 
 def _members(placement: Placement) -> list[PlacedNode]:
@@ -235,6 +236,7 @@ def etcd_member_step(spec: StackSpec, placement: Placement, node: PlacedNode, ma
         name="etcd-member",
         host=node.name,
         script="etcd-member.sh",
+        libs=(ETCD_LIB,),
         files=files,
         env=env,
         delete_script="etcd-remove.sh",
@@ -248,6 +250,7 @@ def etcd_health_step(spec: StackSpec, placement: Placement, material: m.Material
         name="etcd-health",
         host=first.name,
         script="etcd-health.sh",
+        libs=(ETCD_LIB,),
         files=_client_tls(material),
         env=(("K8SHA_ETCD_HEALTH_TIMEOUT", str(HEALTH_TIMEOUT_S)), *_common_env(spec, placement)),
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from components.placement import PlacedNode, Placement
 from components.render import material as m
+from components.render.etcd import etcd_endpoints
 from components.render.steps import HostFile, Step
 from components.render.templating import read, render
 from components.spec import Role, StackSpec
@@ -149,10 +150,6 @@ def control_plane_endpoint(spec: StackSpec) -> str:
 def first_control_plane(placement: Placement) -> PlacedNode:
     """The node that runs `kubeadm init` (and the worker membership steps)."""
     return placement.by_role(Role.CONTROL_PLANE)[0]
-
-
-def etcd_endpoints(placement: Placement) -> list[str]:
-    return [f"https://{n.ip}:2379" for n in placement.by_role(Role.ETCD)]
 
 
 def apiserver_cert_sans(spec: StackSpec, placement: Placement) -> list[str]:

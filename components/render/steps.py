@@ -34,6 +34,7 @@ class Step:
     files: tuple[HostFile, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     delete_script: str | None = None
+    libs: tuple[str, ...] = ()  # shell libraries from configs/scripts/, after lib.sh and the env
 
     @property
     def secret(self) -> bool:
@@ -58,6 +59,7 @@ def bundle(step: Step) -> str:
         lib=read("scripts/lib.sh"),
         files=files,
         env=list(step.env),
+        libs=[(name, read(f"scripts/{name}")) for name in step.libs],
         apply_script=step.script,
         body=read(f"scripts/{step.script}"),
         delete_script=step.delete_script,

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # k8s-ha shared shell library, prepended to every step. Functions only; nothing runs here.
 # Contract: files are staged first, installed only when content/mode/owner differ, and services
 # are restarted or reloaded only when one of their files changed, so a re-run changes nothing.

@@ -61,14 +61,17 @@ def test_every_bundle_passes_bash_and_shellcheck(example: tuple[StackSpec, Place
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_shared_helpers_are_identical() -> None:
-    """etcd-member/remove/health carry the same helper block (a bundle holds one script)."""
-    blocks = set()
-    for script in ("etcd-member.sh", "etcd-remove.sh", "etcd-health.sh"):
-        text = (CONFIGS / "scripts" / script).read_text()
-        start, end = text.index("# ---- etcd helpers:"), text.index("# ---- end of etcd helpers ----")
-        blocks.add(text[start:end])
-    assert len(blocks) == 1
+def test_every_etcd_bundle_includes_the_shared_helpers_once(example: tuple[StackSpec, Placement]) -> None:
+    """etcd-member/remove/health use etcd-lib.sh through Step.libs, after the step's environment."""
+    spec, placement = example
+    material = Placeholders()
+    steps = [e.etcd_member_step(spec, placement, n, material) for n in placement.by_role(Role.ETCD)]
+    steps.append(e.etcd_health_step(spec, placement, material))
+    for step in steps:
+        text = bundle(step)
+        assert text.count("# ---- etcd-lib.sh ----") == 1 and text.count("etcd_ctl() {") == 1
+        lib_at = text.index("# ---- etcd-lib.sh ----")
+        assert text.index("export K8SHA_ETCD_PKI=") < lib_at < text.index("k8sha_apply() {")
 
 
 def test_units_pass_systemd_analyze(example: tuple[StackSpec, Placement], tmp_path: Path) -> None:

@@ -132,12 +132,12 @@ def generate(spec: StackSpec, placement: Placement, *, ip_override: dict[str, st
     etcd_ca, k8s_ca, proxy_ca = Authority("etcd-ca"), Authority("kubernetes"), Authority("front-proxy-ca")
     out[m.ETCD_CA] = etcd_ca.pem
     for node in placement.by_role(Role.ETCD):
-        sans = {"ips": [ips[node.name], "127.0.0.1"], "dns": [node.name, "localhost"]}
+        member_ips, member_dns = [ips[node.name], "127.0.0.1"], [node.name, "localhost"]
         out[m.etcd_server_cert(node.name)], out[m.etcd_server_key(node.name)] = etcd_ca.issue(
-            node.name, server=True, client=True, **sans
+            node.name, server=True, client=True, ips=member_ips, dns=member_dns
         )
         out[m.etcd_peer_cert(node.name)], out[m.etcd_peer_key(node.name)] = etcd_ca.issue(
-            node.name, server=True, client=True, **sans
+            node.name, server=True, client=True, ips=member_ips, dns=member_dns
         )
     out[m.ETCD_HEALTHCHECK_CERT], out[m.ETCD_HEALTHCHECK_KEY] = etcd_ca.issue(
         "kube-etcd-healthcheck-client", client=True

@@ -337,3 +337,13 @@ def test_worker_labels_follow_kubernetes_syntax() -> None:
     assert one_problem(config) == (
         "workerPools[0].labels: not valid Kubernetes labels: key 'bad key', value '-nope' of 'zone'"
     )
+
+
+def test_etcd_backup_values_cannot_break_unit_files() -> None:
+    config = prod()
+    config["etcd"]["backup"] = {"onCalendar": "hourly\nExecStart=/bin/sh", "directory": "/var/../etc"}
+    assert sorted(problems(config)) == [
+        "etcd.backup.directory: '/var/../etc' must be an absolute path of letters, digits and ._-/ without '..'",
+        "etcd.backup.onCalendar: 'hourly\\nExecStart=/bin/sh' is not a systemd calendar expression"
+        " such as 'hourly' or '*:0/30'",
+    ]
