@@ -1,8 +1,9 @@
 """HaCluster: the layers in dependency order, and what the stack exports.
 
-machines (+ readiness) -> load balancers and etcd (parallel) -> etcd health -> first master
--> other masters and workers (parallel) -> add-ons. Every layer has a constant depth, so the
-critical path does not grow with the number of nodes.
+PKI and machines (+ readiness) -> load balancers, etcd members, Harbor and node preparation
+(parallel) -> etcd health -> first master -> other masters, workers and add-ons (parallel) ->
+worker membership (once the CNI runs). Every layer has a constant depth, so the critical path
+does not grow with the number of nodes (a unit test holds it to that).
 """
 
 from __future__ import annotations
@@ -37,24 +38,23 @@ class HaCluster(pulumi.ComponentResource):
         self.material = MaterialViews(self.pki.material)
         self._automation_key(spec)
         self.hosts = self._machines(spec, placement)
-        hosts_of = self.hosts_of
         self.loadbalancer = HaproxyKeepalivedPair(
-            "loadbalancer", spec, placement, hosts_of(Role.LOAD_BALANCER), self.material,
+            "loadbalancer", spec, placement, self.hosts_of(Role.LOAD_BALANCER), self.material,
             pulumi.ResourceOptions(parent=self),
         )
         self.etcd = ExternalEtcd(
-            "etcd", spec, placement, hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
+            "etcd", spec, placement, self.hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
         )
         self.harbor: HarborRegistry | None = None
         if spec.harbor.enabled:
-            (harbor_host,) = hosts_of(Role.HARBOR)
+            (harbor_host,) = self.hosts_of(Role.HARBOR)
             self.harbor = HarborRegistry(
                 "harbor", spec, placement, harbor_host, self.material, pulumi.ResourceOptions(parent=self)
             )
         # On a firewalled site kubeadm pulls its images through Harbor's proxy cache.
         harbor_ready = self.harbor.ready if self.harbor is not None else []
         self.control_plane = ControlPlane(
-            "control-plane", spec, placement, hosts_of(Role.CONTROL_PLANE), self.material, self.pki,
+            "control-plane", spec, placement, self.hosts_of(Role.CONTROL_PLANE), self.material, self.pki,
             prerequisites=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
             opts=pulumi.ResourceOptions(parent=self),
         )
