@@ -17,7 +17,7 @@ import pulumi_command as command
 
 from components.pki import ClusterPki
 from components.placement import Placement
-from components.remote import MaterialViews, remote_step, secret
+from components.remote import MaterialViews, secret
 from components.render import material as m
 from components.render.kubernetes import (
     admin_kubeconfig,
@@ -33,9 +33,7 @@ def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: Ma
                  parent: pulumi.Resource) -> command.remote.Command:
     """Node preparation shared by masters and workers; needs only the host itself."""
     node = host.node
-    return remote_step(f"{node.name}-k8s-node", host.access, partial(k8s_node_step, spec, placement, node),
-                       material.for_node(node.name),
-                       parent=parent, depends_on=[host.ready])
+    return host.step(f"{node.name}-k8s-node", partial(k8s_node_step, spec, placement, node), material, parent=parent)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -58,18 +56,16 @@ class ControlPlane(pulumi.ComponentResource):
         self.prepared = {h.node.name: prepare_node(h, spec, placement, material, self) for h in hosts}
         first, others = hosts[0], hosts[1:]
         self.first_host = first
-        self.init = remote_step(
-            f"{first.node.name}-k8s-init", first.access,
-            partial(control_plane_init_step, spec, placement, first.node), material.for_node(first.node.name),
-            parent=self, depends_on=[self.prepared[first.node.name], *prerequisites],
+        self.init = first.step(
+            f"{first.node.name}-k8s-init", partial(control_plane_init_step, spec, placement, first.node), material,
+            parent=self, after=[self.prepared[first.node.name], *prerequisites],
         )
         self.joins = {}
         for host in others:
             node = host.node
-            self.joins[node.name] = remote_step(
-                f"{node.name}-k8s-join", host.access,
-                partial(control_plane_join_step, spec, placement, node), material.for_node(node.name),
-                parent=self, depends_on=[self.prepared[node.name], self.init],
+            self.joins[node.name] = host.step(
+                f"{node.name}-k8s-join", partial(control_plane_join_step, spec, placement, node), material,
+                parent=self, after=[self.prepared[node.name], self.init],
             )
         self.kubeconfig: pulumi.Output[str] = secret(
             pulumi.Output.all(material.shared, pki.admin_cert, pki.admin_key).apply(

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_command as command
 
 from components.placement import Placement
-from components.remote import MaterialViews, remote_step, secret
+from components.remote import MaterialViews, secret
 from components.render import material as m
 from components.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
 from components.spec import StackSpec
@@ -38,22 +38,13 @@ class ExternalEtcd(pulumi.ComponentResource):
         self.members = {}
         for host in hosts:
             node = host.node
-            self.members[node.name] = remote_step(
-                f"{node.name}-etcd-member",
-                host.access,
-                partial(etcd_member_step, spec, placement, node),
-                material.for_node(node.name),
-                parent=self,
-                depends_on=[host.ready],
+            self.members[node.name] = host.step(
+                f"{node.name}-etcd-member", partial(etcd_member_step, spec, placement, node), material, parent=self
             )
         first = hosts[0]
-        self.health = remote_step(
-            "etcd-health",
-            first.access,
-            partial(etcd_health_step, spec, placement),
-            material.for_node(first.node.name),
-            parent=self,
-            depends_on=list(self.members.values()),
+        self.health = first.step(
+            "etcd-health", partial(etcd_health_step, spec, placement), material,
+            parent=self, after=list(self.members.values()),
         )
         self.endpoints = pulumi.Output.from_input(etcd_endpoints(placement))
         self.client = {

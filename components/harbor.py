@@ -26,7 +26,7 @@ import pulumi_random as random
 import pulumiverse_harbor as harbor
 
 from components.placement import Placement
-from components.remote import MaterialViews, remote_step, secret
+from components.remote import MaterialViews, secret
 from components.render import material as m
 from components.render.harbor import (
     harbor_step,
@@ -63,14 +63,7 @@ class HarborRegistry(pulumi.ComponentResource):
             raise ValueError(f"HarborRegistry needs harbor.enabled and the Harbor host, got {node.name} ({node.role})")
         super().__init__("k8s-ha:harbor:HarborRegistry", name, None, opts)
         view = material.for_node(node.name)
-        self.step = remote_step(
-            f"{node.name}-harbor",
-            host.access,
-            partial(harbor_step, spec, placement, node),
-            view,
-            parent=self,
-            depends_on=[host.ready],
-        )
+        self.step = host.step(f"{node.name}-harbor", partial(harbor_step, spec, placement, node), material, parent=self)
         self.url: pulumi.Output[str] = pulumi.Output.from_input(harbor_url(spec, placement))
         self.admin_password = secret(view.apply(lambda mat: mat[m.HARBOR_ADMIN_PASSWORD]))
         # A certificate is public; the material it comes from is one secret Output as a whole.

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_command as command
 
 from components.placement import Placement
-from components.remote import MaterialViews, remote_step
+from components.remote import MaterialViews
 from components.render.loadbalancer import loadbalancer_step
 from components.spec import StackSpec
 from components.vm import Host
@@ -35,13 +35,8 @@ class HaproxyKeepalivedPair(pulumi.ComponentResource):
         self.steps = {}
         for host in hosts:
             node = host.node
-            self.steps[node.name] = remote_step(
-                f"{node.name}-loadbalancer",
-                host.access,
-                partial(loadbalancer_step, spec, placement, node),
-                material.for_node(node.name),
-                parent=self,
-                depends_on=[host.ready],
+            self.steps[node.name] = host.step(
+                f"{node.name}-loadbalancer", partial(loadbalancer_step, spec, placement, node), material, parent=self
             )
         self.vip = pulumi.Output.from_input(str(spec.network.vip))
         self.endpoint = pulumi.Output.from_input(f"https://{spec.network.vip}:6443")

@@ -8,6 +8,7 @@ kind of machine they run on.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import partial
 
 import pulumi
@@ -15,7 +16,7 @@ import pulumi_command as command
 import pulumi_libvirt as libvirt
 
 from components.placement import PlacedNode
-from components.remote import HostAccess, MaterialViews, remote_step, secret
+from components.remote import HostAccess, MaterialViews, StepFactory, remote_step, secret
 from components.render import material as m
 from components.render.cloudinit import network_config, user_data
 from components.render.node import ready_step
@@ -55,6 +56,13 @@ class Host(pulumi.ComponentResource):
     node: PlacedNode
     access: HostAccess
     ready: command.remote.Command
+
+    def step(self, name: str, make_step: StepFactory, material: MaterialViews, *,
+             parent: pulumi.Resource, after: Sequence[pulumi.Resource] = ()) -> command.remote.Command:
+        """Run the step `make_step` renders on this host, after its readiness step and `after`,
+        with the material this host may see."""
+        return remote_step(name, self.access, make_step, material.for_node(self.node.name),
+                           parent=parent, depends_on=[self.ready, *after])
 
 
 def _ready(host: Host, spec: StackSpec, material: pulumi.Output[dict[str, str]],

@@ -16,7 +16,7 @@ import pulumi_command as command
 
 from components.control_plane import ControlPlane, prepare_node
 from components.placement import Placement
-from components.remote import MaterialViews, remote_step
+from components.remote import MaterialViews
 from components.render.kubernetes import worker_join_step, worker_membership_step
 from components.spec import StackSpec
 from components.vm import Host
@@ -43,15 +43,13 @@ class WorkerPool(pulumi.ComponentResource):
         for host in hosts:
             node = host.node
             prepared = prepare_node(host, spec, placement, material, self)
-            join = remote_step(
-                f"{node.name}-k8s-join", host.access,
-                partial(worker_join_step, spec, placement, node), material.for_node(node.name),
-                parent=self, depends_on=[prepared, control_plane.init],
+            join = host.step(
+                f"{node.name}-k8s-join", partial(worker_join_step, spec, placement, node), material,
+                parent=self, after=[prepared, control_plane.init],
             )
             self.joins[node.name] = join
-            self.memberships[node.name] = remote_step(
-                f"{node.name}-k8s-membership", master.access,
-                partial(worker_membership_step, spec, placement, node), material.for_node(master.node.name),
-                parent=self, depends_on=[join, *cni],
+            self.memberships[node.name] = master.step(
+                f"{node.name}-k8s-membership", partial(worker_membership_step, spec, placement, node), material,
+                parent=self, after=[join, *cni],
             )
         self.register_outputs({})

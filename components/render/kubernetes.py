@@ -75,6 +75,8 @@ ETCD_PKI = {
     "key": f"{PKI_DIR}/apiserver-etcd-client.key",
 }
 
+K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
+
 
 @dataclass(frozen=True)
 class Timeouts:
@@ -352,6 +354,7 @@ def k8s_node_step(spec: StackSpec, placement: Placement, node: PlacedNode, mater
         name="k8s-node",
         host=node.name,
         script="k8s-node.sh",
+        libs=(K8S_LIB,),
         files=files,
         env=(
             ("K8SHA_NODE", node.name),
@@ -406,6 +409,7 @@ def control_plane_init_step(spec: StackSpec, placement: Placement, node: PlacedN
         name="k8s-init",
         host=node.name,
         script="k8s-init.sh",
+        libs=(K8S_LIB,),
         files=files,
         env=(
             *_common_env(spec, node),
@@ -429,6 +433,7 @@ def control_plane_join_step(spec: StackSpec, placement: Placement, node: PlacedN
         name="k8s-join-control-plane",
         host=node.name,
         script="k8s-join.sh",
+        libs=(K8S_LIB,),
         files=files,
         env=(*_common_env(spec, node), ("K8SHA_ROLE", "control-plane")),
         delete_script="k8s-reset.sh",
@@ -444,6 +449,7 @@ def worker_join_step(spec: StackSpec, placement: Placement, node: PlacedNode, ma
         name="k8s-join-worker",
         host=node.name,
         script="k8s-join.sh",
+        libs=(K8S_LIB,),
         files=files,
         env=(*_common_env(spec, node), ("K8SHA_ROLE", "worker")),
         delete_script="k8s-reset.sh",
@@ -472,6 +478,7 @@ def worker_membership_step(spec: StackSpec, placement: Placement, worker: Placed
         name=f"k8s-membership-{worker.name}",
         host=host.name,
         script="k8s-node-ready.sh",
+        libs=(K8S_LIB,),
         env=(
             ("K8SHA_WORKER", worker.name),
             ("K8SHA_LABELS", " ".join(f"{k}={v}" for k, v in sorted(labels.items()))),

@@ -88,3 +88,13 @@ etcd_unlock() {
     ETCD_TIMEOUT=3s etcd_ctl "$K8SHA_ETCD_ENDPOINTS" del "$key" >/dev/null 2>&1 || true
   fi
 }
+
+# The other members' client URLs, comma-separated.
+etcd_others() {
+  local endpoint endpoints out=()
+  IFS=, read -ra endpoints <<<"$K8SHA_ETCD_ENDPOINTS"
+  for endpoint in "${endpoints[@]}"; do
+    [ "$endpoint" = "$K8SHA_ETCD_CLIENT_URL" ] || out+=("$endpoint")
+  done
+  (IFS=,; printf '%s' "${out[*]}")
+}

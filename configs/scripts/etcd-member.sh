@@ -25,15 +25,6 @@ etcd_runtime_settings() {
   grep -v -e '^#' -e '^ETCD_INITIAL_CLUSTER=' -e '^ETCD_INITIAL_CLUSTER_TOKEN=' "$ENV_FILE" 2>/dev/null || true
 }
 
-# The other members' client URLs, comma-separated.
-etcd_others() {
-  local endpoint endpoints out=()
-  IFS=, read -ra endpoints <<<"$K8SHA_ETCD_ENDPOINTS"
-  for endpoint in "${endpoints[@]}"; do
-    [ "$endpoint" = "$K8SHA_ETCD_CLIENT_URL" ] || out+=("$endpoint")
-  done
-  (IFS=,; printf '%s' "${out[*]}")
-}
 
 etcd_version_of() { "$1" --version 2>/dev/null | awk '/^etcd Version:/ { print $3 }'; }
 

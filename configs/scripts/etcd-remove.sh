@@ -10,15 +10,6 @@ set -euo pipefail
 NAME=$K8SHA_ETCD_NAME
 DATA_DIR=$K8SHA_ETCD_DATA_DIR
 
-# The other members' client URLs, comma-separated.
-etcd_others() {
-  local endpoint endpoints out=()
-  IFS=, read -ra endpoints <<<"$K8SHA_ETCD_ENDPOINTS"
-  for endpoint in "${endpoints[@]}"; do
-    [ "$endpoint" = "$K8SHA_ETCD_CLIENT_URL" ] || out+=("$endpoint")
-  done
-  (IFS=,; printf '%s' "${out[*]}")
-}
 
 # This member's line in a `member list`: by peer URL, or by name.
 etcd_find_self() {

@@ -4,15 +4,7 @@
 # delete the worker's Node. Afterwards the worker's own delete runs `kubeadm reset -f`.
 # Env: K8SHA_WORKER
 set -euo pipefail
-
-K8S_ADMIN=/etc/kubernetes/admin.conf
-
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
-
-k8s_kubectl() { kubectl --kubeconfig "$K8S_ADMIN" --request-timeout=15s "$@"; }
+# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 if [ ! -f "$K8S_ADMIN" ]; then
   k8sha_log "WARNING: no $K8S_ADMIN on this node (already reset?): Node $K8SHA_WORKER not deleted"

@@ -5,15 +5,11 @@
 # Joins only when /etc/kubernetes/kubelet.conf is absent; every run verifies the result.
 # Env: K8SHA_NODE K8SHA_NODE_IP K8SHA_API_PORT K8SHA_ENDPOINT K8SHA_ROLE
 set -euo pipefail
+# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 K8S_CONFIG=/etc/kubernetes/k8s-ha/kubeadm-join.yaml
 K8S_PKI=/etc/kubernetes/pki
 K8S_KUBELET_CONF=/etc/kubernetes/kubelet.conf
-
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
 
 case "$K8SHA_ROLE" in
   control-plane | worker) ;;

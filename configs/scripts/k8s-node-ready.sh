@@ -6,16 +6,9 @@
 # Ready needs the CNI add-on: this step runs after the add-ons are applied.
 # Env: K8SHA_WORKER K8SHA_LABELS ("key=value ...")
 set -euo pipefail
+# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
-K8S_ADMIN=/etc/kubernetes/admin.conf
 K8S_ANNOTATION=k8s-ha.io/managed-labels
-
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
-
-k8s_kubectl() { kubectl --kubeconfig "$K8S_ADMIN" --request-timeout=15s "$@"; }
 
 k8s_node_ready() {
   [ "$(k8s_kubectl get node "$K8SHA_WORKER" \

@@ -5,6 +5,7 @@
 # Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_KUBE_PACKAGE_VERSION K8SHA_KUBE_KEY_URL
 #      K8SHA_KUBE_KEYRING K8SHA_CONTAINERD_VERSION K8SHA_SANDBOX_IMAGE
 set -euo pipefail
+# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 K8S_STATE=/var/lib/k8s-ha
 K8S_PACKAGES=(kubeadm kubelet kubectl)
@@ -12,10 +13,6 @@ export DEBIAN_FRONTEND=noninteractive
 
 # A change that is not a file (a module loaded, swap turned off): counted like a changed file,
 # so "no changes" at the end really means nothing was done.
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
 
 # The installed version of a package, empty when it is not installed (dpkg-query then fails:
 # never in a pipeline, which pipefail would turn into a failed step).

@@ -9,15 +9,7 @@
 # unreachable API only produces a warning: the reset must not block a destroy.
 # Env: K8SHA_NODE (K8SHA_ROLE)
 set -euo pipefail
-
-K8S_ADMIN=/etc/kubernetes/admin.conf
-
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
-
-k8s_kubectl() { kubectl --kubeconfig "$K8S_ADMIN" --request-timeout=15s "$@"; }
+# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 if [ -f "$K8S_ADMIN" ] && command -v kubectl >/dev/null 2>&1; then
   if node=$(k8s_kubectl get node "$K8SHA_NODE" --ignore-not-found -o name 2>/dev/null); then
