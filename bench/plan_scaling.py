@@ -6,7 +6,6 @@ in the same run; writes bench/results/plan.json. Linear growth means ratio ~ siz
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import sys
@@ -17,20 +16,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.stacks import SIZES, prod_with_workers  # noqa: E402
 from components.placement import place  # noqa: E402
 from components.report import plan_data  # noqa: E402
 from components.spec import parse_stack  # noqa: E402
-from components.stackfile import read_stack_file  # noqa: E402
 
-SIZES = (10, 100, 1000)
 RUNS = 7
 
-
-def config_with(workers: int) -> dict[str, Any]:
-    config = copy.deepcopy(read_stack_file(ROOT / "Pulumi.prod.yaml").config)
-    config["network"]["cidr"] = "10.20.0.0/20"
-    config["workerPools"] = [{"name": "general", "count": workers, "firstIp": "10.20.1.1"}]
-    return config
 
 
 def plan_once(config: dict[str, Any]) -> float:
@@ -43,7 +35,7 @@ def plan_once(config: dict[str, Any]) -> float:
 def main() -> None:
     results = []
     for size in SIZES:
-        config = config_with(size)
+        config = prod_with_workers(size)
         plan_once(config)  # warm-up
         samples = [plan_once(config) for _ in range(RUNS)]
         results.append({"workers": size, "ms_median": round(statistics.median(samples), 2),

@@ -8,7 +8,6 @@ Prints seconds and the ratio per worker count; writes bench/results/preview_cost
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import sys
@@ -22,18 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 import pulumi  # noqa: E402
 
-from components.stackfile import read_stack_file  # noqa: E402
+from bench.stacks import SIZES, prod_with_workers  # noqa: E402
 from tests.unit.harness import Graph, Mocks, RecordingMonitor, run_program  # noqa: E402
 
-SIZES = (10, 100, 1000)
 RUNS = 3
 
-
-def config_with(workers: int) -> dict[str, Any]:
-    config = copy.deepcopy(read_stack_file(ROOT / "Pulumi.prod.yaml").config)
-    config["network"]["cidr"] = "10.20.0.0/20"
-    config["workerPools"] = [{"name": "general", "count": workers, "firstIp": "10.20.1.1"}]
-    return config
 
 
 class Bare(pulumi.CustomResource):
@@ -71,7 +63,7 @@ def ours(config: dict[str, Any]) -> tuple[float, Counter[str]]:
 def main() -> None:
     rows = []
     for size in SIZES:
-        config = config_with(size)
+        config = prod_with_workers(size)
         samples, counts = [], Counter[str]()
         for _ in range(RUNS):
             elapsed, counts = ours(config)
