@@ -25,6 +25,7 @@ benchmark (bench/lab_failover.py) reports the numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -60,12 +61,14 @@ class Measurement:
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = SETTLE_TIMEOUT_S,
-             interval: float = 0.05) -> float:
-    """Poll until `condition()` is true; returns the seconds it took. Raises DrillError on timeout."""
+             interval: float = 0.05, explain: Callable[[], str] | None = None) -> float:
+    """Poll until `condition()` is true; returns the seconds it took. Raises DrillError on timeout,
+    with what `explain()` says about the state (e.g. the last probe samples)."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            raise DrillError(f"timed out after {timeout:g} s waiting for {what}")
+            raise DrillError(f"timed out after {timeout:g} s waiting for {what}"
+                             + (f"\n{explain()}" if explain else ""))
         time.sleep(interval)
     return time.monotonic() - start
 
@@ -89,14 +92,22 @@ class Probe:
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env=_client_env())
         self.lines: list[tuple[float, float, str]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.errors: list[str] = []
+        self._readers = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._read_errors, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             start, end, rest = [*line.rstrip("\n").split(" ", 2), ""][:3]
             self.lines.append((float(start), float(end), rest))
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.errors = [*self.errors[-19:], line.rstrip("\n")]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -106,7 +117,8 @@ class Probe:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        self._reader.join(5)
+        for reader in self._readers:
+            reader.join(5)
 
     def __enter__(self) -> Probe:
         return self
@@ -116,6 +128,14 @@ class Probe:
 
     def samples(self) -> list[tuple[float, float, str]]:
         return list(self.lines)
+
+    def tail(self, since: float, n: int = 4) -> list[str]:
+        """The first and last samples after `since`, for error messages."""
+        after = [f"{s - since:+.2f}s..{e - since:+.2f}s {text[:160]}" for s, e, text in self.lines if s >= since]
+        shown = [*after[:n], "...", *after[-n:]] if len(after) > 2 * n else after
+        if self.process.poll() is not None:
+            shown.append(f"probe exited {self.process.returncode}: {self.errors[-3:]}")
+        return shown
 
 
 def first_outage(samples: list[tuple[float, float, str]], t0: float) -> dict[str, Any]:
@@ -238,14 +258,21 @@ def set_drop_in(stack: LabStack, lb: str, unit: str, text: str | None) -> None:
     stack.host(lb).run(script)
 
 
+def _all_backends_up(stack: LabStack, lb: str) -> bool:
+    return set(backend_status(stack, lb).values()) == {"UP"}
+
+
+def _ssh_works(host: LabHost) -> bool:
+    return host.run("true", check=False).returncode == 0
+
+
 def frontdoor_steady(stack: LabStack, timeout: float = SETTLE_TIMEOUT_S) -> None:
     """The front door's normal state: VIP on the MASTER only, every backend UP on both LBs,
     and VIP:6443 accepting connections from the client."""
     master = stack.master
     wait_for(lambda: vip_holders(stack) == (master,), f"the VIP on {master} only", timeout)
     for lb in LB_NAMES:
-        wait_for(lambda lb=lb: set(backend_status(stack, lb).values()) == {"UP"},  # type: ignore[misc]
-                 f"every apiserver backend UP on {lb}", timeout, interval=0.2)
+        wait_for(functools.partial(_all_backends_up, stack, lb), f"every apiserver backend UP on {lb}", timeout, 0.2)
     wait_for(lambda: vip_answers(stack), "VIP:6443 to accept connections", timeout)
 
 
@@ -254,8 +281,7 @@ def restore_frontdoor(stack: LabStack) -> None:
     for lb in LB_NAMES:
         stack.host(lb).link_up()
     for lb in LB_NAMES:
-        wait_for(lambda lb=lb: stack.host(lb).run("true", check=False).returncode == 0,  # type: ignore[misc]
-                 f"SSH to {lb}", 15, interval=0.2)
+        wait_for(functools.partial(_ssh_works, stack.host(lb)), f"SSH to {lb}", 15, interval=0.2)
         _units(stack.host(lb), "start", "haproxy", "keepalived")
     for cp in CP_NAMES:
         _units(stack.host(cp), "start", STANDIN_UNIT)
@@ -548,7 +574,8 @@ def elected(samples: list[tuple[float, float, str]], t0: float, term0: int) -> f
     """End of the first `endpoint status` sample after t0 in which a member follows a leader of a
     newer term than the one killed, relative to t0."""
     for start, end, text in samples:
-        if start >= t0 and any(leader and term > term0 for leader, term in json.loads(text).values()):
+        views = [v for v in json.loads(text).values() if isinstance(v, list)]
+        if start >= t0 and any(leader and term > term0 for leader, term in views):
             return round(end - t0, 3)
     return None
 
@@ -572,7 +599,9 @@ def _leader_kill_run(stack: LabStack) -> Measurement:
             dead = time.monotonic()
             wait_for(lambda: first_write(writes.samples(), dead) is not None
                      and elected(status.samples(), t0, term0) is not None,
-                     "a new leader and a successful write after the leader was killed", 20)
+                     "a new leader and a successful write after the leader was killed", 20,
+                     explain=lambda: f"killed {leader} (term {term0}); writes: {writes.tail(dead)}; "
+                                     f"status: {status.tail(t0)}")
         after = etcd_steady(stack)
         return Measurement("etcd-leader-kill", first_write(writes.samples(), dead, t0), {
             "killed": leader, "leader_after": after, "inject_s": round(dead - t0, 3),
@@ -632,6 +661,18 @@ def etcd_quorum_loss(stack: LabStack, runs: int = 1) -> list[Measurement]:
     unit's restart does not bring them back): writes must fail with a clear status. Then both
     are started again. Seconds: from that start until every member is healthy and a write succeeded."""
     return _repeat(runs, lambda: _quorum_loss_run(stack))
+
+
+def set_etcd_environment(stack: LabStack, env: dict[str, str] | None) -> None:
+    """A lab experiment, not production: extra etcd settings through a drop-in (None removes it),
+    rolled out one member at a time (each restarted, then the cluster healthy again)."""
+    path = f"/etc/systemd/system/etcd.service.d/{DROP_IN}"
+    text = "[Service]\n" + "".join(f"Environment={k}={v}\n" for k, v in (env or {}).items())
+    for name in ETCD_NAMES:
+        change = (f"mkdir -p {os.path.dirname(path)} && printf %s {shlex.quote(text)} > {path}" if env
+                  else f"rm -f {path}")
+        stack.host(name).run(f"{change} && systemctl restart etcd")
+        etcd_steady(stack)
 
 
 def _last_line(text: str) -> str:

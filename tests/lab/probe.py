@@ -142,7 +142,11 @@ def sequential(args: argparse.Namespace, once: Callable[[argparse.Namespace], st
     deadline = time.monotonic() + args.duration
     while True:
         start = time.monotonic()
-        emit(start, once(args))
+        try:
+            text = once(args)
+        except Exception as error:  # a probe reports, it does not die
+            text = json.dumps({"error": f"{type(error).__name__}: {error}"})
+        emit(start, text)
         if start >= deadline:
             return
         time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
