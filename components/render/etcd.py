@@ -128,6 +128,7 @@ def etcd_env(spec: StackSpec, placement: Placement, node: PlacedNode) -> str:
         peer_key=PEER_KEY,
         heartbeat_ms=spec.etcd.heartbeat_interval_ms,
         election_ms=spec.etcd.election_timeout_ms,
+        pre_vote="true" if spec.etcd.pre_vote else "false",
         quota_bytes=backend_quota_bytes(node),
     )
 

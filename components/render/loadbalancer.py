@@ -9,6 +9,7 @@ from components.render.templating import read, render
 from components.spec import Role, StackSpec
 
 CHECK_SCRIPT = "/usr/local/libexec/k8s-ha/check-haproxy"
+KEEPALIVED_DROP_IN = "/etc/systemd/system/keepalived.service.d/k8s-ha.conf"
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 
 
@@ -76,6 +77,7 @@ def loadbalancer_step(spec: StackSpec, placement: Placement, node: PlacedNode, m
         HostFile("/etc/keepalived/keepalived.conf", keepalived_conf(spec, placement, node, material),
                  mode="0600", secret=lb.vrrp_version == 2),
         HostFile(CHECK_SCRIPT, read("loadbalancer/check-haproxy.sh"), mode="0755"),
+        HostFile(KEEPALIVED_DROP_IN, read("loadbalancer/keepalived-restart.conf")),
         HostFile("/etc/sysctl.d/99-k8s-ha-loadbalancer.conf", read("loadbalancer/sysctl.conf")),
     )
     return Step(

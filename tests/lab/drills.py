@@ -42,7 +42,7 @@ from typing import Any
 from tests.lab.labhosts import PROXY_VARS, LabHost
 from tests.lab.stack import APISERVER_PORT, CP_NAMES, ETCD_NAMES, LB_NAMES, STANDIN_UNIT, LabStack
 
-DROP_IN = "k8s-ha-lab-drill.conf"
+DROP_IN = "zz-k8s-ha-lab-drill.conf"  # sorts after the production drop-in (k8s-ha.conf): overrides it
 SETTLE_TIMEOUT_S = 30.0
 SAMPLE_S = 0.02  # VIP presence sampling
 PROBE_S = 0.05  # TCP connects, stats polls
@@ -414,18 +414,20 @@ def _split_brain_run(stack: LabStack, name: str, observe: float) -> Measurement:
 
 def keepalived_kill(stack: LabStack, runs: int = 1, observe: float = 4.0) -> list[Measurement]:
     """keepalived SIGKILLed on the MASTER (every process of the unit, as a crash or the OOM killer
-    would): nobody removes the VIP there, and the BACKUP claims it once the adverts stop. Debian's
-    unit has no Restart=, so it stays dead: observed for `observe` s, then started by hand.
-    Seconds: how long both LBs held the VIP (bounded by `observe` when keepalived stays dead)."""
+    would), as deployed: the load-balancer step's drop-in (Restart=always, RestartSec 100 ms) brings
+    it back, it removes the VIPs it finds at startup and resumes as MASTER once elected.
+    Seconds: how long both LBs held the VIP."""
     return _repeat(runs, lambda: _split_brain_run(stack, "keepalived-kill", observe))
 
 
-def keepalived_kill_restarted(stack: LabStack, runs: int = 1, observe: float = 4.0) -> list[Measurement]:
-    """The same with a lab drop-in Restart=always (RestartSec 100 ms, systemd's default): keepalived
-    comes back, removes the VIPs it finds at startup and resumes as MASTER once it is elected."""
-    set_drop_in(stack, stack.master, "keepalived", "[Service]\nRestart=always\n")
+def keepalived_kill_no_restart(stack: LabStack, runs: int = 1, observe: float = 4.0) -> list[Measurement]:
+    """The baseline without a restart policy (Debian's unit as shipped; a lab drop-in sets
+    Restart=no over ours): nobody removes the VIP on the killed MASTER and the BACKUP claims it
+    too. Observed for `observe` s, then started by hand. Seconds: how long both LBs held the VIP
+    (bounded by `observe`: without a restart the split brain does not end by itself)."""
+    set_drop_in(stack, stack.master, "keepalived", "[Service]\nRestart=no\n")
     try:
-        return _repeat(runs, lambda: _split_brain_run(stack, "keepalived-kill-restarted", observe))
+        return _repeat(runs, lambda: _split_brain_run(stack, "keepalived-kill-no-restart", observe))
     finally:
         set_drop_in(stack, stack.master, "keepalived", None)
         restore_frontdoor(stack)
@@ -663,18 +665,6 @@ def etcd_quorum_loss(stack: LabStack, runs: int = 1) -> list[Measurement]:
     return _repeat(runs, lambda: _quorum_loss_run(stack))
 
 
-def set_etcd_environment(stack: LabStack, env: dict[str, str] | None) -> None:
-    """A lab experiment, not production: extra etcd settings through a drop-in (None removes it),
-    rolled out one member at a time (each restarted, then the cluster healthy again)."""
-    path = f"/etc/systemd/system/etcd.service.d/{DROP_IN}"
-    text = "[Service]\n" + "".join(f"Environment={k}={v}\n" for k, v in (env or {}).items())
-    for name in ETCD_NAMES:
-        change = (f"mkdir -p {os.path.dirname(path)} && printf %s {shlex.quote(text)} > {path}" if env
-                  else f"rm -f {path}")
-        stack.host(name).run(f"{change} && systemctl restart etcd")
-        etcd_steady(stack)
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -689,7 +679,7 @@ FRONT_DOOR_DRILLS: dict[str, Callable[[LabStack, int], list[Measurement]]] = {
     "haproxy-kill-restarted": haproxy_kill_restarted,
     "keepalived-stop": keepalived_stop,
     "keepalived-kill": keepalived_kill,
-    "keepalived-kill-restarted": keepalived_kill_restarted,
+    "keepalived-kill-no-restart": keepalived_kill_no_restart,
     "host-loss": host_loss,
     "apiserver-drop": apiserver_drop,
     "lb-restart": lb_restart,

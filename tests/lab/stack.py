@@ -191,6 +191,10 @@ class LabStack:
             futures = [pool.submit(self.run_step, s) for _name, s in jobs]
             return [f.result() for f in futures]
 
+    def run_steps_serially(self, names: Iterable[str], step_name: str) -> list[StepRun]:
+        """The named step on one host after the other (a rolling change)."""
+        return [self.run_step(s) for name in names for s in self.lab_steps(name) if s.name == step_name]
+
     def bootstrap(self, *, front_door: bool = True, etcd: bool = True) -> list[StepRun]:
         """Bring the lab stack up in the program's order; returns every step's run."""
         runs = self.run_steps(HOST_NAMES, "ready")
