@@ -150,6 +150,10 @@ IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_address_text)]
 DnsLabel = Annotated[str, Check(_dns_label)]
 Url = Annotated[str, Check(_url)]
 ImageSource = Annotated[str, Check(_image_source)]
+# Optional fields carry the Check on the whole annotation: inside `X | None` it would be hidden
+# from `_walk` (a unit test guards against that).
+OptionalUrl = Annotated[str | None, Check(_url)]
+OptionalImageSource = Annotated[str | None, Check(_image_source)]
 
 
 class Model(BaseModel):
@@ -215,7 +219,7 @@ class Hypervisor(Model):
     pool: str = "default"
     attach: BridgeAttachment = BridgeAttachment(bridge="br0")
     domain_type: Literal["kvm", "qemu"] = "kvm"
-    base_image: ImageSource | None = None
+    base_image: OptionalImageSource = None
 
 
 class ImageSettings(Model):
@@ -300,7 +304,7 @@ class EtcdSource(Model):
     """Where etcd comes from: the distribution package, or a release tarball with its checksum."""
 
     kind: Literal["package", "tarball"] = "package"
-    url: Url | None = None
+    url: OptionalUrl = None
     sha256: Annotated[str | None, Check(_sha256)] = None
 
     def checks(self) -> Iterator[tuple[str, str]]:
@@ -466,7 +470,9 @@ class Mirrors(Model):
     """Every download location, so firewalled and air-gapped sites can point at their mirrors."""
 
     image_repository: Annotated[str, Check(_image_repository)] = "registry.k8s.io"
-    os_packages: Url = "http://mirror.example/debian"
+    # apt mirrors written by cloud-init; unset keeps the image's own sources.
+    os_packages: OptionalUrl = None
+    os_security_packages: OptionalUrl = None
     kubernetes_packages: Url = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
     etcd_release: Url = (
         "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"

@@ -22,6 +22,7 @@ def user_data(spec: StackSpec, node: PlacedNode, material: m.Material, extra_key
         host_key=material[m.ssh_host_key(node.name)].strip(),
         host_pub=material[m.ssh_host_pub(node.name)].strip(),
         os_mirror=spec.mirrors.os_packages,
+        os_security_mirror=spec.mirrors.os_security_packages,
         data_disk=HARBOR_DATA_MOUNT if node.role is Role.HARBOR else None,
     )
 

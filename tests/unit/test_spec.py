@@ -347,3 +347,42 @@ def test_etcd_backup_values_cannot_break_unit_files() -> None:
         "etcd.backup.onCalendar: 'hourly\\nExecStart=/bin/sh' is not a systemd calendar expression"
         " such as 'hourly' or '*:0/30'",
     ]
+
+
+def test_no_check_hides_inside_an_optional_annotation() -> None:
+    """`_walk` reads a field's own metadata; a Check nested in `X | None` would never run."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from components import spec as spec_module
+
+    def nested_checks(annotation: object) -> bool:
+        if typing.get_origin(annotation) is typing.Annotated:
+            return any(isinstance(m, spec_module.Check) for m in annotation.__metadata__)  # type: ignore[attr-defined]
+        return any(nested_checks(arg) for arg in typing.get_args(annotation))
+
+    models = [m for m in vars(spec_module).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    for model in models:
+        for name, info in model.model_fields.items():
+            if info.annotation is not None and typing.get_origin(info.annotation) is not typing.Annotated:
+                assert not nested_checks(info.annotation), f"{model.__name__}.{name}"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("hypervisors", "baseImage", "relative/path.qcow2"), ("etcd.source", "url", "ftp://mirror/etcd.tgz"),
+     ("mirrors", "osSecurityPackages", "mirror.example/debian-security")],
+)
+def test_optional_urls_and_paths_are_checked(section: str, key: str, value: str) -> None:
+    config = prod()
+    if section == "hypervisors":
+        config["hypervisors"][0][key] = value
+        expected = "hypervisors[0].baseImage: "
+    elif section == "etcd.source":
+        config["etcd"]["source"] = {"kind": "tarball", "url": value, "sha256": "a" * 64}
+        expected = "etcd.source.url: "
+    else:
+        config["mirrors"][key] = value
+        expected = f"mirrors.{key}: "
+    assert one_problem(config).startswith(expected)
