@@ -284,3 +284,14 @@ def test_flannel_stack_applies_no_remote_manifest() -> None:
     assert not [r for r in graph.resources.values() if r.name.startswith("manifest-")]
     kinds = {o["kind"] for o in graph.named("objects").inputs["objs"]}
     assert {"DaemonSet", "PodDisruptionBudget"} <= kinds
+
+
+def test_every_kubernetes_node_trusts_harbor_and_the_control_plane_waits_for_it() -> None:
+    graph = deployed("Pulumi.prod.yaml")
+    harbor_cert = graph.named("harbor-server-cert")
+    prepared = steps(graph, "-k8s-node")
+    assert len(prepared) == 9
+    for step in prepared:  # containerd's certs.d trust is rendered from Harbor's certificate
+        assert graph.depends_on(step, harbor_cert), step.name
+    assert graph.depends_on(graph.named("cp1-k8s-init"), graph.named("harbor-harbor"))
+    assert {"harborAdminPassword", "harborRobotSecret"} <= graph.secret_outputs

@@ -1,9 +1,10 @@
 """The resource graph of HarborRegistry under the recording mock monitor: order, trust, secrets,
 and the proxy-cache projects the nodes' containerd mirrors expect.
 
-HaCluster does not build Harbor yet (docs/harbor.md, "Wiring"), so `run_harbor` builds what it
-needs the way the program does: ClusterPki, the Harbor host (a LibvirtVm, or an ExistingHost),
-then HarborRegistry, all registered through tests.unit.harness.RecordingMonitor.
+HaCluster builds Harbor (tests/unit/test_graph.py covers it in the whole program); here
+`run_harbor` builds only what Harbor needs, the way the program does: ClusterPki, the Harbor host
+(a LibvirtVm, or an ExistingHost), then HarborRegistry, through tests.unit.harness.RecordingMonitor,
+so each case can vary the Harbor host alone.
 """
 
 from __future__ import annotations
