@@ -91,6 +91,28 @@ def test_running_every_bundle_again_changes_nothing(stack: LabStack) -> None:
     assert any("cluster-state.env" in key for key in before["etcd1"])  # the state file was compared too
 
 
+def test_a_removed_member_leaves_the_cluster_and_rejoins_with_member_add(stack: LabStack) -> None:
+    """What `pulumi up` does when etcd3 leaves the stack (its step's delete action runs before the
+    VM goes) and when it comes back (apply on an empty data directory: `member add`, then join)."""
+    (step,) = [s for s in stack.lab_steps("etcd3") if s.name == "etcd-member"]
+
+    def names() -> list[str]:
+        listed = stack.etcdctl("member", "list", "-w", "json", check=True).stdout
+        return sorted(m.get("name", "") for m in json.loads(listed)["members"])
+
+    removed = stack.run_step(step, "delete")
+    assert names() == ["etcd1", "etcd2"], removed.stderr
+    kept = stack.host("etcd3").run("ls -d /var/lib/etcd* | sort").stdout.split()
+    assert any(path != "/var/lib/etcd" for path in kept), "the old data is moved aside, never deleted"
+    assert stack.host("etcd3").run("systemctl is-active etcd", check=False).stdout.strip() != "active"
+
+    rejoined = stack.run_step(step)
+    assert "adding etcd3 (https://" in rejoined.stderr and "STATE=existing" in rejoined.stderr, rejoined.stderr
+    drills.etcd_steady(stack)
+    assert names() == list(ETCD_NAMES)
+    stack.etcdctl("put", "/k8s-ha-lab/after-rejoin", "ok", check=True)
+
+
 # ---------------------------------------------------------------------- drills
 def test_leader_killed_a_new_leader_takes_writes(stack: LabStack) -> None:
     (m,) = drills.etcd_leader_kill(stack)
