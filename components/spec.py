@@ -446,11 +446,6 @@ class Versions(Model):
     )] = "1.6.20"
     harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later")] = "2.12.2"
 
-    @property
-    def kubernetes_minor(self) -> int:
-        parsed = _version(self.kubernetes)
-        return parsed[1] if parsed else 0
-
 
 class KubernetesSettings(Model):
     pod_cidr: IPv4Net = ipaddress.IPv4Network("10.244.0.0/16")

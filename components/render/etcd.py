@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from components.placement import PlacedNode, Placement
 from components.render import material as m
-from components.render.steps import HostFile, Step
+from components.render.steps import HostFile, Step, secret_file
 from components.render.templating import read, render
 from components.spec import ABSOLUTE_PATH, SYSTEMD_CALENDAR, Role, StackSpec
 
@@ -178,7 +178,7 @@ def etcd_backup_timer(spec: StackSpec) -> str:
 
 def _private_key(path: str, content: str) -> HostFile:
     """Readable only by the etcd user (the daemon and the backup job run as etcd)."""
-    return HostFile(path, content, mode="0600", owner="etcd:etcd", secret=True)
+    return secret_file(path, content, owner="etcd:etcd")
 
 
 def _client_tls(material: m.Material) -> tuple[HostFile, ...]:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from components.placement import PlacedNode, Placement
 from components.render import material as m
 from components.render.kubernetes import HARBOR_PROXY_PROJECTS, harbor_registry_host
-from components.render.steps import HostFile, Step
+from components.render.steps import HostFile, Step, secret_file
 from components.render.templating import read, render
 from components.spec import StackSpec
 
@@ -302,9 +302,9 @@ def harbor_step(spec: StackSpec, placement: Placement, node: PlacedNode, materia
     `prepare` + `compose up` when they changed, harbor.service; delete: `compose down`, /data kept."""
     certificate = served_certificate(material)
     files = (
-        HostFile(CONFIG_FILE, harbor_yml(spec, placement, node, material), mode="0600", secret=True),
+        secret_file(CONFIG_FILE, harbor_yml(spec, placement, node, material)),
         HostFile(CERT_FILE, certificate),
-        HostFile(KEY_FILE, material[m.HARBOR_KEY], mode="0600", secret=True),
+        secret_file(KEY_FILE, material[m.HARBOR_KEY]),
         HostFile(TRUST_FILE, certificate),
         HostFile(COMPOSE_WRAPPER, read("harbor/harbor-compose.sh"), mode="0755"),
         HostFile(UNIT_FILE, harbor_unit(spec)),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from components.placement import PlacedNode, Placement
 from components.render import material as m
 from components.render.etcd import etcd_endpoints
-from components.render.steps import HostFile, Step
+from components.render.steps import HostFile, Step, secret_file
 from components.render.templating import read, render
 from components.spec import Role, StackSpec
 
@@ -326,10 +326,6 @@ def admin_kubeconfig(spec: StackSpec, ca_cert: str, client_cert: str, client_key
 # ---- steps -------------------------------------------------------------------------------------
 
 
-def _secret(path: str, content: str) -> HostFile:
-    return HostFile(path, content, mode="0600", secret=True)
-
-
 def k8s_node_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
     """Prepare a control-plane or worker node: kernel modules, sysctls, swap off, time sync,
     containerd (configured), the Kubernetes apt repository, pinned kubeadm/kubelet/kubectl."""
@@ -372,7 +368,7 @@ def _etcd_client_files(material: m.Material) -> tuple[HostFile, ...]:
     return (
         HostFile(ETCD_PKI["ca"], material[m.ETCD_CA]),
         HostFile(ETCD_PKI["cert"], material[m.APISERVER_ETCD_CERT]),
-        _secret(ETCD_PKI["key"], material[m.APISERVER_ETCD_KEY]),
+        secret_file(ETCD_PKI["key"], material[m.APISERVER_ETCD_KEY]),
     )
 
 
@@ -397,13 +393,13 @@ def control_plane_init_step(spec: StackSpec, placement: Placement, node: PlacedN
     joining += [n.name for n in placement.by_role(Role.WORKER)]
     files = (
         HostFile(f"{PKI_DIR}/ca.crt", material[m.KUBERNETES_CA]),
-        _secret(f"{PKI_DIR}/ca.key", material[m.KUBERNETES_CA_KEY]),
+        secret_file(f"{PKI_DIR}/ca.key", material[m.KUBERNETES_CA_KEY]),
         HostFile(f"{PKI_DIR}/front-proxy-ca.crt", material[m.FRONT_PROXY_CA]),
-        _secret(f"{PKI_DIR}/front-proxy-ca.key", material[m.FRONT_PROXY_CA_KEY]),
-        _secret(f"{PKI_DIR}/sa.key", material[m.SERVICE_ACCOUNT_KEY]),
+        secret_file(f"{PKI_DIR}/front-proxy-ca.key", material[m.FRONT_PROXY_CA_KEY]),
+        secret_file(f"{PKI_DIR}/sa.key", material[m.SERVICE_ACCOUNT_KEY]),
         HostFile(f"{PKI_DIR}/sa.pub", material[m.SERVICE_ACCOUNT_PUB], mode="0600"),
         *_etcd_client_files(material),
-        _secret(INIT_CONFIG, kubeadm_init_config(spec, placement, node, material)),
+        secret_file(INIT_CONFIG, kubeadm_init_config(spec, placement, node, material)),
     )
     return Step(
         name="k8s-init",
@@ -420,40 +416,35 @@ def control_plane_init_step(spec: StackSpec, placement: Placement, node: PlacedN
     )
 
 
+def _join_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material, *,
+               control_plane: bool) -> Step:
+    """`k8s-join.sh` with this node's JoinConfiguration; `kubeadm reset -f` on delete."""
+    role = "control-plane" if control_plane else "worker"
+    config = secret_file(JOIN_CONFIG, kubeadm_join_config(spec, placement, node, material, control_plane=control_plane))
+    return Step(
+        name=f"k8s-join-{role}",
+        host=node.name,
+        script="k8s-join.sh",
+        libs=(K8S_LIB,),
+        files=(*_etcd_client_files(material), config) if control_plane else (config,),
+        env=(*_common_env(spec, node), ("K8SHA_ROLE", role)),
+        delete_script="k8s-reset.sh",
+    )
+
+
 def control_plane_join_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
     """`kubeadm join --control-plane` (certificates downloaded with the certificate key; the
     etcd client certificate is also placed directly so that its renewal reaches every node).
     Delete: drain and delete the Node through the VIP with this node's admin.conf, then
     `kubeadm reset -f`."""
-    files = (
-        *_etcd_client_files(material),
-        _secret(JOIN_CONFIG, kubeadm_join_config(spec, placement, node, material, control_plane=True)),
-    )
-    return Step(
-        name="k8s-join-control-plane",
-        host=node.name,
-        script="k8s-join.sh",
-        libs=(K8S_LIB,),
-        files=files,
-        env=(*_common_env(spec, node), ("K8SHA_ROLE", "control-plane")),
-        delete_script="k8s-reset.sh",
-    )
+    return _join_step(spec, placement, node, material, control_plane=True)
 
 
 def worker_join_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
     """`kubeadm join` as a worker. A worker holds no credential that may delete Nodes, so its
     delete only resets the host; `worker_membership_step` (on a control-plane node) drains and
     deletes the Node first."""
-    files = (_secret(JOIN_CONFIG, kubeadm_join_config(spec, placement, node, material, control_plane=False)),)
-    return Step(
-        name="k8s-join-worker",
-        host=node.name,
-        script="k8s-join.sh",
-        libs=(K8S_LIB,),
-        files=files,
-        env=(*_common_env(spec, node), ("K8SHA_ROLE", "worker")),
-        delete_script="k8s-reset.sh",
-    )
+    return _join_step(spec, placement, node, material, control_plane=False)
 
 
 def worker_labels(spec: StackSpec, worker: PlacedNode) -> dict[str, str]:

@@ -24,6 +24,11 @@ class HostFile:
     secret: bool = False
 
 
+def secret_file(path: str, content: str, owner: str = "root:root") -> HostFile:
+    """Private keys, tokens and files that embed them: readable by `owner` only, secret in Pulumi."""
+    return HostFile(path, content, mode="0600", owner=owner, secret=True)
+
+
 @dataclass(frozen=True)
 class Step:
     """`script` names a file under configs/scripts/; `env` values are exported before it runs."""
