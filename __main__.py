@@ -5,11 +5,11 @@ An invalid stack stops here, before any resource is registered, with every probl
 
 import pulumi
 
-from components.cluster import HaCluster
-from components.errors import SpecError
-from components.placement import place
-from components.spec import parse_stack
-from components.stackfile import from_running_program
+from k8s_ha.model.errors import SpecError
+from k8s_ha.model.spec import parse_stack
+from k8s_ha.model.stackfile import from_running_program
+from k8s_ha.placement.place import place
+from k8s_ha.resources.cluster import HaCluster
 
 raw = from_running_program()
 try:

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.stacks import SIZES, prod_with_workers  # noqa: E402
-from components.placement import place  # noqa: E402
-from components.report import plan_data  # noqa: E402
-from components.spec import parse_stack  # noqa: E402
+from k8s_ha.model.spec import parse_stack  # noqa: E402
+from k8s_ha.placement.place import place  # noqa: E402
+from k8s_ha.placement.report import plan_data  # noqa: E402
 
 RUNS = 7
 

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from components.stackfile import read_stack_file
+from k8s_ha.model.stackfile import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (10, 100, 1000)

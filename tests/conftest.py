@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from components.placement import Placement, place
-from components.spec import StackSpec
-from components.stackfile import load_stack_file
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.model.stackfile import load_stack_file
+from k8s_ha.placement.place import Placement, place
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_STACKS = sorted(p.name for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")

@@ -9,7 +9,7 @@ host's pinned key. Certificates and passwords come from tests.support.material u
 Pulumi program uses; for existing hosts the program's `ssh/<node>/host-ed25519.pub` is the pinned
 `existing.hostKey`, and so it is here.
 
-Steps run in the program's dependency order (components/cluster.py): every host's readiness step,
+Steps run in the program's dependency order (k8s_ha/resources/cluster.py): every host's readiness step,
 then the load balancers and the etcd members in parallel, then the etcd health gate. The
 control-plane nodes get their readiness step and then a kube-apiserver STAND-IN
 (standin_apiserver.py) instead of the kubeadm steps, which need a container runtime and images
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.placement import PlacedNode, Placement, place
-from components.render import material as m
-from components.render.steps import Step, bundle, digest, remote_command
-from components.render.tree import host_steps
-from components.spec import Role, StackSpec, parse_stack
+from k8s_ha.model.spec import Role, StackSpec, parse_stack
+from k8s_ha.placement.place import PlacedNode, Placement, place
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import Step, bundle, digest, remote_command
+from k8s_ha.render.tree import host_steps
 from tests.lab.labhosts import HostSpec, Lab, LabCommandError, LabError, LabHost, SshKey
 from tests.support.material import apiserver_standin_cert, generate
 

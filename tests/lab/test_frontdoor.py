@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.render.material import ssh_host_pub
-from components.render.tree import host_steps
+from k8s_ha.render.material import ssh_host_pub
+from k8s_ha.render.tree import host_steps
 from tests.lab import drills
 from tests.lab.conftest import KeyStore
 from tests.lab.labhosts import LabCommandError

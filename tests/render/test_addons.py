@@ -17,9 +17,9 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions  # type: ignore[import-untyped]
 
-from components.render import addons as a
-from components.render.kubernetes import kubernetes_version
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.render import addons as a
+from k8s_ha.render.kubernetes import kubernetes_version
 from tests.conftest import EXAMPLE_STACKS, load_example
 from tests.render.conftest import run, write
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.placement import Placement
-from components.render.cloudinit import network_config, user_data
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render.cloudinit import network_config, user_data
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate
 from tests.tools import require_tool

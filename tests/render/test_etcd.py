@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from components.placement import PlacedNode, Placement, place
-from components.render import etcd as e
-from components.render.material import Placeholders
-from components.render.steps import Step, bundle
-from components.render.templating import CONFIGS
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement, place
+from k8s_ha.render import etcd as e
+from k8s_ha.render.material import Placeholders
+from k8s_ha.render.steps import Step, bundle
+from k8s_ha.render.templating import CONFIGS
 from tests.conftest import load_example
 from tests.render.test_etcd_env import parse_env
 from tests.support.material import generate

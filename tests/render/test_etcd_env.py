@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from components.placement import Placement, place
-from components.render import etcd as e
-from components.render import material as m
-from components.render.steps import bundle
-from components.spec import EtcdBackup, EtcdSource, Role, StackSpec, parse_stack
-from components.stackfile import read_stack_file
+from k8s_ha.model.spec import EtcdBackup, EtcdSource, Role, StackSpec, parse_stack
+from k8s_ha.model.stackfile import read_stack_file
+from k8s_ha.placement.place import Placement, place
+from k8s_ha.render import etcd as e
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import bundle
 from tests.conftest import ROOT, load_example
 
 pytestmark = pytest.mark.render

@@ -26,9 +26,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components.placement import Placement
-from components.render import material as m
-from components.render.harbor import (
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.harbor import (
     CERT_FILE,
     CONFIG_FILE,
     DOCKER_DROPIN,
@@ -45,10 +46,9 @@ from components.render.harbor import (
     proxy_cache_projects,
     served_certificate,
 )
-from components.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
-from components.render.steps import HostFile, Step, bundle
-from components.render.templating import CONFIGS
-from components.spec import Role, StackSpec
+from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
+from k8s_ha.render.steps import HostFile, Step, bundle
+from k8s_ha.render.templating import CONFIGS
 from tests.conftest import load_example
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate

@@ -15,13 +15,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components.placement import PlacedNode, Placement
-from components.render import kubernetes as k
-from components.render import material as m
-from components.render.kubeadm_model import KubeadmConfigError, validate_config, validate_document
-from components.render.steps import HostFile, Step, bundle
-from components.render.templating import CONFIGS
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.render import kubernetes as k
+from k8s_ha.render import material as m
+from k8s_ha.render.kubeadm_model import KubeadmConfigError, validate_config, validate_document
+from k8s_ha.render.steps import HostFile, Step, bundle
+from k8s_ha.render.templating import CONFIGS
 from tests.conftest import EXAMPLE_STACKS, load_example
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from components.placement import Placement
-from components.render.loadbalancer import CHECK_SCRIPT, haproxy_cfg, keepalived_conf, loadbalancer_step
-from components.render.templating import read
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render.loadbalancer import CHECK_SCRIPT, haproxy_cfg, keepalived_conf, loadbalancer_step
+from k8s_ha.render.templating import read
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate
 from tests.tools import require_root, require_tool

@@ -1,5 +1,5 @@
 """Real certificates, keys and passwords for the render and lab tiers, under the same names the
-Pulumi program gives its pulumi-tls / pulumi-random outputs (components.render.material).
+Pulumi program gives its pulumi-tls / pulumi-random outputs (k8s_ha.render.material).
 
 The lab must run the real bootstrap with real TLS, but without the Pulumi engine; this module
 stands in for pki.py there and nowhere else.
@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from components.placement import Placement
-from components.render import material as m
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
 
 KeyType = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.cli import main
+from k8s_ha.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,5 +65,5 @@ def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_module_entry_point_usage_error_exits_2() -> None:
-    result = subprocess.run([sys.executable, "-m", "components", "plan"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "k8s_ha", "plan"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "--stack-file" in result.stderr

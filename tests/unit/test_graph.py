@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.stackfile import read_stack_file
+from k8s_ha.model.stackfile import read_stack_file
 from tests.unit.harness import Graph, Registered, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,8 @@ def provider_name(urn: str) -> str:
 
 @pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
 def test_every_domain_uses_its_hypervisors_provider(stack: str) -> None:
-    from components.placement import place
-    from components.stackfile import load_stack_file
+    from k8s_ha.model.stackfile import load_stack_file
+    from k8s_ha.placement.place import place
 
     placement = place(load_stack_file(ROOT / stack))
     graph = deployed(stack)
@@ -243,13 +243,13 @@ def test_kubeconfig_is_a_secret_export_pointing_at_the_vip() -> None:
 
 @pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
 def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str) -> None:
-    """`python -m components render` and `pulumi up` must agree on what every host runs."""
+    """`python -m k8s_ha render` and `pulumi up` must agree on what every host runs."""
     import re
 
-    from components.placement import place
-    from components.render.material import Placeholders
-    from components.render.tree import host_steps
-    from components.stackfile import load_stack_file
+    from k8s_ha.model.stackfile import load_stack_file
+    from k8s_ha.placement.place import place
+    from k8s_ha.render.material import Placeholders
+    from k8s_ha.render.tree import host_steps
 
     spec = load_stack_file(ROOT / stack)
     placement = place(spec)

@@ -24,15 +24,15 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.harbor import HarborRegistry
-from components.pki import ClusterPki
-from components.placement import Placement, place
-from components.remote import MaterialViews
-from components.render.harbor import HARBOR_UPSTREAMS, robot_projects
-from components.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
-from components.spec import Role, StackSpec, parse_stack
-from components.stackfile import read_stack_file
-from components.vm import ExistingHost, Host, Hypervisors, LibvirtVm
+from k8s_ha.model.spec import Role, StackSpec, parse_stack
+from k8s_ha.model.stackfile import read_stack_file
+from k8s_ha.placement.place import Placement, place
+from k8s_ha.render.harbor import HARBOR_UPSTREAMS, robot_projects
+from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
+from k8s_ha.resources.harbor import HarborRegistry
+from k8s_ha.resources.pki import ClusterPki
+from k8s_ha.resources.remote import MaterialViews
+from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
 from tests.unit.harness import Graph, Mocks, RecordingMonitor, Registered
 
 ROOT = Path(__file__).resolve().parents[2]

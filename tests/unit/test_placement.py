@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.errors import SpecError
-from components.placement import place, stable_mac
-from components.spec import Role, StackSpec, parse_stack, quorum
-from components.stackfile import read_stack_file
+from k8s_ha.model.errors import SpecError
+from k8s_ha.model.spec import Role, StackSpec, parse_stack, quorum
+from k8s_ha.model.stackfile import read_stack_file
+from k8s_ha.placement.place import place, stable_mac
 
 ROOT = Path(__file__).resolve().parents[2]
 

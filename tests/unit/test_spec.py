@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.errors import SpecError
-from components.spec import parse_stack, quorum
-from components.stackfile import read_stack_file
+from k8s_ha.model.errors import SpecError
+from k8s_ha.model.spec import parse_stack, quorum
+from k8s_ha.model.stackfile import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -355,7 +355,7 @@ def test_no_check_hides_inside_an_optional_annotation() -> None:
 
     from pydantic import BaseModel
 
-    from components import spec as spec_module
+    from k8s_ha.model import spec as spec_module
 
     def nested_checks(annotation: object) -> bool:
         if typing.get_origin(annotation) is typing.Annotated:

@@ -15,13 +15,13 @@ import pulumi
 import pulumi_command as command
 import pulumi_libvirt as libvirt
 
-from components.placement import PlacedNode
-from components.remote import HostAccess, MaterialViews, StepFactory, remote_step, secret
-from components.render import material as m
-from components.render.cloudinit import network_config, user_data
-from components.render.node import ready_step
-from components.render.templating import read
-from components.spec import Hypervisor, Role, StackSpec
+from k8s_ha.model.spec import Hypervisor, Role, StackSpec
+from k8s_ha.placement.place import PlacedNode
+from k8s_ha.render import material as m
+from k8s_ha.render.cloudinit import network_config, user_data
+from k8s_ha.render.node import ready_step
+from k8s_ha.render.templating import read
+from k8s_ha.resources.remote import HostAccess, MaterialViews, StepFactory, remote_step, secret
 
 GIB = 1024**3
 

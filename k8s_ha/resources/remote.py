@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.render import material as m
-from components.render.steps import Step, bundle, digest, remote_command
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import Step, bundle, digest, remote_command
 
 # 60 dials x up to 10 s each: room for a TCG guest's first boot and cloud-init run.
 DIAL_ERROR_LIMIT = 60

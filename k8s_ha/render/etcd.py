@@ -13,11 +13,11 @@ See docs/etcd.md.
 
 from __future__ import annotations
 
-from components.placement import PlacedNode, Placement
-from components.render import material as m
-from components.render.steps import HostFile, Step, secret_file
-from components.render.templating import read, render
-from components.spec import ABSOLUTE_PATH, SYSTEMD_CALENDAR, Role, StackSpec
+from k8s_ha.model.spec import ABSOLUTE_PATH, SYSTEMD_CALENDAR, Role, StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import HostFile, Step, secret_file
+from k8s_ha.render.templating import read, render
 
 CLIENT_PORT, PEER_PORT, METRICS_PORT = 2379, 2380, 2381
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from components.placement import PlacedNode
-from components.render import material as m
-from components.render.templating import render
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import PlacedNode
+from k8s_ha.render import material as m
+from k8s_ha.render.templating import render
 
 HARBOR_DATA_MOUNT = "/data"
 

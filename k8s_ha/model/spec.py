@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.errors import Problem, SpecError
+from k8s_ha.model.errors import Problem, SpecError
 
 PROJECT = "k8s-ha"
 
@@ -732,7 +732,7 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     problems = list(_walk(spec, ""))
     problems += _cross_checks(spec)
     if not problems:  # placement needs consistent names and hypervisor references
-        from components.placement import placement_problems
+        from k8s_ha.placement.place import placement_problems
 
         problems += placement_problems(spec)
     return problems

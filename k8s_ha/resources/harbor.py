@@ -1,6 +1,6 @@
 """HarborRegistry: Harbor on its host, then its proxy-cache projects and the cluster's robot account.
 
-1. The harbor step (components/render/harbor.py) on the Harbor host, after the host's readiness
+1. The harbor step (k8s_ha/render/harbor.py) on the Harbor host, after the host's readiness
    step. Its bundle is rendered from the resolved material, so it also waits for the Harbor
    certificate and passwords (and changes, in place, when they change).
 2. A `pulumiverse_harbor.Provider` that talks to https://<the name the nodes use> as admin, with
@@ -25,18 +25,18 @@ import pulumi_command as command
 import pulumi_random as random
 import pulumiverse_harbor as harbor
 
-from components.placement import Placement
-from components.remote import MaterialViews, secret
-from components.render import material as m
-from components.render.harbor import (
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.harbor import (
     harbor_step,
     harbor_url,
     proxy_cache_projects,
     robot_projects,
     served_certificate,
 )
-from components.spec import Role, StackSpec
-from components.vm import Host
+from k8s_ha.resources.remote import MaterialViews, secret
+from k8s_ha.resources.vm import Host
 
 ADMIN_USER = "admin"
 ROBOT_SECRET_LENGTH = 32

@@ -12,7 +12,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-from components.render.templating import read, render
+from k8s_ha.render.templating import read, render
 
 
 @dataclass(frozen=True)

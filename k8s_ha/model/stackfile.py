@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from components.errors import Problem, SpecError
-from components.spec import PROJECT, StackSpec, parse_stack
+from k8s_ha.model.errors import Problem, SpecError
+from k8s_ha.model.spec import PROJECT, StackSpec, parse_stack
 
 SECRET_PLACEHOLDER = "<secret>"
 

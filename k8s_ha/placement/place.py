@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from components.errors import Problem
-from components.spec import ExistingHost, NodeSpec, Role, Size, StackSpec, quorum
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import ExistingHost, NodeSpec, Role, Size, StackSpec, quorum
 
 Verdict = Literal["ok", "degraded", "down"]
 

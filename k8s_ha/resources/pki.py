@@ -3,7 +3,7 @@
 Generating them here (pulumi-tls, pulumi-random) instead of on the nodes is what lets joins run
 without scraping kubeadm's output (DESIGN rule 3): the CA exists before `kubeadm init`, the
 discovery hash is computed from it here, and the bootstrap token and certificate key are known.
-Outputs are keyed by the material names the renderers use (components.render.material).
+Outputs are keyed by the material names the renderers use (k8s_ha.render.material).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components.placement import Placement
-from components.render import material as m
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
 
 CA_USES = ["cert_signing", "crl_signing", "digital_signature", "key_encipherment"]
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]

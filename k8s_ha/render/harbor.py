@@ -22,18 +22,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from components.placement import PlacedNode, Placement
-from components.render import material as m
-from components.render.kubernetes import HARBOR_PROXY_PROJECTS, harbor_registry_host
-from components.render.steps import HostFile, Step, secret_file
-from components.render.templating import read, render
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.kubernetes import HARBOR_PROXY_PROJECTS, harbor_registry_host
+from k8s_ha.render.steps import HostFile, Step, secret_file
+from k8s_ha.render.templating import read, render
 
 CONFIG_DIR = "/etc/harbor"
 CONFIG_FILE = f"{CONFIG_DIR}/harbor.yml"
 PKI_DIR = f"{CONFIG_DIR}/pki"
 CERT_FILE, KEY_FILE, TRUST_FILE = f"{PKI_DIR}/tls.crt", f"{PKI_DIR}/tls.key", f"{PKI_DIR}/ca.crt"
-DATA_VOLUME = "/data"  # the Harbor VM's data disk (components/render/cloudinit.py HARBOR_DATA_MOUNT)
+DATA_VOLUME = "/data"  # the Harbor VM's data disk (k8s_ha/render/cloudinit.py HARBOR_DATA_MOUNT)
 INSTALL_ROOT = "/opt"
 UNIT_FILE = "/etc/systemd/system/harbor.service"
 DOCKER_DROPIN = "/etc/systemd/system/docker.service.d/k8s-ha-harbor-data.conf"

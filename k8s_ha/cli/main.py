@@ -10,14 +10,14 @@ import json
 import sys
 from pathlib import Path
 
-from components.errors import SpecError
-from components.placement import place
-from components.report import format_plan, plan_data
-from components.stackfile import load_stack_file
+from k8s_ha.model.errors import SpecError
+from k8s_ha.model.stackfile import load_stack_file
+from k8s_ha.placement.place import place
+from k8s_ha.placement.report import format_plan, plan_data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m k8s_ha", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("validate", "check every rule; exit 2 listing all problems"),
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(format_plan(spec, placement))
         return 0
-    from components.render.tree import write_tree  # imported late: templates only when rendering
+    from k8s_ha.render.tree import write_tree  # imported late: templates only when rendering
 
     written = write_tree(spec, placement, args.out)
     print(f"wrote {written} files under {args.out}")

@@ -15,18 +15,18 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
-from components.pki import ClusterPki
-from components.placement import Placement
-from components.remote import MaterialViews, secret
-from components.render import material as m
-from components.render.kubernetes import (
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.kubernetes import (
     admin_kubeconfig,
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
 )
-from components.spec import StackSpec
-from components.vm import Host
+from k8s_ha.resources.pki import ClusterPki
+from k8s_ha.resources.remote import MaterialViews, secret
+from k8s_ha.resources.vm import Host
 
 
 def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: MaterialViews,

@@ -4,11 +4,11 @@ so a stale known key on a re-imaged host fails loudly)."""
 
 from __future__ import annotations
 
-from components.placement import PlacedNode
-from components.render import material as m
-from components.render.steps import HostFile, Step
-from components.render.templating import render
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import PlacedNode
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import HostFile, Step
+from k8s_ha.render.templating import render
 
 
 def ready_step(spec: StackSpec, node: PlacedNode, material: m.Material) -> Step:

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from components.render.templating import render
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.render.templating import render
 
 KubeObject = dict[str, Any]
 

@@ -13,18 +13,18 @@ from typing import Any
 import pulumi
 import pulumi_tls as tls
 
-from components.addons import ClusterAddons
-from components.control_plane import ControlPlane
-from components.etcd import ExternalEtcd
-from components.harbor import HarborRegistry
-from components.loadbalancer import HaproxyKeepalivedPair
-from components.pki import ClusterPki
-from components.placement import Placement
-from components.remote import MaterialViews
-from components.report import fault_tolerance
-from components.spec import Role, StackSpec
-from components.vm import ExistingHost, Host, Hypervisors, LibvirtVm
-from components.workers import WorkerPool
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.placement.report import fault_tolerance
+from k8s_ha.resources.addons import ClusterAddons
+from k8s_ha.resources.control_plane import ControlPlane
+from k8s_ha.resources.etcd import ExternalEtcd
+from k8s_ha.resources.harbor import HarborRegistry
+from k8s_ha.resources.loadbalancer import HaproxyKeepalivedPair
+from k8s_ha.resources.pki import ClusterPki
+from k8s_ha.resources.remote import MaterialViews
+from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
+from k8s_ha.resources.workers import WorkerPool
 
 
 class HaCluster(pulumi.ComponentResource):

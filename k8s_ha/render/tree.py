@@ -1,7 +1,7 @@
 """Every file each host receives, and the steps it runs, per host in dependency order.
 
 `host_steps` is the single list of steps per node. The Pulumi components run exactly these (a unit
-test compares them), the lab runs them over SSH, and `python -m components render` writes them out
+test compares them), the lab runs them over SSH, and `python -m k8s_ha render` writes them out
 with placeholders for secrets. The first master also hosts one membership step per worker, which
 the program runs after that worker has joined.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.placement import PlacedNode, Placement
-from components.render import material as m
-from components.render.cloudinit import network_config, user_data
-from components.render.etcd import etcd_health_step, etcd_member_step
-from components.render.harbor import harbor_step
-from components.render.kubernetes import (
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.cloudinit import network_config, user_data
+from k8s_ha.render.etcd import etcd_health_step, etcd_member_step
+from k8s_ha.render.harbor import harbor_step
+from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     first_control_plane,
@@ -23,10 +24,9 @@ from components.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from components.render.loadbalancer import loadbalancer_step
-from components.render.node import ready_step
-from components.render.steps import Step, bundle
-from components.spec import Role, StackSpec
+from k8s_ha.render.loadbalancer import loadbalancer_step
+from k8s_ha.render.node import ready_step
+from k8s_ha.render.steps import Step, bundle
 
 
 def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> list[Step]:

@@ -13,12 +13,12 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
-from components.placement import Placement
-from components.remote import MaterialViews, secret
-from components.render import material as m
-from components.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
-from components.spec import StackSpec
-from components.vm import Host
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
+from k8s_ha.resources.remote import MaterialViews, secret
+from k8s_ha.resources.vm import Host
 
 
 class ExternalEtcd(pulumi.ComponentResource):

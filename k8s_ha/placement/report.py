@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from components.placement import DomainLoss, Placement
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import DomainLoss, Placement
 
 
 def fault_tolerance(placement: Placement) -> dict[str, Any]:

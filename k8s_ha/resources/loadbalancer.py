@@ -12,11 +12,11 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
-from components.placement import Placement
-from components.remote import MaterialViews
-from components.render.loadbalancer import loadbalancer_step
-from components.spec import StackSpec
-from components.vm import Host
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render.loadbalancer import loadbalancer_step
+from k8s_ha.resources.remote import MaterialViews
+from k8s_ha.resources.vm import Host
 
 
 class HaproxyKeepalivedPair(pulumi.ComponentResource):

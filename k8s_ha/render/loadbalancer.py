@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from components.placement import PlacedNode, Placement
-from components.render import material as m
-from components.render.steps import HostFile, Step
-from components.render.templating import read, render
-from components.spec import Role, StackSpec
+from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.render import material as m
+from k8s_ha.render.steps import HostFile, Step
+from k8s_ha.render.templating import read, render
 
 CHECK_SCRIPT = "/usr/local/libexec/k8s-ha/check-haproxy"
 KEEPALIVED_DROP_IN = "/etc/systemd/system/keepalived.service.d/k8s-ha.conf"

@@ -14,8 +14,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.render.addons import KubeObject, cluster_addons
-from components.spec import StackSpec
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.render.addons import KubeObject, cluster_addons
 
 # kind -> the pulumi-kubernetes patch resource for it (server-side apply of a partial object).
 PATCHES: dict[str, Any] = {

@@ -14,12 +14,12 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
-from components.control_plane import ControlPlane, prepare_node
-from components.placement import Placement
-from components.remote import MaterialViews
-from components.render.kubernetes import worker_join_step, worker_membership_step
-from components.spec import StackSpec
-from components.vm import Host
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.place import Placement
+from k8s_ha.render.kubernetes import worker_join_step, worker_membership_step
+from k8s_ha.resources.control_plane import ControlPlane, prepare_node
+from k8s_ha.resources.remote import MaterialViews
+from k8s_ha.resources.vm import Host
 
 
 class WorkerPool(pulumi.ComponentResource):

@@ -1,0 +1,1 @@
+"""The typed stack model and its validation: the bottom layer, no Pulumi engine needed."""

@@ -1,0 +1,1 @@
+"""Placement of nodes on failure domains and the fault-tolerance analysis."""

@@ -1,0 +1,1 @@
+"""Pulumi resources: one module per component, composed by cluster.HaCluster."""
