@@ -1,26 +1,5 @@
-"""The Pulumi program: stack config -> validated spec -> HaCluster -> exports.
+"""The Pulumi program for `pulumi up`: a thin entry point into the k8s_ha package."""
 
-An invalid stack stops here, before any resource is registered, with every problem listed.
-"""
+from k8s_ha.program import pulumi_program
 
-import pulumi
-
-from k8s_ha.model.errors import SpecError
-from k8s_ha.model.spec import parse_stack
-from k8s_ha.model.stackfile import from_running_program
-from k8s_ha.placement.place import place
-from k8s_ha.resources.cluster import HaCluster
-
-raw = from_running_program()
-try:
-    spec = parse_stack(raw.config, raw.secret_keys)
-except SpecError as error:
-    raise pulumi.RunError(f"stack {pulumi.get_stack()}: {error.render()}") from None
-
-placement = place(spec)
-for warning in placement.warnings:
-    pulumi.log.warn(warning)
-
-cluster = HaCluster("k8s-ha", spec, placement)
-for key, value in cluster.exports().items():
-    pulumi.export(key, value)
+pulumi_program()
