@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
             cmd.add_argument("--out", type=Path, required=True, help="output directory")
+    from k8s_ha.cli import image
+
+    image.add_arguments(sub.add_parser("image", help="build the guests' Debian base image (qcow2 + sha256)"))
     args = parser.parse_args(argv)
+    if args.command == "image":
+        return image.run(args)
     try:
         spec = load_stack_file(args.stack_file)
     except SpecError as exc:
