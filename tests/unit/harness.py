@@ -169,10 +169,11 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
     return {f"k8s-ha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False) -> Graph:
+def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False,
+                mocks: Mocks | None = None) -> Graph:
     """Run ROOT/__main__.py under mocks with `config` (keys without namespace)."""
     graph = Graph()
-    mocks = Mocks()
+    mocks = mocks or Mocks()
     pulumi.runtime.settings.ROOT.set(None)  # a fresh stack per run, not the previous run's exports
     pulumi.runtime.set_mocks(mocks, project="k8s-ha", stack="test", preview=preview,
                              monitor=RecordingMonitor(mocks, graph))
