@@ -42,8 +42,8 @@ def _new_key(inputs: dict[str, Any]) -> PrivateKey:
 
 def _key_outputs(key: PrivateKey) -> dict[str, str]:
     """pulumi-tls's shapes: PKCS#1 for RSA, SEC1 for ECDSA, PKCS#8 for ED25519; OpenSSH forms."""
-    fmt = (serialization.PrivateFormat.TraditionalOpenSSL if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
-           else serialization.PrivateFormat.PKCS8)
+    traditional = isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    fmt = serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
     none = serialization.NoEncryption()
     public = key.public_key()
     return {
@@ -115,7 +115,11 @@ def _random_text(inputs: dict[str, Any]) -> str:
 
 
 class RealMaterialMocks(Mocks):
-    """The harness's mocks with real keys, certificates and secrets (see the module docstring)."""
+    """The harness's mocks with real keys, certificates and secrets (see the module docstring).
+    `outputs[name]` keeps each resource's outputs: what `pulumi stack output` gives the operator."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         resource_id, outputs = super().new_resource(args)
@@ -148,4 +152,5 @@ class RealMaterialMocks(Mocks):
             outputs["result"] = _random_text(inputs)
         elif typ == "random:index/randomId:RandomId":
             outputs["hex"] = secrets.token_hex(int(inputs.get("byteLength", 8)))
+        self.outputs[args.name] = outputs
         return resource_id, outputs

@@ -82,7 +82,8 @@ class GuestStack:
         self.hvs, self.work, self.log = hvs, work, log
         work.mkdir(parents=True, exist_ok=True)
         self.config = stack_config(hvs, image, domain_type)
-        self.graph: Graph = run_program(self.config, mocks=RealMaterialMocks())
+        self.mocks = RealMaterialMocks()
+        self.graph: Graph = run_program(self.config, mocks=self.mocks)
         self.driver = LibvirtDriver(self.graph, work, log)
         self.commands = self.graph.of_type(COMMAND)
         self.access = {name: self._access(name) for name in BOOTED}
@@ -95,6 +96,27 @@ class GuestStack:
         key.chmod(0o600)
         self.started: dict[str, float] = {}
         self.reachable: dict[str, float] = {}
+        self._write_client_files()
+
+    def _write_client_files(self) -> None:
+        """The operator's copies of program outputs: the etcd CA and the healthcheck client identity."""
+        out = self.mocks.outputs
+        for file_name, text in {"etcd-ca.crt": out["etcd-ca-cert"]["certPem"],
+                                "etcd-client.crt": out["etcd-healthcheck-client-cert"]["certPem"],
+                                "etcd-client.key": out["etcd-healthcheck-client-key"]["privateKeyPem"]}.items():
+            path = self.ssh_dir / file_name
+            path.write_text(text)
+            path.chmod(0o600)
+
+    def client_file(self, name: str) -> Path:
+        return self.ssh_dir / name
+
+    @property
+    def vip(self) -> str:
+        return str(self.config["network"]["vip"])
+
+    def etcd_endpoints(self) -> list[str]:
+        return [f"https://{self.ip(n)}:2379" for n in ETCD_NAMES]
 
     def _host_commands(self, name: str) -> list[Registered]:
         ip = self.ip(name)
