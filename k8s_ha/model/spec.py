@@ -331,6 +331,11 @@ class EtcdBackup(Model):
     directory: Annotated[str, Check(_absolute_path)] = "/var/backups/etcd"
 
 
+def derived_virtual_router_id(cluster: str) -> int:
+    """A VRRP router id from the cluster name, so two clusters on one L2 segment differ."""
+    return 1 + zlib.crc32(cluster.encode()) % 255
+
+
 def quorum(members: int) -> int:
     return members // 2 + 1
 
@@ -536,7 +541,7 @@ class StackSpec(Model):
         """Configured, or derived from the cluster name so two clusters on one L2 segment differ."""
         if self.load_balancer.virtual_router_id is not None:
             return self.load_balancer.virtual_router_id
-        return 1 + zlib.crc32(self.cluster.name.encode()) % 255
+        return derived_virtual_router_id(self.cluster.name)
 
     def role_nodes(self) -> Iterator[tuple[Role, str, NodeSpec, str]]:
         """Every node with its role, its config path, and its pool name (the role for non-workers)."""
@@ -731,10 +736,6 @@ def check_spec(spec: StackSpec) -> list[Problem]:
     """Every semantic problem of a typed stack, in file order then cross-field order."""
     problems = list(_walk(spec, ""))
     problems += _cross_checks(spec)
-    if not problems:  # placement needs consistent names and hypervisor references
-        from k8s_ha.placement.place import placement_problems
-
-        problems += placement_problems(spec)
     return problems
 
 

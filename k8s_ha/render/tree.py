@@ -24,7 +24,7 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from k8s_ha.render.loadbalancer import loadbalancer_step
+from k8s_ha.render.loadbalancer import loadbalancer_config, loadbalancer_step
 from k8s_ha.render.node import ready_step
 from k8s_ha.render.steps import Step, bundle
 
@@ -32,7 +32,7 @@ from k8s_ha.render.steps import Step, bundle
 def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> list[Step]:
     steps = [ready_step(spec, node, material)]
     if node.role is Role.LOAD_BALANCER:
-        steps.append(loadbalancer_step(spec, placement, node, material))
+        steps.append(loadbalancer_step(loadbalancer_config(spec, placement), node, material))
     elif node.role is Role.ETCD:
         steps.append(etcd_member_step(spec, placement, node, material))
         if node.name == placement.by_role(Role.ETCD)[0].name:
