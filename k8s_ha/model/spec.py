@@ -466,6 +466,9 @@ def _image_repository(value: str) -> str | None:
     return None if ok else f"{value!r} is not an image repository such as registry.k8s.io"
 
 
+DEFAULT_ETCD_RELEASE = "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
+
+
 class Mirrors(Model):
     """Every download location, so firewalled and air-gapped sites can point at their mirrors."""
 
@@ -474,9 +477,7 @@ class Mirrors(Model):
     os_packages: OptionalUrl = None
     os_security_packages: OptionalUrl = None
     kubernetes_packages: Url = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
-    etcd_release: Url = (
-        "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
-    )
+    etcd_release: Url = DEFAULT_ETCD_RELEASE
     harbor_installer: Url = (
         "https://github.com/goharbor/harbor/releases/download/v{version}/"
         "harbor-offline-installer-v{version}.tgz"
