@@ -213,7 +213,7 @@ def _kubeadm_context(
         "pod_subnet": str(spec.kubernetes.pod_cidr),
         "service_subnet": str(spec.kubernetes.service_cidr),
         "dns_domain": spec.kubernetes.cluster_domain,
-        "etcd_endpoints": etcd_endpoints(placement),
+        "etcd_endpoints": etcd_endpoints(placement.by_role(Role.ETCD)),
         "etcd_files": ETCD_PKI,
         "cert_sans": apiserver_cert_sans(spec, placement),
         "leader_election_args": LEADER_ELECTION,

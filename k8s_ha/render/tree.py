@@ -14,7 +14,7 @@ from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.cloudinit import network_config, user_data
-from k8s_ha.render.etcd import etcd_health_step, etcd_member_step
+from k8s_ha.render.etcd import etcd_config, etcd_health_step, etcd_member_step
 from k8s_ha.render.harbor import harbor_step
 from k8s_ha.render.kubernetes import (
     control_plane_init_step,
@@ -24,7 +24,7 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from k8s_ha.render.loadbalancer import loadbalancer_step
+from k8s_ha.render.loadbalancer import loadbalancer_config, loadbalancer_step
 from k8s_ha.render.node import ready_step
 from k8s_ha.render.steps import Step, bundle
 
@@ -32,11 +32,12 @@ from k8s_ha.render.steps import Step, bundle
 def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> list[Step]:
     steps = [ready_step(spec, node, material)]
     if node.role is Role.LOAD_BALANCER:
-        steps.append(loadbalancer_step(spec, placement, node, material))
+        steps.append(loadbalancer_step(loadbalancer_config(spec, placement), node, material))
     elif node.role is Role.ETCD:
-        steps.append(etcd_member_step(spec, placement, node, material))
-        if node.name == placement.by_role(Role.ETCD)[0].name:
-            steps.append(etcd_health_step(spec, placement, material))
+        etcd = etcd_config(spec, placement)
+        steps.append(etcd_member_step(etcd, node, material))
+        if node.name == etcd.members[0].name:
+            steps.append(etcd_health_step(etcd, material))
     elif node.role is Role.CONTROL_PLANE:
         steps.append(k8s_node_step(spec, placement, node, material))
         first = first_control_plane(placement)

@@ -15,14 +15,19 @@ import pulumi_tls as tls
 
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import Placement
+from k8s_ha.placement.plan import Plan
 from k8s_ha.placement.report import fault_tolerance
+from k8s_ha.render import material as m
+from k8s_ha.render.etcd import etcd_settings
+from k8s_ha.render.loadbalancer import front_door
 from k8s_ha.resources.addons import ClusterAddons
 from k8s_ha.resources.control_plane import ControlPlane
-from k8s_ha.resources.etcd import ExternalEtcd
+from k8s_ha.resources.etcd import ExternalEtcd, ExternalEtcdArgs, MemberTls
 from k8s_ha.resources.harbor import HarborRegistry
-from k8s_ha.resources.loadbalancer import HaproxyKeepalivedPair
+from k8s_ha.resources.loadbalancer import HaproxyKeepalivedPair, HaproxyKeepalivedPairArgs
 from k8s_ha.resources.pki import ClusterPki
 from k8s_ha.resources.remote import MaterialViews
+from k8s_ha.resources.target import Target
 from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
 from k8s_ha.resources.workers import WorkerPool
 
@@ -30,21 +35,23 @@ from k8s_ha.resources.workers import WorkerPool
 class HaCluster(pulumi.ComponentResource):
     hosts: dict[str, Host]
 
-    def __init__(self, name: str, spec: StackSpec, placement: Placement,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, plan: Plan, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-ha:cluster:HaCluster", name, None, opts)
+        spec, placement = plan.spec, plan.placement
         self.spec, self.placement = spec, placement
         self.pki = ClusterPki("pki", spec, placement, pulumi.ResourceOptions(parent=self))
         self.material = MaterialViews(self.pki.material)
         self._automation_key(spec)
         self.hosts = self._machines(spec, placement)
-        self.loadbalancer = HaproxyKeepalivedPair(
-            "loadbalancer", spec, placement, self.hosts_of(Role.LOAD_BALANCER), self.material,
-            pulumi.ResourceOptions(parent=self),
-        )
-        self.etcd = ExternalEtcd(
-            "etcd", spec, placement, self.hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
-        )
+        first_lb, second_lb = self.targets_of(Role.LOAD_BALANCER)
+        self.loadbalancer = HaproxyKeepalivedPair("loadbalancer", HaproxyKeepalivedPairArgs(
+            hosts=(first_lb, second_lb),
+            front_door=front_door(spec, placement),
+            kubernetes_ca=self.pki.material[m.KUBERNETES_CA],
+            stats_password=self.pki.material[m.HAPROXY_STATS_PASSWORD],
+            vrrp_password=self.pki.material[m.VRRP_PASSWORD],
+        ), pulumi.ResourceOptions(parent=self))
+        self.etcd = ExternalEtcd("etcd", self._etcd_args(spec, placement), pulumi.ResourceOptions(parent=self))
         self.harbor: HarborRegistry | None = None
         if spec.harbor.enabled:
             (harbor_host,) = self.hosts_of(Role.HARBOR)
@@ -76,6 +83,27 @@ class HaCluster(pulumi.ComponentResource):
 
     def hosts_of(self, role: Role) -> list[Host]:
         return [self.hosts[n.name] for n in self.placement.by_role(role)]
+
+    def targets_of(self, role: Role) -> list[Target]:
+        return [host.target for host in self.hosts_of(role)]
+
+    def _etcd_args(self, spec: StackSpec, placement: Placement) -> ExternalEtcdArgs:
+        pki, members = self.pki.material, placement.by_role(Role.ETCD)
+        return ExternalEtcdArgs(
+            hosts=self.targets_of(Role.ETCD),
+            settings=etcd_settings(spec),
+            ca_cert=pki[m.ETCD_CA],
+            member_tls={
+                n.name: MemberTls(pki[m.etcd_server_cert(n.name)], pki[m.etcd_server_key(n.name)],
+                                  pki[m.etcd_peer_cert(n.name)], pki[m.etcd_peer_key(n.name)])
+                for n in members
+            },
+            healthcheck_cert=pki[m.ETCD_HEALTHCHECK_CERT],
+            healthcheck_key=pki[m.ETCD_HEALTHCHECK_KEY],
+            client_cert=pki[m.APISERVER_ETCD_CERT],
+            client_key=pki[m.APISERVER_ETCD_KEY],
+            disk_gib={n.name: n.size.disk_gib for n in members},
+        )
 
     def _automation_key(self, spec: StackSpec) -> None:
         """The key the program logs in with: the stack's secret, or one generated and authorised on

@@ -170,8 +170,9 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
 
 
 def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False,
-                mocks: Mocks | None = None) -> Graph:
-    """Run ROOT/__main__.py under mocks with `config` (keys without namespace)."""
+                program_file: Path = ROOT / "__main__.py", mocks: Mocks | None = None) -> Graph:
+    """Run a Pulumi program (default: ROOT/__main__.py) under mocks with `config` (keys without namespace).
+    `mocks`: other provider outputs (the guests tier's real key material)."""
     graph = Graph()
     mocks = mocks or Mocks()
     pulumi.runtime.settings.ROOT.set(None)  # a fresh stack per run, not the previous run's exports
@@ -183,7 +184,7 @@ def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, pr
 
     @pulumi.runtime.test  # type: ignore[misc]
     def program() -> pulumi.Output[Any]:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(program_file), run_name="__main__")
         root = pulumi.runtime.get_root_resource()
         exports.update({k: pulumi.Output.from_input(v) for k, v in getattr(root, "outputs", {}).items()})
         return pulumi.Output.all(*exports.values())
