@@ -229,8 +229,9 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
         time.sleep(1.0)
         t0 = time.monotonic()
         stack.driver.domain(leader).destroy()
-        wait_for(lambda: first_write(samples(writes), t0 + 0.05) is not None, "a successful write", 60)
-        first = first_write(samples(writes), t0 + 0.05, t0)
+        dead = time.monotonic()  # writes started from here on cannot have been served by the old leader
+        wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
+        first = first_write(samples(writes), dead, t0)
     finally:
         writes.stop()
     t1 = time.monotonic()
@@ -255,11 +256,12 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
             holder_before = watch.holders()
             time.sleep(1.0)
             t0 = stack.hvs.kill_daemon_and_guests(hv)
+            dead = time.monotonic() + 0.05  # SIGKILLed processes are gone within this
             stack.driver.forget_connection(stack.hvs[hv].uri)
             wait_for(lambda: first_outage(samples(probe), t0)["recovered_s"] is not None, "the VIP to answer", 60)
-            wait_for(lambda: first_write(samples(writes), t0 + 0.05) is not None, "a successful etcd write", 60)
+            wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful etcd write", 60)
             outage = first_outage(samples(probe), t0)
-            write_s = first_write(samples(writes), t0 + 0.05, t0)
+            write_s = first_write(samples(writes), dead, t0)
         finally:
             writes.stop()
         t1 = time.monotonic()

@@ -195,6 +195,7 @@ class LabHypervisors:
         try:
             pool = conn.storagePoolDefineXML(
                 f"<pool type='dir'><name>default</name><target><path>{hv.images}</path></target></pool>")
+            pool.setAutostart(1)  # active again when a killed daemon is restarted
             pool.create()
         finally:
             conn.close()

@@ -66,7 +66,8 @@ def test_guests_are_what_the_program_defined(stack: GuestStack) -> None:
         if inputs["type"] == "qemu":  # the program's XSLT caps TCG's translation cache
             assert xml.find("features/tcg/tb-cache") is not None
         root = next(v for v in vm.volumes if v.name.endswith("-root"))
-        info = stack.driver.connect(vm).storageVolLookupByName(root.inputs["name"]).info()
+        pool = stack.driver.connect(vm).storagePoolLookupByName(root.inputs["pool"])
+        info = pool.storageVolLookupByName(root.inputs["name"]).info()
         assert info[1] == int(root.inputs["size"])  # grown to the program's disk size
         grown = stack.run(name, "lsblk -bno SIZE /dev/vda | head -1").stdout.strip()
         assert int(grown) == int(root.inputs["size"])
