@@ -185,6 +185,12 @@ def keepalived_state(stack: GuestStack, name: str) -> str:
     return done.stdout.strip().replace("\n", " ")
 
 
+def _failed_and_back(probe_samples: list[tuple[float, float, str]], t0: float) -> bool:
+    """The client saw the VIP fail after t0 and answer again."""
+    outage = first_outage(probe_samples, t0)
+    return outage["outage_started_s"] is not None and outage["recovered_s"] is not None
+
+
 def _wait_back(stack: GuestStack, name: str, since: float) -> float:
     return stack.wait_for_ssh(name, since)
 
@@ -200,7 +206,7 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
         time.sleep(1.0)
         t0 = time.monotonic()
         stack.driver.domain(victim).destroy()
-        wait_for(lambda: first_outage(samples(probe), t0)["recovered_s"] is not None, "the VIP to answer again", 60)
+        wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
         wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
         outage = first_outage(samples(probe), t0)
         t1 = time.monotonic()
@@ -258,7 +264,9 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
             t0 = stack.hvs.kill_daemon_and_guests(hv)
             dead = time.monotonic() + 0.05  # SIGKILLed processes are gone within this
             stack.driver.forget_connection(stack.hvs[hv].uri)
-            wait_for(lambda: first_outage(samples(probe), t0)["recovered_s"] is not None, "the VIP to answer", 60)
+            holder_lost = any(n in lost for n in holder_before)
+            if holder_lost:  # otherwise the VIP never moves: its outage stays 0
+                wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer", 60)
             wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful etcd write", 60)
             outage = first_outage(samples(probe), t0)
             write_s = first_write(samples(writes), dead, t0)
@@ -275,7 +283,8 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
         both = watch.both_samples(t0 - 1.0)
         holders_after = watch.holders()
     return Measurement(f"hypervisor-loss-{hv}", outage["recovered_s"], {
-        "lost": lost, "vip_holder_before": list(holder_before), "failed_probes": outage["failed_probes"],
+        "lost": lost, "vip_holder_before": list(holder_before), "vip_holder_lost": holder_lost,
+        "failed_probes": outage["failed_probes"],
         "first_etcd_write_s": write_s, "both_held_vip_at_s": both, "restarted_ssh_s": back,
         "healthy_after_restart_s": round(healthy_s, 1), "holders_after_rejoin": list(holders_after)})
 
