@@ -23,4 +23,22 @@ def _load() -> ModuleType:
     return importlib.import_module("libvirt")
 
 
-libvirt = _load()
+class _Missing:
+    """Stands for the binding where it is missing, so the tier's modules import (and the unit tier
+    collects) everywhere; any use raises the reason. The tier's fixture skips or fails first."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __getattr__(self, name: str) -> object:
+        raise ImportError(self.reason)
+
+
+try:
+    libvirt: ModuleType | _Missing = _load()
+except ImportError as error:
+    libvirt = _Missing(str(error))
+
+
+def missing_reason() -> str | None:
+    return libvirt.reason if isinstance(libvirt, _Missing) else None

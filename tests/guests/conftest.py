@@ -34,10 +34,10 @@ def guests_available() -> None:
     require_root("the guests tier starts libvirt daemons and network namespaces")
     for tool in TOOLS:
         require_tool(tool, "the guests tier runs the real binary")
-    try:
-        from tests.guests import binding  # noqa: F401
-    except ImportError as error:
-        _unavailable(str(error))
+    from tests.guests.binding import missing_reason
+
+    if (reason := missing_reason()) is not None:
+        _unavailable(reason)
     from tests.guests.hypervisors import cleanup_stale
 
     cleanup_stale()

@@ -25,42 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tests.guests.config import BOOTED, ETCD_NAMES, LB_NAMES, stack_config
 from tests.guests.driver import GuestError, LibvirtDriver
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.real_mocks import RealMaterialMocks
 from tests.unit.harness import Graph, Registered, run_program
 
-CLUSTER = "guests"
-LB_NAMES = ("lb1", "lb2")
-ETCD_NAMES = ("etcd1", "etcd2", "etcd3")
-BOOTED = (*LB_NAMES, *ETCD_NAMES)
-PINS = {"lb1": "hv-a", "lb2": "hv-b", "etcd1": "hv-a", "etcd2": "hv-b", "etcd3": "hv-b",
-        "cp1": "hv-a", "cp2": "hv-b", "cp3": "hv-a"}
-# Small guests: the spec's minimums for LB (512 MiB) and etcd (1 GiB); the cluster tier's nodes
-# must still fit beside them in 24 GiB.
-SIZES = {"lb": {"vcpu": 1, "memoryMib": 512, "diskGib": 8}, "etcd": {"vcpu": 1, "memoryMib": 1024, "diskGib": 10},
-         "cp": {"vcpu": 2, "memoryMib": 1700, "diskGib": 20}}
 SSH_TIMEOUT_S = 900.0
 STEP_TIMEOUT_S = 600.0
 COMMAND = "command:remote:Command"
-
-
-def stack_config(hvs: LabHypervisors, image: Path, domain_type: str, subnet: str = "10.212.0") -> dict[str, Any]:
-    def node(name: str, ip: str, kind: str) -> dict[str, Any]:
-        return {"name": name, "ip": f"{subnet}.{ip}", "hypervisor": PINS[name], **SIZES[kind]}
-
-    return {
-        "cluster": {"name": CLUSTER},
-        "hypervisors": [{"name": hv.name, "uri": hv.uri, "domainType": domain_type, "attach": {"bridge": "br0"},
-                         "baseImage": str(image)} for hv in hvs.hypervisors.values()],
-        "network": {"cidr": f"{subnet}.0/24", "gateway": hvs.client_ip, "dns": [hvs.client_ip],
-                    "vip": f"{subnet}.200", "interface": "eth0"},
-        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True},
-        "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")]},
-        "controlPlane": {"nodes": [node(f"cp{i}", f"3{i}", "cp") for i in (1, 2, 3)]},
-    }
+__all__ = ["BOOTED", "ETCD_NAMES", "LB_NAMES", "GuestStack"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +56,8 @@ class GuestStack:
                  log: Callable[[str], None] = print) -> None:
         self.hvs, self.work, self.log = hvs, work, log
         work.mkdir(parents=True, exist_ok=True)
-        self.config = stack_config(hvs, image, domain_type)
+        self.config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image,
+                                   domain_type)
         self.mocks = RealMaterialMocks()
         self.graph: Graph = run_program(self.config, mocks=self.mocks)
         self.driver = LibvirtDriver(self.graph, work, log)
