@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from k8s_ha.cli.image import ImageRecipe, build, packages_for  # noqa: E402
 from tests.guests import drills  # noqa: E402
-from tests.guests.domain_type import probe_domain_type  # noqa: E402
+from tests.guests.domain_type import DomainTypeProbe, probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.stack import BOOTED, GuestStack  # noqa: E402
 
@@ -54,49 +54,61 @@ def qemu_memory(hvs: LabHypervisors, stack: GuestStack) -> dict[str, int]:
     return out
 
 
+def drill_all(stack: GuestStack) -> list[drills.Measurement]:
+    """The drills in the order the module docstring gives."""
+    return [drills.hypervisor_loss(stack, "hv-a"), drills.power_cut_vip_holder(stack),
+            drills.power_cut_etcd_leader(stack)]
+
+
+def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProbe, reachable: dict[str, float],
+           steps: dict[str, float], memory: dict[str, int], measurements: list[drills.Measurement]) -> dict[str, Any]:
+    return {
+        "benchmark": "guests_failover",
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "load_average": os.getloadavg()},
+        "image": {"file": image.name, "seconds_to_ready": round(image_s, 1),
+                  "note": "seconds_to_ready is the build time when built in this run, else the cache check"},
+        "domain_type": {"chosen": probe.domain_type, "reason": probe.reason},
+        "guests": {n: {"vcpu": int(stack.driver.vms[n].domain.inputs["vcpu"]),
+                       "memory_mib": int(stack.driver.vms[n].domain.inputs["memory"]),
+                       "define_to_ssh_s": reachable[n], "qemu_rss_mib": memory.get(n)} for n in BOOTED},
+        "steps_s": steps,
+        "drills": [{"drill": m.drill, "seconds": m.seconds, "goal_s": GOALS.get(m.drill),
+                    "namespace_hosts": NAMESPACE_HOSTS.get(m.drill), **m.details} for m in measurements],
+    }
+
+
+def write(result: dict[str, Any]) -> None:
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'drill':<28} {'seconds':>8} {'goal':>6}")
+    for m in result["drills"]:
+        print(f"{m['drill']:<28} {m['seconds']!s:>8} {m['goal_s']!s:>6}")
+    print(f"wall {result.get('wall_s')} s; wrote {OUT.relative_to(ROOT)}")
+
+
 def main() -> int:
     if os.geteuid() != 0:
         print("needs root (libvirt daemons, network namespaces)", file=sys.stderr)
         return 1
     cleanup_stale()
     wall = time.monotonic()
-    started = time.monotonic()
     image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd"], [])), ROOT / ".cache" / "images")
-    image_s = time.monotonic() - started
+    image_s = time.monotonic() - wall
     probe = probe_domain_type(image)
     print(f"domain type: {probe.domain_type} ({probe.reason})")
-    result: dict[str, Any] = {"benchmark": "guests_failover", "machine": {
-        "cpus": os.cpu_count(), "kernel": platform.release(), "load_average_at_start": os.getloadavg()}}
     with tempfile.TemporaryDirectory(prefix="k8s-ha-guests-") as tmp, LabHypervisors() as hvs:
         stack = GuestStack(hvs, image, probe.domain_type, Path(tmp))
         try:
             reachable = stack.boot()
             print(f"define -> SSH (s): {reachable}")
             steps = stack.bootstrap()
-            memory = qemu_memory(hvs, stack)
-            measurements = [drills.hypervisor_loss(stack, "hv-a"), drills.power_cut_vip_holder(stack),
-                            drills.power_cut_etcd_leader(stack)]
+            result = report(stack, image, image_s, probe, reachable, steps, qemu_memory(hvs, stack),
+                            drill_all(stack))
         finally:
             failed = stack.close()
-        result.update({
-            "image": {"file": image.name, "seconds_to_ready": round(image_s, 1),
-                      "note": "seconds_to_ready is the build time when built in this run, else the cache check"},
-            "domain_type": {"chosen": probe.domain_type, "reason": probe.reason},
-            "guests": {n: {"vcpu": int(stack.driver.vms[n].domain.inputs["vcpu"]),
-                           "memory_mib": int(stack.driver.vms[n].domain.inputs["memory"]),
-                           "define_to_ssh_s": reachable[n], "qemu_rss_mib": memory.get(n)} for n in BOOTED},
-            "steps_s": steps,
-            "drills": [{"drill": m.drill, "seconds": m.seconds, "goal_s": GOALS.get(m.drill),
-                        "namespace_hosts": NAMESPACE_HOSTS.get(m.drill), **m.details} for m in measurements],
-            "teardown_failures": failed,
-        })
+    result["teardown_failures"] = failed
     result["leftovers"] = hvs.leftovers()
     result["wall_s"] = round(time.monotonic() - wall, 1)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'drill':<28} {'seconds':>8} {'goal':>6}")
-    for m in result["drills"]:
-        print(f"{m['drill']:<28} {m['seconds']!s:>8} {m['goal_s']!s:>6}")
-    print(f"wall {result['wall_s']} s; wrote {OUT.relative_to(ROOT)}")
+    write(result)
     return 0 if not failed and not result["leftovers"] else 1
 
 
