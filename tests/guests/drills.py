@@ -211,6 +211,8 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
         wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
         wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
         outage = first_outage(samples(probe), t0)
+        stack.log(f"power cut of {victim}: VIP answers again after {outage['recovered_s']} s "
+                  f"({outage['failed_probes']} failed probes); both held it at {watch.both_samples(t0 - 1.0)}")
         t1 = time.monotonic()
         stack.driver.domain(victim).create()
         back_s = _wait_back(stack, victim, t1)
@@ -242,6 +244,7 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
         first = first_write(samples(writes), dead, t0)
     finally:
         writes.stop()
+    stack.log(f"power cut of etcd leader {leader}: first successful write after {first} s")
     t1 = time.monotonic()
     stack.driver.domain(leader).create()
     back_s = _wait_back(stack, leader, t1)
@@ -274,6 +277,8 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
             write_s = first_write(samples(writes), dead, t0)
         finally:
             writes.stop()
+        stack.log(f"loss of {hv} ({lost}): VIP back after {outage['recovered_s']} s, first etcd write after "
+                  f"{write_s} s")
         t1 = time.monotonic()
         stack.hvs.restart_daemon(hv)  # autostart brings its guests back
         back = {n: round(_wait_back(stack, n, t1), 1) for n in lost}
