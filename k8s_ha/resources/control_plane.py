@@ -89,11 +89,12 @@ class ControlPlane(pulumi.ComponentResource):
     first: Target
 
     def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
         masters = named(args.masters, name)
         if not masters:
             raise ValueError(f"{name}: a control plane needs at least one master")
         kubernetes = args.kubernetes
+        prepare = resolve(node_material(kubernetes, args.registry_certificate))
+        super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
         config = ControlPlaneConfig(kubernetes, tuple(masters), tuple(args.workers))
 
         def node(target: Target) -> NodeEndpoint:
@@ -115,7 +116,6 @@ class ControlPlane(pulumi.ComponentResource):
             m.SERVICE_ACCOUNT_KEY: secret(args.service_account_key),
             m.SERVICE_ACCOUNT_PUB: pulumi.Output.from_input(args.service_account_pub),
         }
-        prepare = resolve(node_material(kubernetes, args.registry_certificate))
         self.prepared = {t.name: prepare_node(t, kubernetes, prepare, self) for t in args.masters}
         first, *others = args.masters
         self.first = first

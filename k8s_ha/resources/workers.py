@@ -55,11 +55,11 @@ class WorkerPool(pulumi.ComponentResource):
     memberships: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
         named(args.workers, name)
         kubernetes = args.kubernetes
-        pool = PoolMembership(args.master.name, args.pool, dict(args.labels))
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
+        super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
+        pool = PoolMembership(args.master.name, args.pool, dict(args.labels))
         join_material = resolve({
             m.BOOTSTRAP_TOKEN: secret(args.bootstrap_token),
             m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),
