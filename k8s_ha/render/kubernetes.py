@@ -32,7 +32,7 @@ from typing import Protocol
 from k8s_ha.model.spec import KubernetesSettings, Mirrors, Role, StackSpec, Versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
-from k8s_ha.render.etcd import client_url
+from k8s_ha.render.etcd import etcd_endpoints
 from k8s_ha.render.members import Member
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
@@ -209,7 +209,7 @@ def kubernetes_config(spec: StackSpec, placement: Placement) -> KubernetesConfig
     harbor = harbor_registry_host(spec, placement)
     return KubernetesConfig(
         vip=spec.network.vip,
-        etcd_endpoints=tuple(client_url(n) for n in placement.by_role(Role.ETCD)),
+        etcd_endpoints=tuple(etcd_endpoints(placement.by_role(Role.ETCD))),
         cluster=spec.cluster.name,
         versions=spec.versions,
         mirrors=spec.mirrors,

@@ -14,7 +14,7 @@ from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.cloudinit import network_config, user_data
-from k8s_ha.render.etcd import etcd_health_step, etcd_member_step
+from k8s_ha.render.etcd import etcd_config, etcd_health_step, etcd_member_step
 from k8s_ha.render.harbor import harbor_config, harbor_step
 from k8s_ha.render.kubernetes import (
     control_plane_config,
@@ -36,9 +36,10 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
     if node.role is Role.LOAD_BALANCER:
         steps.append(loadbalancer_step(loadbalancer_config(spec, placement), node, material))
     elif node.role is Role.ETCD:
-        steps.append(etcd_member_step(spec, placement, node, material))
-        if node.name == placement.by_role(Role.ETCD)[0].name:
-            steps.append(etcd_health_step(spec, placement, material))
+        etcd = etcd_config(spec, placement)
+        steps.append(etcd_member_step(etcd, node, material))
+        if node.name == etcd.members[0].name:
+            steps.append(etcd_health_step(etcd, material))
     elif node.role is Role.CONTROL_PLANE:
         control_plane = control_plane_config(spec, placement)
         steps.append(k8s_node_step(control_plane.kubernetes, node, material))

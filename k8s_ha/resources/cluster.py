@@ -18,12 +18,13 @@ from k8s_ha.placement.place import Placement
 from k8s_ha.placement.plan import Plan
 from k8s_ha.placement.report import fault_tolerance
 from k8s_ha.render import material as m
+from k8s_ha.render.etcd import etcd_settings
 from k8s_ha.render.harbor import harbor_config
 from k8s_ha.render.kubernetes import KubernetesConfig, kubernetes_config
 from k8s_ha.render.loadbalancer import front_door
 from k8s_ha.resources.addons import ClusterAddons
 from k8s_ha.resources.control_plane import ControlPlane, ControlPlaneArgs
-from k8s_ha.resources.etcd import ExternalEtcd
+from k8s_ha.resources.etcd import ExternalEtcd, ExternalEtcdArgs, MemberTls
 from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.loadbalancer import HaproxyKeepalivedPair, HaproxyKeepalivedPairArgs
 from k8s_ha.resources.pki import ClusterPki
@@ -52,9 +53,7 @@ class HaCluster(pulumi.ComponentResource):
             stats_password=self.pki.material[m.HAPROXY_STATS_PASSWORD],
             vrrp_password=self.pki.material[m.VRRP_PASSWORD],
         ), pulumi.ResourceOptions(parent=self))
-        self.etcd = ExternalEtcd(
-            "etcd", spec, placement, self.hosts_of(Role.ETCD), self.material, pulumi.ResourceOptions(parent=self)
-        )
+        self.etcd = ExternalEtcd("etcd", self._etcd_args(spec, placement), pulumi.ResourceOptions(parent=self))
         self.harbor: HarborRegistry | None = None
         if spec.harbor.enabled:
             (harbor_host,) = self.targets_of(Role.HARBOR)
@@ -89,6 +88,24 @@ class HaCluster(pulumi.ComponentResource):
 
     def targets_of(self, role: Role) -> list[Target]:
         return [host.target for host in self.hosts_of(role)]
+
+    def _etcd_args(self, spec: StackSpec, placement: Placement) -> ExternalEtcdArgs:
+        pki, members = self.pki.material, placement.by_role(Role.ETCD)
+        return ExternalEtcdArgs(
+            hosts=self.targets_of(Role.ETCD),
+            settings=etcd_settings(spec),
+            ca_cert=pki[m.ETCD_CA],
+            member_tls={
+                n.name: MemberTls(pki[m.etcd_server_cert(n.name)], pki[m.etcd_server_key(n.name)],
+                                  pki[m.etcd_peer_cert(n.name)], pki[m.etcd_peer_key(n.name)])
+                for n in members
+            },
+            healthcheck_cert=pki[m.ETCD_HEALTHCHECK_CERT],
+            healthcheck_key=pki[m.ETCD_HEALTHCHECK_KEY],
+            client_cert=pki[m.APISERVER_ETCD_CERT],
+            client_key=pki[m.APISERVER_ETCD_KEY],
+            disk_gib={n.name: n.size.disk_gib for n in members},
+        )
 
     def _failure_domains(self, role: Role) -> dict[str, str]:
         return {n.name: n.failure_domain for n in self.placement.by_role(role)}
