@@ -121,8 +121,10 @@ def _name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
-def _passphrase_env() -> dict[str, str]:
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+def _passphrase_env(env: dict[str, str]) -> dict[str, str]:
+    """Ask once for the stack's passphrase when none is set (the engine cannot prompt through us)."""
+    given = {**os.environ, **env}
+    if given.get("PULUMI_CONFIG_PASSPHRASE") is not None or given.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
         return {}
     if not sys.stdin.isatty():
         return {}  # the engine names the missing passphrase itself
@@ -166,7 +168,10 @@ def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.
 
     from k8s_ha.program import pulumi_program
 
-    env = {"PULUMI_SKIP_UPDATE_CHECK": "true", **local_backend_env(ROOT), **_passphrase_env(), **(extra_env or {})}
+    env = {"PULUMI_SKIP_UPDATE_CHECK": "true", **(extra_env or {})}
+    if "PULUMI_BACKEND_URL" not in env:
+        env.update(local_backend_env(ROOT))
+    env.update(_passphrase_env(env))
     printer = EventPrinter(out=out, preview=action == "preview",
                            hypervisor_uris={h.name: h.uri for h in spec.hypervisors})
 
