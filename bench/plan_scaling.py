@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.stacks import SIZES, prod_with_workers  # noqa: E402
-from k8s_ha.model.spec import parse_stack  # noqa: E402
-from k8s_ha.placement.place import place  # noqa: E402
+from k8s_ha.placement.plan import plan_stack  # noqa: E402
 from k8s_ha.placement.report import plan_data  # noqa: E402
 
 RUNS = 7
@@ -27,8 +26,8 @@ RUNS = 7
 
 def plan_once(config: dict[str, Any]) -> float:
     start = time.perf_counter()
-    spec = parse_stack(config)
-    plan_data(spec, place(spec))
+    plan = plan_stack(config)
+    plan_data(plan.spec, plan.placement)
     return (time.perf_counter() - start) * 1000
 
 

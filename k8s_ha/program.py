@@ -8,23 +8,21 @@ registered, with every problem listed.
 import pulumi
 
 from k8s_ha.model.errors import SpecError
-from k8s_ha.model.spec import parse_stack
 from k8s_ha.model.stackfile import from_running_program
-from k8s_ha.placement.place import place
+from k8s_ha.placement.plan import plan_stack
 from k8s_ha.resources.cluster import HaCluster
 
 
 def pulumi_program() -> None:
     raw = from_running_program()
     try:
-        spec = parse_stack(raw.config, raw.secret_keys)
+        plan = plan_stack(raw.config, raw.secret_keys)
     except SpecError as error:
         raise pulumi.RunError(f"stack {pulumi.get_stack()}: {error.render()}") from None
 
-    placement = place(spec)
-    for warning in placement.warnings:
+    for warning in plan.warnings:
         pulumi.log.warn(warning)
 
-    cluster = HaCluster("k8s-ha", spec, placement)
+    cluster = HaCluster("k8s-ha", plan)
     for key, value in cluster.exports().items():
         pulumi.export(key, value)

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from k8s_ha.model.spec import StackSpec
-from k8s_ha.model.stackfile import load_stack_file
-from k8s_ha.placement.place import Placement, place
+from k8s_ha.placement.place import Placement
+from k8s_ha.placement.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_STACKS = sorted(p.name for p in ROOT.glob("Pulumi.*.yaml") if p.name != "Pulumi.yaml")
 
 
 def load_example(name: str) -> tuple[StackSpec, Placement]:
-    spec = load_stack_file(ROOT / name)
-    return spec, place(spec)
+    plan = load_plan(ROOT / name)
+    return plan.spec, plan.placement
 
 
 @pytest.fixture(params=EXAMPLE_STACKS)

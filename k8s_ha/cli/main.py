@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from k8s_ha.model.errors import SpecError
-from k8s_ha.model.stackfile import load_stack_file
-from k8s_ha.placement.place import place
+from k8s_ha.placement.plan import load_plan
 from k8s_ha.placement.report import format_plan, plan_data
 
 
@@ -40,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args.command, args.stack).exit_code
     try:
-        spec = load_stack_file(args.stack_file)
+        plan = load_plan(args.stack_file)
     except SpecError as exc:
         print(f"{args.stack_file}: {exc.render()}", file=sys.stderr)
         return 2
-    placement = place(spec)
+    spec, placement = plan.spec, plan.placement
     if args.command == "validate":
         print(f"{args.stack_file}: valid ({len(placement.nodes)} nodes, "
               f"{len(placement.domains)} failure domain(s))")

@@ -98,6 +98,21 @@ def between(low: int, high: int) -> Check:
     return Check(lambda v: None if low <= v <= high else f"{v} is outside {low}..{high}")
 
 
+def at_most(high: int, what: str) -> Check:
+    """A bound on a list's length, checked before its items are looked at one by one."""
+    return Check(lambda v: None if len(v) <= high else f"{len(v)} {what}: at most {high}")
+
+
+# Upper bounds, checked before anything is expanded (docs/configuration.md, "Limits"). MAX_NODES is
+# the largest cluster Kubernetes supports (5,000 nodes, "Considerations for large clusters").
+MAX_NODES = 5000
+MAX_POOLS = 100
+MAX_HYPERVISORS = 64
+MAX_MASTERS = 7
+MAX_DNS_SERVERS = 3  # glibc reads at most 3 nameserver lines (MAXNS)
+MAX_LIST = 100
+
+
 def _dns_label(value: str) -> str | None:
     if DNS_LABEL.match(value):
         return None
@@ -239,10 +254,10 @@ def _ifname(value: str) -> str | None:
 class NodeNetwork(Model):
     cidr: IPv4Net
     gateway: IPv4
-    dns: list[IPv4]
+    dns: Annotated[list[IPv4], at_most(MAX_DNS_SERVERS, "DNS servers")]
     vip: IPv4
     interface: Annotated[str, Check(_ifname)] = "eth0"
-    search_domains: list[str] = []
+    search_domains: Annotated[list[str], at_most(MAX_LIST, "search domains")] = []
 
     def checks(self) -> Iterator[tuple[str, str]]:
         if not self.dns:
@@ -277,7 +292,7 @@ class LoadBalancerSpec(Model):
     in 3 adverts instead of 3 s, but has no authentication: `check_unicast_src` then accepts
     adverts only from the peer. VRRPv2 adds a (cleartext, 8-character) password, whole seconds."""
 
-    nodes: list[NodeSpec]
+    nodes: Annotated[list[NodeSpec], at_most(MAX_LIST, "nodes")]
     virtual_router_id: Annotated[int | None, between(1, 255)] = None
     nopreempt: bool = False
     vrrp_version: Literal[2, 3] = 3
@@ -331,6 +346,11 @@ class EtcdBackup(Model):
     directory: Annotated[str, Check(_absolute_path)] = "/var/backups/etcd"
 
 
+def derived_virtual_router_id(cluster: str) -> int:
+    """A VRRP router id from the cluster name, so two clusters on one L2 segment differ."""
+    return 1 + zlib.crc32(cluster.encode()) % 255
+
+
 def quorum(members: int) -> int:
     return members // 2 + 1
 
@@ -341,7 +361,7 @@ def quorum_table(up_to: int = 9) -> str:
 
 
 class EtcdSpec(Model):
-    nodes: list[NodeSpec]
+    nodes: Annotated[list[NodeSpec], at_most(MAX_LIST, "members")]
     heartbeat_interval_ms: Annotated[int, between(10, 10000)] = 100
     election_timeout_ms: Annotated[int, between(50, 50000)] = 1000
     pre_vote: bool = True  # etcd 3.4 defaults to off; measured in the lab (docs/ha.md)
@@ -361,7 +381,7 @@ class EtcdSpec(Model):
 
 
 class ControlPlaneSpec(Model):
-    nodes: list[NodeSpec]
+    nodes: Annotated[list[NodeSpec], at_most(MAX_MASTERS, "control-plane nodes")]
 
     def checks(self) -> Iterator[tuple[str, str]]:
         if len(self.nodes) < 2:
@@ -388,14 +408,14 @@ class WorkerPool(Model):
     """Either `count` nodes numbered from `firstIp`, or an explicit `nodes` list."""
 
     name: DnsLabel
-    count: Annotated[int | None, between(0, 5000)] = None
+    count: Annotated[int | None, between(0, MAX_NODES)] = None
     first_ip: IPv4 | None = None
-    nodes: list[NodeSpec] | None = None
+    nodes: Annotated[list[NodeSpec] | None, at_most(MAX_NODES, "nodes")] = None
     vcpu: Annotated[int | None, between(1, 256)] = None
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
     disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
-    hypervisors: list[str] | None = None
-    labels: Annotated[dict[str, str], Check(_labels)] = {}
+    hypervisors: Annotated[list[str] | None, at_most(MAX_HYPERVISORS, "hypervisors")] = None
+    labels: Annotated[dict[str, str], Check(_labels), at_most(MAX_LIST, "labels")] = {}
 
     def checks(self) -> Iterator[tuple[str, str]]:
         if (self.count is None) == (self.nodes is None):
@@ -461,6 +481,9 @@ def _image_repository(value: str) -> str | None:
     return None if ok else f"{value!r} is not an image repository such as registry.k8s.io"
 
 
+DEFAULT_ETCD_RELEASE = "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
+
+
 class Mirrors(Model):
     """Every download location, so firewalled and air-gapped sites can point at their mirrors."""
 
@@ -469,9 +492,7 @@ class Mirrors(Model):
     os_packages: OptionalUrl = None
     os_security_packages: OptionalUrl = None
     kubernetes_packages: Url = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
-    etcd_release: Url = (
-        "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
-    )
+    etcd_release: Url = DEFAULT_ETCD_RELEASE
     harbor_installer: Url = (
         "https://github.com/goharbor/harbor/releases/download/v{version}/"
         "harbor-offline-installer-v{version}.tgz"
@@ -492,7 +513,7 @@ def _ssh_keys(keys: list[str]) -> str | None:
 class SshSettings(Model):
     user: Annotated[str, Check(_linux_user)] = "k8s"
     port: Annotated[int, between(1, 65535)] = 22
-    authorized_keys: Annotated[list[str], Check(_ssh_keys)] = []
+    authorized_keys: Annotated[list[str], Check(_ssh_keys), at_most(MAX_LIST, "keys")] = []
 
 
 class PkiSettings(Model):
@@ -515,7 +536,7 @@ class StackSpec(Model):
     """One environment. Built only through `parse_stack`, which reports all problems at once."""
 
     cluster: ClusterSettings
-    hypervisors: list[Hypervisor] = []
+    hypervisors: Annotated[list[Hypervisor], at_most(MAX_HYPERVISORS, "hypervisors")] = []
     image: ImageSettings = ImageSettings()
     network: NodeNetwork
     ssh: SshSettings = SshSettings()
@@ -524,7 +545,7 @@ class StackSpec(Model):
     load_balancer: LoadBalancerSpec
     etcd: EtcdSpec
     control_plane: ControlPlaneSpec
-    worker_pools: list[WorkerPool] = []
+    worker_pools: Annotated[list[WorkerPool], at_most(MAX_POOLS, "worker pools")] = []
     harbor: HarborSpec = HarborSpec()
     versions: Versions = Versions()
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -536,7 +557,7 @@ class StackSpec(Model):
         """Configured, or derived from the cluster name so two clusters on one L2 segment differ."""
         if self.load_balancer.virtual_router_id is not None:
             return self.load_balancer.virtual_router_id
-        return 1 + zlib.crc32(self.cluster.name.encode()) % 255
+        return derived_virtual_router_id(self.cluster.name)
 
     def role_nodes(self) -> Iterator[tuple[Role, str, NodeSpec, str]]:
         """Every node with its role, its config path, and its pool name (the role for non-workers)."""
@@ -581,13 +602,15 @@ def _walk(model: Model, path: str) -> Iterator[Problem]:
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         sub = _join(path, info.alias or name)
+        failed = False
         if value is not None:
             for meta in info.metadata:
                 if isinstance(meta, Check) and (message := meta.rule(value)):
+                    failed = True
                     yield Problem(sub, message)
         if isinstance(value, Model):
             yield from _walk(value, sub)
-        elif isinstance(value, list):
+        elif isinstance(value, list) and not failed:  # a list over its bound is not walked item by item
             for i, item in enumerate(value):
                 if isinstance(item, Model):
                     yield from _walk(item, f"{sub}[{i}]")
@@ -727,14 +750,41 @@ def _check_vm_prerequisites(spec: StackSpec) -> list[Problem]:
     return problems
 
 
-def check_spec(spec: StackSpec) -> list[Problem]:
-    """Every semantic problem of a typed stack, in file order then cross-field order."""
-    problems = list(_walk(spec, ""))
-    problems += _cross_checks(spec)
-    if not problems:  # placement needs consistent names and hypervisor references
-        from k8s_ha.placement.place import placement_problems
+def node_count(spec: StackSpec) -> int:
+    """How many nodes the stack describes, counted without expanding any pool."""
+    fixed = len(spec.load_balancer.nodes) + len(spec.etcd.nodes) + len(spec.control_plane.nodes)
+    pools = sum(len(p.nodes) if p.nodes is not None else (p.count or 0) for p in spec.worker_pools)
+    return fixed + pools + (1 if spec.harbor.enabled else 0)
 
-        problems += placement_problems(spec)
+
+def _oversized(spec: StackSpec) -> list[Problem]:
+    """Bounds that must hold before any pool is expanded into nodes (a count of 10^8 would
+    otherwise build 10^8 node objects); the per-field bounds are reported by the walk."""
+    if any(p.count is not None and p.count > MAX_NODES for p in spec.worker_pools):
+        return []  # that pool's own bound says it already
+    total = node_count(spec)
+    if total > MAX_NODES:
+        return [Problem("workerPools", f"{total} nodes in all: at most {MAX_NODES}, the largest cluster "
+                        "Kubernetes supports")]
+    return []
+
+
+def _expansion_is_safe(spec: StackSpec) -> bool:
+    lists = (spec.hypervisors, spec.worker_pools, spec.load_balancer.nodes, spec.etcd.nodes, spec.control_plane.nodes)
+    return (node_count(spec) <= MAX_NODES and all(len(items) <= MAX_LIST for items in lists)
+            and all(p.count is None or 0 <= p.count <= MAX_NODES for p in spec.worker_pools))
+
+
+def check_spec(spec: StackSpec) -> list[Problem]:
+    """Every semantic problem of a typed stack, in file order then cross-field order.
+
+    Sizes come first: cross-field rules expand worker pools, so they run only on a stack whose
+    every count and list is within its bound."""
+    problems = list(_walk(spec, ""))
+    problems += _oversized(spec)
+    if not _expansion_is_safe(spec):
+        return problems
+    problems += _cross_checks(spec)
     return problems
 
 

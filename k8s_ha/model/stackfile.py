@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from k8s_ha.model.errors import Problem, SpecError
-from k8s_ha.model.spec import PROJECT, StackSpec, parse_stack
+from k8s_ha.model.spec import PROJECT
 
 SECRET_PLACEHOLDER = "<secret>"
 
@@ -44,11 +44,6 @@ def read_stack_file(path: Path) -> RawStack:
             value = SECRET_PLACEHOLDER
         config[key] = value
     return RawStack(config=config, secret_keys=frozenset(secrets))
-
-
-def load_stack_file(path: Path) -> StackSpec:
-    raw = read_stack_file(path)
-    return parse_stack(raw.config, raw.secret_keys)
 
 
 def from_runtime_config(values: dict[str, str], secret_keys: list[str]) -> RawStack:

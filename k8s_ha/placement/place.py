@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from k8s_ha.model.errors import Problem
 from k8s_ha.model.spec import ExistingHost, NodeSpec, Role, Size, StackSpec, quorum
 
 Verdict = Literal["ok", "degraded", "down"]
@@ -201,21 +200,3 @@ def _warnings(domains: tuple[str, ...], losses: tuple[DomainLoss, ...]) -> list[
     fatal = [f"losing {loss.domain} takes the cluster down: " + "; ".join(loss.reasons)
              for loss in losses if loss.verdict == "down"]
     return [head, *fatal]
-
-
-def placement_problems(spec: StackSpec) -> list[Problem]:
-    """With 3 or more failure domains, any single loss that is fatal is a configuration error."""
-    placement = place(spec)
-    if len(placement.domains) < 3:
-        return []
-    problems = []
-    for loss in placement.fatal_losses:
-        pinned = [n.path for n in placement.nodes if n.failure_domain == loss.domain]
-        problems.append(
-            Problem(
-                "placement",
-                f"losing {loss.domain} would take the cluster down ({'; '.join(loss.reasons)}); "
-                f"move some of these nodes elsewhere (check pins): {', '.join(pinned)}",
-            )
-        )
-    return problems

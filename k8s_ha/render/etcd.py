@@ -13,9 +13,22 @@ See docs/etcd.md.
 
 from __future__ import annotations
 
-from k8s_ha.model.spec import ABSOLUTE_PATH, SYSTEMD_CALENDAR, Role, StackSpec
-from k8s_ha.placement.place import PlacedNode, Placement
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from k8s_ha.model.spec import (
+    ABSOLUTE_PATH,
+    DEFAULT_ETCD_RELEASE,
+    SYSTEMD_CALENDAR,
+    EtcdBackup,
+    EtcdSource,
+    Role,
+    StackSpec,
+)
+from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
+from k8s_ha.render.members import Member
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
 
@@ -53,101 +66,151 @@ _SAFE_CALENDAR = SYSTEMD_CALENDAR
 _SAFE_PATH = ABSOLUTE_PATH
 
 ETCD_LIB = "etcd-lib.sh"  # the etcd_* helpers every etcd step uses
+DEFAULT_RELEASE_URL = DEFAULT_ETCD_RELEASE
 
 
-def _members(placement: Placement) -> list[PlacedNode]:
-    members = placement.by_role(Role.ETCD)
-    if not members:
-        raise ValueError("the plan has no etcd members")
-    return members
+@dataclass(frozen=True)
+class EtcdMember:
+    """A member's name and address, and its disk size, which bounds its backend quota."""
+
+    name: str
+    ip: ipaddress.IPv4Address
+    disk_gib: int
 
 
-def client_url(node: PlacedNode) -> str:
+@dataclass(frozen=True)
+class EtcdSettings:
+    """How the cluster runs: version and where it comes from, Raft timers, backups."""
+
+    version: str
+    cluster: str = "k8s-ha"
+    source: EtcdSource = field(default_factory=EtcdSource)
+    release_url_template: str = DEFAULT_RELEASE_URL
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    pre_vote: bool = True
+    backup: EtcdBackup = field(default_factory=EtcdBackup)
+
+
+@dataclass(frozen=True)
+class EtcdConfig:
+    """The members in plan order (the first runs the health gate) and the cluster's settings."""
+
+    members: tuple[EtcdMember, ...]
+    settings: EtcdSettings
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("an etcd cluster needs members")
+
+    def member(self, name: str) -> EtcdMember:
+        for member in self.members:
+            if member.name == name:
+                return member
+        raise ValueError(f"{name} is not an etcd member of this cluster")
+
+
+def etcd_config(spec: StackSpec, placement: Placement) -> EtcdConfig:
+    """The stack's etcd layer: its members as placed, versions, mirrors and tuning."""
+    return EtcdConfig(
+        members=tuple(EtcdMember(n.name, n.ip, n.size.disk_gib) for n in placement.by_role(Role.ETCD)),
+        settings=etcd_settings(spec),
+    )
+
+
+def etcd_settings(spec: StackSpec) -> EtcdSettings:
+    return EtcdSettings(
+        version=spec.versions.etcd,
+        cluster=spec.cluster.name,
+        source=spec.etcd.source,
+        release_url_template=spec.mirrors.etcd_release,
+        heartbeat_interval_ms=spec.etcd.heartbeat_interval_ms,
+        election_timeout_ms=spec.etcd.election_timeout_ms,
+        pre_vote=spec.etcd.pre_vote,
+        backup=spec.etcd.backup,
+    )
+
+
+def client_url(node: Member) -> str:
     return f"https://{node.ip}:{CLIENT_PORT}"
 
 
-def peer_url(node: PlacedNode) -> str:
+def peer_url(node: Member) -> str:
     return f"https://{node.ip}:{PEER_PORT}"
 
 
-def etcd_endpoints(placement: Placement) -> list[str]:
+def etcd_endpoints(members: Sequence[Member]) -> list[str]:
     """Client URLs of every member, in plan order: what kube-apiserver and etcdctl connect to."""
-    return [client_url(n) for n in _members(placement)]
+    return [client_url(n) for n in members]
 
 
-def initial_cluster(placement: Placement) -> str:
+def initial_cluster(config: EtcdConfig) -> str:
     """`name=peerURL,...` for the whole plan; a member joining a running cluster gets the live
     membership instead (see etcd-member.sh), because etcd compares the two."""
-    return ",".join(f"{n.name}={peer_url(n)}" for n in _members(placement))
+    return ",".join(f"{n.name}={peer_url(n)}" for n in config.members)
 
 
-def cluster_token(spec: StackSpec) -> str:
+def cluster_token(config: EtcdConfig) -> str:
     """Unique per cluster name, so members of two clusters can never join each other."""
-    return f"k8s-ha-{spec.cluster.name}-etcd"
+    return f"k8s-ha-{config.settings.cluster}-etcd"
 
 
-def backend_quota_bytes(node: PlacedNode) -> int:
-    return max(MIN_QUOTA_BYTES, min(MAX_QUOTA_BYTES, node.size.disk_gib * GIB // 4))
+def backend_quota_bytes(member: EtcdMember) -> int:
+    return max(MIN_QUOTA_BYTES, min(MAX_QUOTA_BYTES, member.disk_gib * GIB // 4))
 
 
-def bin_dir(spec: StackSpec) -> str:
+def bin_dir(config: EtcdConfig) -> str:
     """Debian's package installs into /usr/bin; a release tarball goes to /usr/local/bin."""
-    return "/usr/bin" if spec.etcd.source.kind == "package" else "/usr/local/bin"
+    return "/usr/bin" if config.settings.source.kind == "package" else "/usr/local/bin"
 
 
-def release_url(spec: StackSpec) -> str:
+def release_url(config: EtcdConfig) -> str:
     """The tarball to download: etcd.source.url, else mirrors.etcdRelease; `{version}` filled in."""
-    template = spec.etcd.source.url or spec.mirrors.etcd_release
-    return template.replace("{version}", spec.versions.etcd.removeprefix("v"))
+    template = config.settings.source.url or config.settings.release_url_template
+    return template.replace("{version}", config.settings.version.removeprefix("v"))
 
 
-def _member(placement: Placement, node: PlacedNode) -> PlacedNode:
-    if node.role is not Role.ETCD or all(n.name != node.name for n in _members(placement)):
-        raise ValueError(f"{node.name} is not an etcd member of this plan")
-    return node
-
-
-def etcd_env(spec: StackSpec, placement: Placement, node: PlacedNode) -> str:
+def etcd_env(config: EtcdConfig, node: Member) -> str:
     """The member's /etc/etcd/etcd.env (systemd EnvironmentFile syntax; plain KEY=value)."""
-    node = _member(placement, node)
+    member = config.member(node.name)
     return render(
         "etcd/etcd.env.j2",
-        cluster=spec.cluster.name,
-        name=node.name,
-        ip=str(node.ip),
+        cluster=config.settings.cluster,
+        name=member.name,
+        ip=str(member.ip),
         data_dir=DATA_DIR,
         client_port=CLIENT_PORT,
         peer_port=PEER_PORT,
         metrics_port=METRICS_PORT,
-        initial_cluster=initial_cluster(placement),
-        token=cluster_token(spec),
+        initial_cluster=initial_cluster(config),
+        token=cluster_token(config),
         ca=CA_FILE,
         server_cert=SERVER_CERT,
         server_key=SERVER_KEY,
         peer_cert=PEER_CERT,
         peer_key=PEER_KEY,
-        heartbeat_ms=spec.etcd.heartbeat_interval_ms,
-        election_ms=spec.etcd.election_timeout_ms,
-        pre_vote="true" if spec.etcd.pre_vote else "false",
-        quota_bytes=backend_quota_bytes(node),
+        heartbeat_ms=config.settings.heartbeat_interval_ms,
+        election_ms=config.settings.election_timeout_ms,
+        pre_vote="true" if config.settings.pre_vote else "false",
+        quota_bytes=backend_quota_bytes(member),
     )
 
 
-def etcd_unit(spec: StackSpec) -> str:
+def etcd_unit(config: EtcdConfig) -> str:
     """/etc/systemd/system/etcd.service: replaces Debian's packaged unit of the same name."""
     return render(
         "etcd/etcd.service.j2",
-        cluster=spec.cluster.name,
+        cluster=config.settings.cluster,
         env_file=ENV_FILE,
         state_file=STATE_FILE,
         data_dir=DATA_DIR,
-        etcd=f"{bin_dir(spec)}/etcd",
+        etcd=f"{bin_dir(config)}/etcd",
     )
 
 
-def _backup_settings(spec: StackSpec) -> tuple[str, str]:
+def _backup_settings(config: EtcdConfig) -> tuple[str, str]:
     """The timer and directory end up in unit files: refuse values that could break out of them."""
-    backup = spec.etcd.backup
+    backup = config.settings.backup
     if not _SAFE_CALENDAR.match(backup.on_calendar):
         raise ValueError(f"etcd.backup.onCalendar {backup.on_calendar!r} is not a systemd calendar expression")
     if not _SAFE_PATH.match(backup.directory) or "/../" in f"{backup.directory}/":
@@ -155,8 +218,8 @@ def _backup_settings(spec: StackSpec) -> tuple[str, str]:
     return backup.on_calendar, backup.directory.rstrip("/") or "/"
 
 
-def etcd_backup_service(spec: StackSpec, node: PlacedNode) -> str:
-    _calendar, directory = _backup_settings(spec)
+def etcd_backup_service(config: EtcdConfig, node: Member) -> str:
+    _calendar, directory = _backup_settings(config)
     return render(
         "etcd/etcd-backup.service.j2",
         name=node.name,
@@ -166,13 +229,13 @@ def etcd_backup_service(spec: StackSpec, node: PlacedNode) -> str:
         cert=HEALTHCHECK_CERT,
         key=HEALTHCHECK_KEY,
         directory=directory,
-        retain=spec.etcd.backup.retain,
-        bin_dir=bin_dir(spec),
+        retain=config.settings.backup.retain,
+        bin_dir=bin_dir(config),
     )
 
 
-def etcd_backup_timer(spec: StackSpec) -> str:
-    calendar, _directory = _backup_settings(spec)
+def etcd_backup_timer(config: EtcdConfig) -> str:
+    calendar, _directory = _backup_settings(config)
     return render("etcd/etcd-backup.timer.j2", on_calendar=calendar, random_delay=BACKUP_RANDOM_DELAY)
 
 
@@ -190,25 +253,24 @@ def _client_tls(material: m.Material) -> tuple[HostFile, ...]:
     )
 
 
-def _common_env(spec: StackSpec, placement: Placement) -> tuple[tuple[str, str], ...]:
-    members = _members(placement)
+def _common_env(config: EtcdConfig) -> tuple[tuple[str, str], ...]:
     return (
-        ("K8SHA_ETCD_ENDPOINTS", ",".join(etcd_endpoints(placement))),
-        ("K8SHA_ETCD_NAMES", " ".join(n.name for n in members)),
-        ("K8SHA_ETCD_BIN_DIR", bin_dir(spec)),
+        ("K8SHA_ETCD_ENDPOINTS", ",".join(etcd_endpoints(config.members))),
+        ("K8SHA_ETCD_NAMES", " ".join(n.name for n in config.members)),
+        ("K8SHA_ETCD_BIN_DIR", bin_dir(config)),
         ("K8SHA_ETCD_PKI", PKI_DIR),
     )
 
 
-def etcd_member_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
+def etcd_member_step(config: EtcdConfig, node: Member, material: m.Material) -> Step:
     """Install, configure and start one member; its delete script takes it out of the cluster."""
-    node = _member(placement, node)
-    source = spec.etcd.source
+    node = config.member(node.name)
+    source = config.settings.source
     if source.kind == "tarball" and not source.sha256:
         raise ValueError("etcd.source.kind=tarball needs etcd.source.sha256: a download is never trusted unchecked")
     files = (
-        HostFile(ENV_FILE, etcd_env(spec, placement, node)),
-        HostFile(UNIT_FILE, etcd_unit(spec)),
+        HostFile(ENV_FILE, etcd_env(config, node)),
+        HostFile(UNIT_FILE, etcd_unit(config)),
         HostFile(SERVER_CERT, material[m.etcd_server_cert(node.name)]),
         _private_key(SERVER_KEY, material[m.etcd_server_key(node.name)]),
         HostFile(PEER_CERT, material[m.etcd_peer_cert(node.name)]),
@@ -216,10 +278,10 @@ def etcd_member_step(spec: StackSpec, placement: Placement, node: PlacedNode, ma
         *_client_tls(material),
         HostFile(BACKUP_SCRIPT, read("etcd/etcd-backup.sh"), mode="0755"),
         HostFile(RESTORE_SCRIPT, read("scripts/etcd-restore.sh"), mode="0755"),
-        HostFile(BACKUP_SERVICE_FILE, etcd_backup_service(spec, node)),
-        HostFile(BACKUP_TIMER_FILE, etcd_backup_timer(spec)),
+        HostFile(BACKUP_SERVICE_FILE, etcd_backup_service(config, node)),
+        HostFile(BACKUP_TIMER_FILE, etcd_backup_timer(config)),
     )
-    _calendar, backup_dir = _backup_settings(spec)
+    _calendar, backup_dir = _backup_settings(config)
     env = (
         ("K8SHA_ETCD_NAME", node.name),
         ("K8SHA_ETCD_CLIENT_URL", client_url(node)),
@@ -228,10 +290,10 @@ def etcd_member_step(spec: StackSpec, placement: Placement, node: PlacedNode, ma
         ("K8SHA_ETCD_STATE_FILE", STATE_FILE),
         ("K8SHA_ETCD_BACKUP_DIR", backup_dir),
         ("K8SHA_ETCD_SOURCE", source.kind),
-        ("K8SHA_ETCD_VERSION", spec.versions.etcd.removeprefix("v")),
-        ("K8SHA_ETCD_URL", release_url(spec) if source.kind == "tarball" else ""),
+        ("K8SHA_ETCD_VERSION", config.settings.version.removeprefix("v")),
+        ("K8SHA_ETCD_URL", release_url(config) if source.kind == "tarball" else ""),
         ("K8SHA_ETCD_SHA256", source.sha256 or ""),
-        *_common_env(spec, placement),
+        *_common_env(config),
     )
     return Step(
         name="etcd-member",
@@ -244,14 +306,14 @@ def etcd_member_step(spec: StackSpec, placement: Placement, node: PlacedNode, ma
     )
 
 
-def etcd_health_step(spec: StackSpec, placement: Placement, material: m.Material) -> Step:
+def etcd_health_step(config: EtcdConfig, material: m.Material) -> Step:
     """Runs on the first member once every member step has run: waits for the whole cluster."""
-    first = _members(placement)[0]
+    first = config.members[0]
     return Step(
         name="etcd-health",
         host=first.name,
         script="etcd-health.sh",
         libs=(ETCD_LIB,),
         files=_client_tls(material),
-        env=(("K8SHA_ETCD_HEALTH_TIMEOUT", str(HEALTH_TIMEOUT_S)), *_common_env(spec, placement)),
+        env=(("K8SHA_ETCD_HEALTH_TIMEOUT", str(HEALTH_TIMEOUT_S)), *_common_env(config)),
     )

@@ -1,10 +1,19 @@
-"""haproxy.cfg, keepalived.conf and the load-balancer step for each of the two LB nodes."""
+"""haproxy.cfg, keepalived.conf and the load-balancer step for each of the two LB nodes.
+
+Everything they need is in a `LoadBalancerConfig` of plain values; `loadbalancer_config` derives it
+from a stack, and `HaproxyKeepalivedPair` takes one directly when used on its own.
+"""
 
 from __future__ import annotations
 
-from k8s_ha.model.spec import Role, StackSpec
-from k8s_ha.placement.place import PlacedNode, Placement
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from k8s_ha.model.spec import HaproxySettings, IngressFrontend, Role, StackSpec, derived_virtual_router_id
+from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
+from k8s_ha.render.members import Endpoint, Member, endpoints
 from k8s_ha.render.steps import HostFile, Step
 from k8s_ha.render.templating import read, render
 
@@ -13,69 +22,114 @@ KEEPALIVED_DROP_IN = "/etc/systemd/system/keepalived.service.d/k8s-ha.conf"
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 
 
-def _servers(nodes: list[PlacedNode]) -> list[dict[str, str]]:
+@dataclass(frozen=True)
+class FrontDoor:
+    """What the pair serves: the VIP on its subnet, VRRP and HAProxy settings, and the backends."""
+
+    vip: ipaddress.IPv4Address
+    prefix: int
+    apiservers: tuple[Endpoint, ...]
+    cluster: str = "k8s-ha"
+    interface: str = "eth0"
+    virtual_router_id: int | None = None  # None: derived from the cluster name
+    vrrp_version: Literal[2, 3] = 3
+    advert_interval_ms: int = 500
+    nopreempt: bool = False
+    haproxy: HaproxySettings = field(default_factory=HaproxySettings)
+    harbor: Endpoint | None = None
+    ingress: tuple[Endpoint, ...] = ()
+    ingress_ports: IngressFrontend = field(default_factory=IngressFrontend)
+
+
+@dataclass(frozen=True)
+class LoadBalancerConfig:
+    """A front door and the two nodes that hold it; the first is the initial VRRP MASTER."""
+
+    door: FrontDoor
+    pair: tuple[Endpoint, Endpoint]
+
+
+def front_door(spec: StackSpec, placement: Placement) -> FrontDoor:
+    lb = spec.load_balancer
+    harbor = endpoints(placement.by_role(Role.HARBOR)) if spec.harbor.enabled and lb.harbor_frontend else ()
+    return FrontDoor(
+        vip=spec.network.vip,
+        prefix=spec.network.cidr.prefixlen,
+        apiservers=endpoints(placement.by_role(Role.CONTROL_PLANE)),
+        cluster=spec.cluster.name,
+        interface=spec.network.interface,
+        virtual_router_id=spec.virtual_router_id,
+        vrrp_version=lb.vrrp_version,
+        advert_interval_ms=lb.advert_interval_ms,
+        nopreempt=lb.nopreempt,
+        haproxy=lb.haproxy,
+        harbor=harbor[0] if harbor else None,
+        ingress=endpoints(placement.by_role(Role.WORKER)) if lb.ingress.enabled else (),
+        ingress_ports=lb.ingress,
+    )
+
+
+def loadbalancer_config(spec: StackSpec, placement: Placement) -> LoadBalancerConfig:
+    first, second = endpoints(placement.by_role(Role.LOAD_BALANCER))
+    return LoadBalancerConfig(front_door(spec, placement), (first, second))
+
+
+def _servers(nodes: tuple[Endpoint, ...]) -> list[dict[str, str]]:
     return [{"name": n.name, "ip": str(n.ip)} for n in nodes]
 
 
-def haproxy_cfg(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> str:
-    lb = spec.load_balancer
-    harbor = placement.by_role(Role.HARBOR) if spec.harbor.enabled and lb.harbor_frontend else []
-    ingress = placement.by_role(Role.WORKER) if lb.ingress.enabled else []
-    interval = lb.haproxy.check_interval_ms
+def haproxy_cfg(config: LoadBalancerConfig, node: Member, material: m.Material) -> str:
+    door = config.door
+    interval = door.haproxy.check_interval_ms
     return render(
         "loadbalancer/haproxy.cfg.j2",
-        cluster=spec.cluster.name,
-        vip=spec.network.vip,
+        cluster=door.cluster,
+        vip=door.vip,
         node_ip=node.ip,
-        haproxy=lb.haproxy,
+        haproxy=door.haproxy,
         check_timeout_ms=max(100, min(interval, 2000)),
         fastinter_ms=max(100, interval // 2),
-        drop_after_ms=interval * lb.haproxy.fall,
-        apiservers=_servers(placement.by_role(Role.CONTROL_PLANE)),
-        harbor=_servers(harbor)[0] if harbor else None,
-        ingress=_servers(ingress),
-        ingress_ports={"http": lb.ingress.http_node_port, "https": lb.ingress.https_node_port},
+        drop_after_ms=interval * door.haproxy.fall,
+        apiservers=_servers(door.apiservers),
+        harbor=_servers((door.harbor,))[0] if door.harbor else None,
+        ingress=_servers(door.ingress),
+        ingress_ports={"http": door.ingress_ports.http_node_port, "https": door.ingress_ports.https_node_port},
         stats_password=material[m.HAPROXY_STATS_PASSWORD],
     )
 
 
-def keepalived_conf(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> str:
-    lb = spec.load_balancer
-    pair = placement.by_role(Role.LOAD_BALANCER)
-    peer = next(n for n in pair if n.name != node.name)
-    interval_s = lb.advert_interval_ms / 1000
+def keepalived_conf(config: LoadBalancerConfig, node: Member, material: m.Material) -> str:
+    door = config.door
+    peer = next(n for n in config.pair if n.name != node.name)
+    interval_s = door.advert_interval_ms / 1000
     return render(
         "loadbalancer/keepalived.conf.j2",
-        cluster=spec.cluster.name,
+        cluster=door.cluster,
         node=node.name,
         node_ip=node.ip,
         peer_ip=peer.ip,
-        stats_port=lb.haproxy.stats_port,
-        instance=f"{spec.cluster.name.replace('-', '_')}_apiserver",
-        interface=_interface(spec, node),
-        virtual_router_id=spec.virtual_router_id,
-        priority=MASTER_PRIORITY if node.name == pair[0].name else BACKUP_PRIORITY,
+        stats_port=door.haproxy.stats_port,
+        instance=f"{door.cluster.replace('-', '_')}_apiserver",
+        interface=door.interface,
+        virtual_router_id=door.virtual_router_id or derived_virtual_router_id(door.cluster),
+        priority=MASTER_PRIORITY if node.name == config.pair[0].name else BACKUP_PRIORITY,
         advert_int=f"{interval_s:g}",
-        nopreempt=lb.nopreempt,
-        vrrp_version=lb.vrrp_version,
+        nopreempt=door.nopreempt,
+        vrrp_version=door.vrrp_version,
         vrrp_password=material[m.VRRP_PASSWORD][:8],
-        vip=spec.network.vip,
-        prefix=spec.network.cidr.prefixlen,
+        vip=door.vip,
+        prefix=door.prefix,
     )
 
 
-def _interface(spec: StackSpec, node: PlacedNode) -> str:
-    return spec.network.interface
-
-
-def loadbalancer_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
-    lb = spec.load_balancer
+def loadbalancer_step(config: LoadBalancerConfig, node: Member, material: m.Material) -> Step:
+    door = config.door
     files = (
-        HostFile("/etc/haproxy/haproxy.cfg", haproxy_cfg(spec, placement, node, material),
+        HostFile("/etc/haproxy/haproxy.cfg", haproxy_cfg(config, node, material),
                  mode="0640", owner="root:haproxy", secret=True),
         HostFile("/etc/haproxy/kubernetes-ca.crt", material[m.KUBERNETES_CA]),
-        HostFile("/etc/keepalived/keepalived.conf", keepalived_conf(spec, placement, node, material),
-                 mode="0600", secret=lb.vrrp_version == 2),
+        HostFile("/etc/keepalived/keepalived.conf", keepalived_conf(config, node, material),
+                 mode="0600", secret=door.vrrp_version == 2),
         HostFile(CHECK_SCRIPT, read("loadbalancer/check-haproxy.sh"), mode="0755"),
         HostFile(KEEPALIVED_DROP_IN, read("loadbalancer/keepalived-restart.conf")),
         HostFile("/etc/sysctl.d/99-k8s-ha-loadbalancer.conf", read("loadbalancer/sysctl.conf")),
@@ -87,7 +141,7 @@ def loadbalancer_step(spec: StackSpec, placement: Placement, node: PlacedNode, m
         files=files,
         env=(
             ("K8SHA_NODE_IP", str(node.ip)),
-            ("K8SHA_STATS_PORT", str(lb.haproxy.stats_port)),
-            ("K8SHA_VIP", str(spec.network.vip)),
+            ("K8SHA_STATS_PORT", str(door.haproxy.stats_port)),
+            ("K8SHA_VIP", str(door.vip)),
         ),
     )

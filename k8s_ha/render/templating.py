@@ -10,7 +10,10 @@ from typing import Any
 
 import jinja2
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGE = Path(__file__).resolve().parents[1]
+# Installed, configs/ ships as k8s_ha/configs (pyproject.toml); in a checkout it sits beside the package.
+_CHECKOUT_CONFIGS = _PACKAGE.parent / "configs"
+CONFIGS = _PACKAGE / "configs" if (_PACKAGE / "configs").is_dir() else _CHECKOUT_CONFIGS
 
 
 @functools.cache

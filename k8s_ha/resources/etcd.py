@@ -8,48 +8,100 @@ starts on a broken database. Removing a member from the stack runs its step's de
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_command as command
 
-from k8s_ha.model.spec import StackSpec
-from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
-from k8s_ha.render.etcd import etcd_endpoints, etcd_health_step, etcd_member_step
-from k8s_ha.resources.remote import MaterialViews, secret
-from k8s_ha.resources.vm import Host
+from k8s_ha.render.etcd import (
+    EtcdConfig,
+    EtcdMember,
+    EtcdSettings,
+    etcd_endpoints,
+    etcd_health_step,
+    etcd_member_step,
+)
+from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.target import Target, named
+
+DEFAULT_DISK_GIB = 10
+VALID_SIZES = (3, 5, 7)
+
+
+@dataclass(frozen=True)
+class MemberTls:
+    """One member's server certificate (clients) and peer certificate (Raft), with their keys."""
+
+    server_cert: pulumi.Input[str]
+    server_key: pulumi.Input[str]
+    peer_cert: pulumi.Input[str]
+    peer_key: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class ExternalEtcdArgs:
+    """The member machines (the first runs the health gate), settings and TLS material.
+
+    `healthcheck_*` is the client identity the members' own etcdctl calls use (health gate,
+    backups, member add/remove); `client_*`, if given, is exported for the apiservers.
+    """
+
+    hosts: Sequence[Target]
+    settings: EtcdSettings
+    ca_cert: pulumi.Input[str]
+    member_tls: Mapping[str, MemberTls]
+    healthcheck_cert: pulumi.Input[str]
+    healthcheck_key: pulumi.Input[str]
+    client_cert: pulumi.Input[str] | None = None
+    client_key: pulumi.Input[str] | None = None
+    disk_gib: Mapping[str, int] = field(default_factory=dict)  # sizes the backend quota; default 10
+    after: Sequence[pulumi.Resource] = ()
 
 
 class ExternalEtcd(pulumi.ComponentResource):
     members: dict[str, command.remote.Command]
     health: command.remote.Command
 
-    def __init__(
-        self,
-        name: str,
-        spec: StackSpec,
-        placement: Placement,
-        hosts: list[Host],
-        material: MaterialViews,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
+        hosts = named(args.hosts, name, expected=list(args.member_tls))
+        if len(hosts) not in VALID_SIZES:
+            raise ValueError(f"{name}: etcd needs 3, 5 or 7 members for a quorum that survives failures, "
+                             f"got {len(hosts)}")
+        config = EtcdConfig(
+            members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
+            settings=args.settings,
+        )
+        shared = {
+            m.ETCD_CA: pulumi.Output.from_input(args.ca_cert),
+            m.ETCD_HEALTHCHECK_CERT: pulumi.Output.from_input(args.healthcheck_cert),
+            m.ETCD_HEALTHCHECK_KEY: secret(args.healthcheck_key),
+        }
         self.members = {}
-        for host in hosts:
-            node = host.node
-            self.members[node.name] = host.step(
-                f"{node.name}-etcd-member", partial(etcd_member_step, spec, placement, node), material, parent=self
+        for host in args.hosts:
+            tls = args.member_tls[host.name]
+            material = resolve({
+                **shared,
+                m.etcd_server_cert(host.name): pulumi.Output.from_input(tls.server_cert),
+                m.etcd_server_key(host.name): secret(tls.server_key),
+                m.etcd_peer_cert(host.name): pulumi.Output.from_input(tls.peer_cert),
+                m.etcd_peer_key(host.name): secret(tls.peer_key),
+            })
+            self.members[host.name] = host.step(
+                f"{host.name}-etcd-member", partial(etcd_member_step, config, host), material,
+                parent=self, after=args.after,
             )
-        first = hosts[0]
-        self.health = first.step(
-            "etcd-health", partial(etcd_health_step, spec, placement), material,
+        self.health = args.hosts[0].step(
+            "etcd-health", partial(etcd_health_step, config), resolve(shared),
             parent=self, after=list(self.members.values()),
         )
-        self.endpoints = pulumi.Output.from_input(etcd_endpoints(placement))
+        self.endpoints = pulumi.Output.from_input(etcd_endpoints(config.members))
         self.client = {
-            "ca": material.shared.apply(lambda mat: mat[m.ETCD_CA]),
-            "cert": material.shared.apply(lambda mat: mat[m.APISERVER_ETCD_CERT]),
-            "key": secret(material.shared.apply(lambda mat: mat[m.APISERVER_ETCD_KEY])),
+            "ca": pulumi.Output.from_input(args.ca_cert),
+            "cert": pulumi.Output.from_input(args.client_cert or args.healthcheck_cert),
+            "key": secret(args.client_key or args.healthcheck_key),
         }
         self.register_outputs({"endpoints": self.endpoints})

@@ -1,43 +1,59 @@
 """HaproxyKeepalivedPair: two HAProxy nodes sharing a keepalived VRRP VIP in front of the apiservers.
 
 Each LB runs one step (HAProxy + keepalived config, health check, sysctl). The step's bundle is
-rendered from the plan, so adding or removing a control-plane node changes both bundles and
-pulumi-command re-runs them in place: HAProxy reloads, no VM is touched.
+rendered from the Args, so adding or removing an apiserver changes both bundles and pulumi-command
+re-runs them in place: HAProxy reloads, no VM is touched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_command as command
 
-from k8s_ha.model.spec import StackSpec
-from k8s_ha.placement.place import Placement
-from k8s_ha.render.loadbalancer import loadbalancer_step
-from k8s_ha.resources.remote import MaterialViews
-from k8s_ha.resources.vm import Host
+from k8s_ha.render import material as m
+from k8s_ha.render.loadbalancer import FrontDoor, LoadBalancerConfig, loadbalancer_step
+from k8s_ha.render.members import endpoints
+from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.target import Target, named
+
+
+@dataclass(frozen=True)
+class HaproxyKeepalivedPairArgs:
+    """The two machines (the first is the initial VRRP MASTER), what they serve, and their secrets."""
+
+    hosts: tuple[Target, Target]
+    front_door: FrontDoor
+    kubernetes_ca: pulumi.Input[str]  # HAProxy verifies each apiserver's /readyz against it
+    stats_password: pulumi.Input[str]
+    vrrp_password: pulumi.Input[str]  # used with VRRPv2 only (v3 has no authentication)
+    after: Sequence[pulumi.Resource] = field(default=())
 
 
 class HaproxyKeepalivedPair(pulumi.ComponentResource):
     steps: dict[str, command.remote.Command]
 
-    def __init__(
-        self,
-        name: str,
-        spec: StackSpec,
-        placement: Placement,
-        hosts: list[Host],
-        material: MaterialViews,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: HaproxyKeepalivedPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-ha:loadbalancer:HaproxyKeepalivedPair", name, None, opts)
-        self.steps = {}
-        for host in hosts:
-            node = host.node
-            self.steps[node.name] = host.step(
-                f"{node.name}-loadbalancer", partial(loadbalancer_step, spec, placement, node), material, parent=self
-            )
-        self.vip = pulumi.Output.from_input(str(spec.network.vip))
-        self.endpoint = pulumi.Output.from_input(f"https://{spec.network.vip}:6443")
+        hosts = named(args.hosts, name)
+        if len(hosts) != 2:
+            raise ValueError(f"{name}: a keepalived pair needs exactly two hosts, got {sorted(hosts)}")
+        first, second = endpoints(args.hosts)
+        config = LoadBalancerConfig(args.front_door, (first, second))
+        material = resolve({
+            m.KUBERNETES_CA: pulumi.Output.from_input(args.kubernetes_ca),
+            m.HAPROXY_STATS_PASSWORD: secret(args.stats_password),
+            m.VRRP_PASSWORD: secret(args.vrrp_password),
+        })
+        self.steps = {
+            host.name: host.step(f"{host.name}-loadbalancer", partial(loadbalancer_step, config, host), material,
+                                 parent=self, after=args.after)
+            for host in args.hosts
+        }
+        door = args.front_door
+        self.vip = pulumi.Output.from_input(str(door.vip))
+        self.endpoint = pulumi.Output.from_input(f"https://{door.vip}:6443")
         self.register_outputs({"vip": self.vip, "endpoint": self.endpoint})

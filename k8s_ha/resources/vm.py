@@ -22,6 +22,7 @@ from k8s_ha.render.cloudinit import network_config, user_data
 from k8s_ha.render.node import ready_step
 from k8s_ha.render.templating import read
 from k8s_ha.resources.remote import HostAccess, MaterialViews, StepFactory, remote_step, secret
+from k8s_ha.resources.target import Target
 
 GIB = 1024**3
 
@@ -56,6 +57,11 @@ class Host(pulumi.ComponentResource):
     node: PlacedNode
     access: HostAccess
     ready: command.remote.Command
+
+    @property
+    def target(self) -> Target:
+        """This machine as the components see it: name, cluster address, access, readiness."""
+        return Target(self.node.name, self.node.ip, self.access, self.ready)
 
     def step(self, name: str, make_step: StepFactory, material: MaterialViews, *,
              parent: pulumi.Resource, after: Sequence[pulumi.Resource] = ()) -> command.remote.Command:

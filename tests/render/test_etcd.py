@@ -36,8 +36,8 @@ WAIT_S = 30.0  # bound for every wait on a local cluster
 
 def all_steps(spec: StackSpec, placement: Placement) -> tuple[list[Step], Step]:
     material = Placeholders()
-    members = [e.etcd_member_step(spec, placement, n, material) for n in placement.by_role(Role.ETCD)]
-    return members, e.etcd_health_step(spec, placement, material)
+    members = [e.etcd_member_step(e.etcd_config(spec, placement), n, material) for n in placement.by_role(Role.ETCD)]
+    return members, e.etcd_health_step(e.etcd_config(spec, placement), material)
 
 
 def test_every_bundle_passes_bash_and_shellcheck(example: tuple[StackSpec, Placement], tmp_path: Path) -> None:
@@ -65,8 +65,8 @@ def test_every_etcd_bundle_includes_the_shared_helpers_once(example: tuple[Stack
     """etcd-member/remove/health use etcd-lib.sh through Step.libs, after the step's environment."""
     spec, placement = example
     material = Placeholders()
-    steps = [e.etcd_member_step(spec, placement, n, material) for n in placement.by_role(Role.ETCD)]
-    steps.append(e.etcd_health_step(spec, placement, material))
+    steps = [e.etcd_member_step(e.etcd_config(spec, placement), n, material) for n in placement.by_role(Role.ETCD)]
+    steps.append(e.etcd_health_step(e.etcd_config(spec, placement), material))
     for step in steps:
         text = bundle(step)
         assert text.count("# ---- etcd-lib.sh ----") == 1 and text.count("etcd_ctl() {") == 1
@@ -78,8 +78,9 @@ def test_units_pass_systemd_analyze(example: tuple[StackSpec, Placement], tmp_pa
     analyze = require_tool("systemd-analyze", "checks the generated unit files")
     spec, placement = example
     node = placement.by_role(Role.ETCD)[0]
-    units = {"etcd.service": e.etcd_unit(spec), "etcd-backup.service": e.etcd_backup_service(spec, node),
-             "etcd-backup.timer": e.etcd_backup_timer(spec)}
+    config = e.etcd_config(spec, placement)
+    units = {"etcd.service": e.etcd_unit(config), "etcd-backup.service": e.etcd_backup_service(config, node),
+             "etcd-backup.timer": e.etcd_backup_timer(config)}
     for name, text in units.items():  # ExecStart must exist: point it at an executable stand-in
         lines = []
         for line in text.splitlines():
@@ -145,7 +146,7 @@ class LocalCluster:
         self.members: list[Member] = []
         for node in placement.by_role(Role.ETCD):
             member = Member(node, tmp / node.name)
-            step = e.etcd_member_step(spec, placement, node, material)
+            step = e.etcd_member_step(e.etcd_config(spec, placement), node, material)
             for f in step.files:
                 target = member.path(f.path)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -40,10 +40,10 @@ def with_etcd(spec: StackSpec, **update: object) -> StackSpec:
 def test_endpoints_and_initial_cluster_list_every_member(example: tuple[StackSpec, Placement]) -> None:
     spec, placement = example
     members = placement.by_role(Role.ETCD)
-    assert e.etcd_endpoints(placement) == [f"https://{n.ip}:2379" for n in members]
+    assert e.etcd_endpoints(placement.by_role(Role.ETCD)) == [f"https://{n.ip}:2379" for n in members]
     expected = ",".join(f"{n.name}=https://{n.ip}:2380" for n in members)
     for node in members:
-        env = parse_env(e.etcd_env(spec, placement, node))
+        env = parse_env(e.etcd_env(e.etcd_config(spec, placement), node))
         assert env["ETCD_INITIAL_CLUSTER"] == expected
         assert env["ETCD_NAME"] == node.name
         assert env["ETCD_DATA_DIR"] == "/var/lib/etcd"
@@ -57,17 +57,17 @@ def test_endpoints_and_initial_cluster_list_every_member(example: tuple[StackSpe
 def test_state_is_decided_on_the_host_not_rendered() -> None:
     spec, placement = load_example("Pulumi.prod.yaml")
     for node in placement.by_role(Role.ETCD):
-        text = e.etcd_env(spec, placement, node)
+        text = e.etcd_env(e.etcd_config(spec, placement), node)
         assert "ETCD_INITIAL_CLUSTER_STATE" not in parse_env(text)
         assert "ETCD_INITIAL_CLUSTER_STATE" not in text
-    unit = e.etcd_unit(spec)
+    unit = e.etcd_unit(e.etcd_config(spec, placement))
     assert f"EnvironmentFile={e.ENV_FILE}\nEnvironmentFile={e.STATE_FILE}\n" in unit  # state file wins
     assert f"ConditionPathExists={e.STATE_FILE}" in unit
 
 
 def test_tls_on_clients_and_peers() -> None:
     spec, placement = load_example("Pulumi.dev.yaml")
-    env = parse_env(e.etcd_env(spec, placement, placement.by_role(Role.ETCD)[1]))
+    env = parse_env(e.etcd_env(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[1]))
     assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
     assert env["ETCD_TRUSTED_CA_FILE"] == env["ETCD_PEER_TRUSTED_CA_FILE"] == "/etc/etcd/pki/ca.crt"
     pki = "/etc/etcd/pki"
@@ -81,14 +81,14 @@ def test_timing_quota_and_compaction_follow_the_spec() -> None:
     spec, placement = load_example("Pulumi.dev.yaml")
     tuned = with_etcd(spec, heartbeat_interval_ms=50, election_timeout_ms=750)
     node = placement.by_role(Role.ETCD)[0]
-    env = parse_env(e.etcd_env(tuned, placement, node))
+    env = parse_env(e.etcd_env(e.etcd_config(tuned, placement), node))
     assert (env["ETCD_HEARTBEAT_INTERVAL"], env["ETCD_ELECTION_TIMEOUT"]) == ("50", "750")
-    default_env = parse_env(e.etcd_env(spec, placement, node))
+    default_env = parse_env(e.etcd_env(e.etcd_config(spec, placement), node))
     assert (default_env["ETCD_HEARTBEAT_INTERVAL"], default_env["ETCD_ELECTION_TIMEOUT"]) == ("100", "1000")
     # dev members have 10 GiB disks: a quarter of it; prod's 40 GiB default is capped at 8 GiB.
     assert env["ETCD_QUOTA_BACKEND_BYTES"] == str(10 * 1024**3 // 4)
     prod, prod_placement = load_example("Pulumi.prod.yaml")
-    prod_env = parse_env(e.etcd_env(prod, prod_placement, prod_placement.by_role(Role.ETCD)[0]))
+    prod_env = parse_env(e.etcd_env(e.etcd_config(prod, prod_placement), prod_placement.by_role(Role.ETCD)[0]))
     assert prod_env["ETCD_QUOTA_BACKEND_BYTES"] == str(8 * 1024**3)
     assert (env["ETCD_AUTO_COMPACTION_MODE"], env["ETCD_AUTO_COMPACTION_RETENTION"]) == ("periodic", "1h")
 
@@ -96,7 +96,7 @@ def test_timing_quota_and_compaction_follow_the_spec() -> None:
 def test_keys_are_secret_and_private(prod_material: dict[str, str]) -> None:
     spec, placement = load_example("Pulumi.prod.yaml")
     node = placement.by_role(Role.ETCD)[2]
-    step = e.etcd_member_step(spec, placement, node, prod_material)
+    step = e.etcd_member_step(e.etcd_config(spec, placement), node, prod_material)
     by_path = {f.path: f for f in step.files}
     keys = {p for p in by_path if p.endswith(".key")}
     assert keys == {e.SERVER_KEY, e.PEER_KEY, e.HEALTHCHECK_KEY}
@@ -109,17 +109,17 @@ def test_keys_are_secret_and_private(prod_material: dict[str, str]) -> None:
     assert by_path[e.SERVER_KEY].content == prod_material[m.etcd_server_key(node.name)]
     assert by_path[e.PEER_CERT].content == prod_material[m.etcd_peer_cert(node.name)]
     assert step.secret and step.delete_script == "etcd-remove.sh" and step.host == node.name
-    health = e.etcd_health_step(spec, placement, prod_material)
+    health = e.etcd_health_step(e.etcd_config(spec, placement), prod_material)
     assert health.host == placement.by_role(Role.ETCD)[0].name and health.secret
     assert [f.path for f in health.files if f.secret] == [e.HEALTHCHECK_KEY]
 
 
 def test_package_source_uses_debian_binaries() -> None:
     spec, placement = load_example("Pulumi.dev.yaml")
-    step = e.etcd_member_step(spec, placement, placement.by_role(Role.ETCD)[0], m.Placeholders())
+    step = e.etcd_member_step(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
     env = dict(step.env)
     assert (env["K8SHA_ETCD_SOURCE"], env["K8SHA_ETCD_BIN_DIR"]) == ("package", "/usr/bin")
-    assert "ExecStart=/usr/bin/etcd\n" in e.etcd_unit(spec)
+    assert "ExecStart=/usr/bin/etcd\n" in e.etcd_unit(e.etcd_config(spec, placement))
 
 
 def test_tarball_source_needs_and_uses_the_checksum() -> None:
@@ -129,15 +129,15 @@ def test_tarball_source_needs_and_uses_the_checksum() -> None:
     config["etcd"] = {**config["etcd"], "source": {"kind": "tarball", "url": mirror, "sha256": SHA}}
     spec = parse_stack(config, raw.secret_keys)
     placement = place(spec)
-    step = e.etcd_member_step(spec, placement, placement.by_role(Role.ETCD)[0], m.Placeholders())
+    step = e.etcd_member_step(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
     env = dict(step.env)
     assert env["K8SHA_ETCD_SOURCE"] == "tarball"
     assert env["K8SHA_ETCD_SHA256"] == SHA
     assert env["K8SHA_ETCD_URL"] == "https://mirror.example/etcd/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz"
     assert env["K8SHA_ETCD_VERSION"] == "3.5.17"
     assert env["K8SHA_ETCD_BIN_DIR"] == "/usr/local/bin"
-    assert "ExecStart=/usr/local/bin/etcd\n" in e.etcd_unit(spec)
-    backup = e.etcd_backup_service(spec, placement.by_role(Role.ETCD)[0])
+    assert "ExecStart=/usr/local/bin/etcd\n" in e.etcd_unit(e.etcd_config(spec, placement))
+    backup = e.etcd_backup_service(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0])
     assert "Environment=K8SHA_ETCD_BIN_DIR=/usr/local/bin\n" in backup
     assert f"export K8SHA_ETCD_SHA256={SHA}\n" in bundle(step)
     # The spec refuses a tarball without its checksum, and so does the renderer if handed one.
@@ -146,20 +146,22 @@ def test_tarball_source_needs_and_uses_the_checksum() -> None:
         parse_stack(config, raw.secret_keys)
     unchecked = with_etcd(spec, source=EtcdSource(kind="tarball", url=mirror))
     with pytest.raises(ValueError, match="sha256"):
-        e.etcd_member_step(unchecked, placement, placement.by_role(Role.ETCD)[0], m.Placeholders())
+        e.etcd_member_step(e.etcd_config(unchecked, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
 
 
 def test_tarball_url_falls_back_to_the_mirror_template() -> None:
-    spec, _placement = load_example("Pulumi.dev.yaml")
+    spec, placement = load_example("Pulumi.dev.yaml")
     spec = with_etcd(spec, source=EtcdSource(kind="tarball", sha256=SHA))
-    assert e.release_url(spec) == spec.mirrors.etcd_release.replace("{version}", spec.versions.etcd)
-    assert "{version}" not in e.release_url(spec)
+    url = e.release_url(e.etcd_config(spec, placement))
+    assert url == spec.mirrors.etcd_release.replace("{version}", spec.versions.etcd)
+    assert "{version}" not in e.release_url(e.etcd_config(spec, placement))
 
 
 def test_backup_units_follow_the_spec() -> None:
     spec, placement = load_example("Pulumi.prod.yaml")
     node = placement.by_role(Role.ETCD)[0]
-    service, timer = e.etcd_backup_service(spec, node), e.etcd_backup_timer(spec)
+    config = e.etcd_config(spec, placement)
+    service, timer = e.etcd_backup_service(config, node), e.etcd_backup_timer(config)
     assert "OnCalendar=*:0/30\n" in timer and "Persistent=true\n" in timer
     assert "Environment=K8SHA_BACKUP_RETAIN=96\n" in service
     assert "Environment=K8SHA_BACKUP_DIR=/var/backups/etcd\n" in service
@@ -170,13 +172,14 @@ def test_backup_units_follow_the_spec() -> None:
     for bad in ({"on_calendar": "hourly\nExecStartPre=/bin/sh"}, {"directory": "/var/backups/my etcd"},
                 {"directory": "relative/dir"}, {"directory": "/var/../etc"}):
         broken = with_etcd(spec, backup=EtcdBackup(**bad))
+        config = e.etcd_config(broken, placement)
         with pytest.raises(ValueError, match=r"etcd\.backup\."):
-            e.etcd_backup_timer(broken) if "on_calendar" in bad else e.etcd_backup_service(broken, node)
+            e.etcd_backup_timer(config) if "on_calendar" in bad else e.etcd_backup_service(config, node)
 
 
 def test_unit_restarts_and_replaces_the_packaged_one() -> None:
-    spec, _placement = load_example("Pulumi.dev.yaml")
-    unit = e.etcd_unit(spec)
+    spec, placement = load_example("Pulumi.dev.yaml")
+    unit = e.etcd_unit(e.etcd_config(spec, placement))
     for line in ("Type=notify", "User=etcd", "Restart=always", "RestartSec=1s", "LimitNOFILE=65536",
                  "StartLimitIntervalSec=0", "TimeoutStartSec=0", "WantedBy=multi-user.target"):
         assert f"\n{line}\n" in unit, line
@@ -188,10 +191,10 @@ def test_renderers_refuse_a_node_that_is_not_a_member() -> None:
     spec, placement = load_example("Pulumi.dev.yaml")
     worker = placement.by_role(Role.CONTROL_PLANE)[0]
     with pytest.raises(ValueError, match="not an etcd member"):
-        e.etcd_env(spec, placement, worker)
+        e.etcd_env(e.etcd_config(spec, placement), worker)
 
 
 def test_cluster_tokens_differ_between_stacks() -> None:
-    tokens = {e.cluster_token(load_example(name)[0]) for name in ("Pulumi.dev.yaml", "Pulumi.prod.yaml",
+    tokens = {e.cluster_token(e.etcd_config(*load_example(name))) for name in ("Pulumi.dev.yaml", "Pulumi.prod.yaml",
                                                                   "Pulumi.staging.yaml")}
     assert len(tokens) == 3

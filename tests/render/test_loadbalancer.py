@@ -8,7 +8,13 @@ import pytest
 
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import Placement
-from k8s_ha.render.loadbalancer import CHECK_SCRIPT, haproxy_cfg, keepalived_conf, loadbalancer_step
+from k8s_ha.render.loadbalancer import (
+    CHECK_SCRIPT,
+    haproxy_cfg,
+    keepalived_conf,
+    loadbalancer_config,
+    loadbalancer_step,
+)
 from k8s_ha.render.templating import read
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate
@@ -24,9 +30,10 @@ def _files(example: tuple[StackSpec, Placement], tmp_path: Path) -> list[tuple[s
     for node in placement.by_role(Role.LOAD_BALANCER):
         base = tmp_path / node.name
         ca = write(base / "kubernetes-ca.crt", material["kubernetes/ca.crt"])
-        cfg = haproxy_cfg(spec, placement, node, material).replace("/etc/haproxy/kubernetes-ca.crt", str(ca))
+        config = loadbalancer_config(spec, placement)
+        cfg = haproxy_cfg(config, node, material).replace("/etc/haproxy/kubernetes-ca.crt", str(ca))
         out.append((node.name, write(base / "haproxy.cfg", cfg),
-                    write(base / "keepalived.conf", keepalived_conf(spec, placement, node, material))))
+                    write(base / "keepalived.conf", keepalived_conf(config, node, material))))
     return out
 
 
@@ -76,11 +83,11 @@ def test_vrrp_v2_adds_authentication_and_v3_checks_the_source(example: tuple[Sta
     spec, placement = example
     material = generate(spec, placement)
     lb = placement.by_role(Role.LOAD_BALANCER)[0]
-    v3 = keepalived_conf(spec, placement, lb, material)
+    v3 = keepalived_conf(loadbalancer_config(spec, placement), lb, material)
     assert "check_unicast_src" in v3 and "auth_pass" not in v3
     v2_spec = spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(
         update={"vrrp_version": 2, "advert_interval_ms": 1000})})
-    v2 = keepalived_conf(v2_spec, placement, lb, material)
+    v2 = keepalived_conf(loadbalancer_config(v2_spec, placement), lb, material)
     assert f"auth_pass {material['loadbalancer/vrrp-password'][:8]}" in v2 and "advert_int 1\n" in v2
 
 
@@ -88,7 +95,7 @@ def test_pair_roles_and_peers(example: tuple[StackSpec, Placement]) -> None:
     spec, placement = example
     material = generate(spec, placement)
     first, second = placement.by_role(Role.LOAD_BALANCER)
-    a, b = (keepalived_conf(spec, placement, n, material) for n in (first, second))
+    a, b = (keepalived_conf(loadbalancer_config(spec, placement), n, material) for n in (first, second))
     assert "priority 150" in a and "priority 100" in b
     assert f"unicast_src_ip {first.ip}" in a and f"        {second.ip}\n" in a
     assert f"virtual_router_id {spec.virtual_router_id}\n" in a and f"{spec.network.vip}/" in a
@@ -98,10 +105,10 @@ def test_backends_are_the_control_plane_and_stats_are_private(example: tuple[Sta
     spec, placement = example
     material = generate(spec, placement)
     lb = placement.by_role(Role.LOAD_BALANCER)[0]
-    cfg = haproxy_cfg(spec, placement, lb, material)
+    cfg = haproxy_cfg(loadbalancer_config(spec, placement), lb, material)
     for cp in placement.by_role(Role.CONTROL_PLANE):
         assert f"server {cp.name} {cp.ip}:6443" in cfg
     assert f"bind {spec.network.vip}:6443" in cfg and f"bind {lb.ip}:{spec.load_balancer.haproxy.stats_port}" in cfg
     assert "admin:admin" not in cfg and material["loadbalancer/stats-password"] in cfg
-    step = loadbalancer_step(spec, placement, lb, material)
+    step = loadbalancer_step(loadbalancer_config(spec, placement), lb, material)
     assert {f.path: f.secret for f in step.files}["/etc/haproxy/haproxy.cfg"] is True

@@ -169,8 +169,9 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
     return {f"k8s-ha:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
-def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False) -> Graph:
-    """Run ROOT/__main__.py under mocks with `config` (keys without namespace)."""
+def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False,
+                program_file: Path = ROOT / "__main__.py") -> Graph:
+    """Run a Pulumi program (default: ROOT/__main__.py) under mocks with `config` (keys without namespace)."""
     graph = Graph()
     mocks = Mocks()
     pulumi.runtime.settings.ROOT.set(None)  # a fresh stack per run, not the previous run's exports
@@ -182,7 +183,7 @@ def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, pr
 
     @pulumi.runtime.test  # type: ignore[misc]
     def program() -> pulumi.Output[Any]:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(program_file), run_name="__main__")
         root = pulumi.runtime.get_root_resource()
         exports.update({k: pulumi.Output.from_input(v) for k, v in getattr(root, "outputs", {}).items()})
         return pulumi.Output.all(*exports.values())

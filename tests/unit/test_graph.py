@@ -38,10 +38,9 @@ def provider_name(urn: str) -> str:
 
 @pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
 def test_every_domain_uses_its_hypervisors_provider(stack: str) -> None:
-    from k8s_ha.model.stackfile import load_stack_file
-    from k8s_ha.placement.place import place
+    from k8s_ha.placement.plan import load_plan
 
-    placement = place(load_stack_file(ROOT / stack))
+    placement = load_plan(ROOT / stack).placement
     graph = deployed(stack)
     domains = {d.name.removesuffix("-domain"): d for d in graph.of_type(DOMAIN)}
     vms = [n for n in placement.nodes if n.is_vm]
@@ -246,13 +245,12 @@ def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str) -> Non
     """`python -m k8s_ha render` and `pulumi up` must agree on what every host runs."""
     import re
 
-    from k8s_ha.model.stackfile import load_stack_file
-    from k8s_ha.placement.place import place
+    from k8s_ha.placement.plan import load_plan
     from k8s_ha.render.material import Placeholders
     from k8s_ha.render.tree import host_steps
 
-    spec = load_stack_file(ROOT / stack)
-    placement = place(spec)
+    plan = load_plan(ROOT / stack)
+    spec, placement = plan.spec, plan.placement
     rendered = {(step.host, step.name) for node in placement.nodes
                 for step in host_steps(spec, placement, node, Placeholders())}
     header = re.compile(r'^# k8s-ha step "([^"]+)" for host (\S+):', re.M)

@@ -15,6 +15,7 @@ from k8s_ha.model.errors import SpecError
 from k8s_ha.model.spec import Role, StackSpec, parse_stack, quorum
 from k8s_ha.model.stackfile import read_stack_file
 from k8s_ha.placement.place import place, stable_mac
+from k8s_ha.placement.plan import plan_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +58,7 @@ def test_pins_that_break_quorum_are_an_error_with_three_hypervisors() -> None:
     for node in config["etcd"]["nodes"][:3]:
         node["hypervisor"] = "hv1"
     with pytest.raises(SpecError) as info:
-        parse_stack(config)
+        plan_stack(config)
     (problem,) = info.value.problems
     assert problem.path == "placement"
     assert "losing hv1 would take the cluster down (etcd keeps 2 of 5 members, quorum needs 3)" in problem.message
@@ -69,7 +70,7 @@ def test_pins_that_put_both_load_balancers_together_are_an_error() -> None:
     for node in config["loadBalancer"]["nodes"]:
         node["hypervisor"] = "hv2"
     with pytest.raises(SpecError, match="both load balancers are lost"):
-        parse_stack(config)
+        plan_stack(config)
 
 
 def test_two_hypervisors_warn_about_the_exact_fatal_loss() -> None:

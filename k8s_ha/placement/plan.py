@@ -1,0 +1,60 @@
+"""A stack's plan: the validated spec and its placement, computed once per run and handed on.
+
+`parse_stack` (model layer) checks everything the configuration says on its own; placing the nodes
+is this layer's job, and a placement in which one failure domain's loss is fatal (possible only
+through pins, with 3 or more domains) is reported the same way, as a SpecError with a config path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from k8s_ha.model.errors import Problem, SpecError
+from k8s_ha.model.spec import StackSpec, parse_stack
+from k8s_ha.model.stackfile import read_stack_file
+from k8s_ha.placement.place import Placement, place
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: StackSpec
+    placement: Placement
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.placement.warnings)
+
+
+def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Plan:
+    """Validate a stack's `k8s-ha:` config and place its nodes; SpecError lists every problem."""
+    spec = parse_stack(config, secret_keys)
+    placement = place(spec)
+    problems = placement_problems(placement)
+    if problems:
+        raise SpecError(problems)
+    return Plan(spec, placement)
+
+
+def load_plan(path: Path) -> Plan:
+    """The plan of a Pulumi.<stack>.yaml file (secure values stay opaque placeholders)."""
+    raw = read_stack_file(path)
+    return plan_stack(raw.config, raw.secret_keys)
+
+
+def placement_problems(placement: Placement) -> list[Problem]:
+    """With 3 or more failure domains, any single loss that is fatal is a configuration error."""
+    if len(placement.domains) < 3:
+        return []
+    problems = []
+    for loss in placement.fatal_losses:
+        pinned = [n.path for n in placement.nodes if n.failure_domain == loss.domain]
+        problems.append(
+            Problem(
+                "placement",
+                f"losing {loss.domain} would take the cluster down ({'; '.join(loss.reasons)}); "
+                f"move some of these nodes elsewhere (check pins): {', '.join(pinned)}",
+            )
+        )
+    return problems
