@@ -37,7 +37,10 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
         "network": {"cidr": f"{subnet}.0/24", "gateway": client_ip, "dns": [client_ip],
                     "vip": f"{subnet}.200", "interface": "eth0"},
         "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True},
-        "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")]},
+        # Guests have no route out: etcd is the package baked into the role image (Debian 13's 3.5),
+        # not the upstream release the default downloads.
+        "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")],
+                 "source": {"kind": "package"}},
         "controlPlane": {"nodes": [node(f"cp{i}", f"3{i}", "cp") for i in (1, 2, 3)]},
     }
 

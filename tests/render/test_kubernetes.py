@@ -6,8 +6,16 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
+import http.server
+import io
+import os
 import re
+import subprocess
+import tarfile
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +23,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
+from k8s_ha.model.checksums import RELEASE_SHA256
 from k8s_ha.model.spec import Role, StackSpec
-from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.placement.place import PlacedNode, Placement, place
 from k8s_ha.render import kubernetes as k
 from k8s_ha.render import material as m
 from k8s_ha.render.kubeadm_model import KubeadmConfigError, validate_config, validate_document
@@ -25,7 +35,7 @@ from k8s_ha.render.templating import CONFIGS
 from tests.conftest import EXAMPLE_STACKS, load_example
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate
-from tests.tools import require_tool
+from tests.tools import containerd2, require_tool
 
 pytestmark = pytest.mark.render
 
@@ -42,6 +52,11 @@ def _with(spec: StackSpec, **changes: Any) -> StackSpec:
     """A copy of `spec` with nested fields replaced: _with(spec, versions={"kubernetes": "1.30.6"})."""
     updates = {key: getattr(spec, key).model_copy(update=value) for key, value in changes.items()}
     return spec.model_copy(update=updates)
+
+
+def _config(spec: StackSpec, placement: Placement | None = None) -> k.KubernetesConfig:
+    """The Kubernetes config of `spec` as placed (placed anew when no placement is given)."""
+    return k.kubernetes_config(spec, place(spec) if placement is None else placement)
 
 
 def _cp(placement: Placement) -> list[PlacedNode]:
@@ -74,16 +89,17 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(case: Case) -> None:
     spec, placement, material = case
-    api = k.kubeadm_api_version(spec)
+    api = k.kubeadm_api_version(_config(spec, placement))
     first, *others = _cp(placement)
-    init = validate_config(k.kubeadm_init_config(spec, placement, first, material), api_version=api, command="init")
+    config = _config(spec, placement)
+    init = validate_config(k.kubeadm_init_config(config, first, material), api_version=api, command="init")
     kinds = [getattr(d, "kind", None) for d in init]
     assert kinds == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
     for node in others:
-        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=True),
+        validate_config(k.kubeadm_join_config(_config(spec, placement), node, material, control_plane=True),
                         api_version=api, command="join")
     for node in placement.by_role(Role.WORKER):
-        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=False),
+        validate_config(k.kubeadm_join_config(_config(spec, placement), node, material, control_plane=False),
                         api_version=api, command="join")
 
 
@@ -94,8 +110,8 @@ def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(c
 def test_api_version_follows_the_kubernetes_minor(version: str, api: str) -> None:
     spec, placement, material = _stack("Pulumi.dev.yaml")
     spec = _with(spec, versions={"kubernetes": version})
-    assert k.kubeadm_api_version(spec) == api
-    docs = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    assert k.kubeadm_api_version(_config(spec, placement)) == api
+    docs = list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
     assert {d["apiVersion"] for d in docs if d["kind"] != "KubeletConfiguration"} == {api}
     assert docs[1]["kubernetesVersion"] == "v" + version.removeprefix("v")
 
@@ -103,7 +119,7 @@ def test_api_version_follows_the_kubernetes_minor(version: str, api: str) -> Non
 def _init_docs(version: str) -> list[dict[str, Any]]:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     spec = _with(spec, versions={"kubernetes": version})
-    return list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    return list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
 
 
 def _break_v1beta4_timeouts(docs: list[dict[str, Any]]) -> None:
@@ -160,9 +176,9 @@ def test_the_model_rejects_a_wrong_document(version: str, breaker: Any) -> None:
 
 def test_the_file_checks_reject_wrong_kinds_and_mixed_versions() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    text = k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)
+    text = k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)
     with pytest.raises(KubeadmConfigError, match="expected"):
-        validate_config(text, api_version=k.kubeadm_api_version(spec), command="join")
+        validate_config(text, api_version=k.kubeadm_api_version(_config(spec, placement)), command="join")
     with pytest.raises(KubeadmConfigError, match=r"not kubeadm\.k8s\.io/v1beta3"):
         validate_config(text, api_version="kubeadm.k8s.io/v1beta3", command="init")
     docs = list(yaml.safe_load_all(text))
@@ -175,8 +191,9 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
     spec, placement, material = case
     token, key, ca_hash = material[m.BOOTSTRAP_TOKEN], material[m.CERTIFICATE_KEY], material[m.DISCOVERY_HASH]
     vip = f"{spec.network.vip}:6443"
-    master = yaml.safe_load(k.kubeadm_join_config(spec, placement, _cp(placement)[1], material, control_plane=True))
-    worker = yaml.safe_load(k.kubeadm_join_config(spec, placement, _worker(placement), material, control_plane=False))
+    config = _config(spec, placement)
+    master = yaml.safe_load(k.kubeadm_join_config(config, _cp(placement)[1], material, control_plane=True))
+    worker = yaml.safe_load(k.kubeadm_join_config(config, _worker(placement), material, control_plane=False))
     for join in (master, worker):
         assert join["discovery"]["bootstrapToken"] == {
             "token": token, "apiServerEndpoint": vip, "caCertHashes": [ca_hash]
@@ -186,7 +203,7 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
     assert master["controlPlane"]["certificateKey"] == key
     assert master["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == str(_cp(placement)[1].ip)
     assert "controlPlane" not in worker
-    init = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    init = list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
     assert init[0]["certificateKey"] == key
     assert init[0]["bootstrapTokens"][0]["token"] == token
     assert init[0]["bootstrapTokens"][0]["ttl"] == "24h0m0s"
@@ -200,7 +217,7 @@ def _args(value: Any) -> dict[str, str]:
 def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: Case) -> None:
     spec, placement, material = case
     node = _cp(placement)[0]
-    init, cluster, kubelet = yaml.safe_load_all(k.kubeadm_init_config(spec, placement, node, material))
+    init, cluster, kubelet = yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), node, material))
     vip = str(spec.network.vip)
     assert cluster["controlPlaneEndpoint"] == f"{vip}:6443"
     sans = cluster["apiServer"]["certSANs"]
@@ -233,7 +250,7 @@ def test_node_labels_carry_the_failure_domain() -> None:
     spec, placement, material = _stack("Pulumi.staging.yaml")  # existing hosts: failure domain host:rackN
     metal = next(n for n in placement.by_role(Role.WORKER) if n.name == "metal1")
     assert k.zone_label(metal) == "host-rack1"
-    join = yaml.safe_load(k.kubeadm_join_config(spec, placement, metal, material, control_plane=False))
+    join = yaml.safe_load(k.kubeadm_join_config(_config(spec, placement), metal, material, control_plane=False))
     labels = _args(join["nodeRegistration"]["kubeletExtraArgs"])["node-labels"]
     assert labels == "topology.kubernetes.io/zone=host-rack1"
 
@@ -244,32 +261,55 @@ def test_node_labels_carry_the_failure_domain() -> None:
 def test_sandbox_image_follows_the_image_repository() -> None:
     staging, _, _ = _stack("Pulumi.staging.yaml")
     prod, _, _ = _stack("Pulumi.prod.yaml")
-    assert k.sandbox_image(staging) == "registry.aliyuncs.com/google_containers/pause:3.10"
-    assert k.sandbox_image(prod) == "registry.k8s.io/pause:3.10"
-    assert k.sandbox_image(_with(prod, versions={"kubernetes": "1.30.6"})) == "registry.k8s.io/pause:3.9"
-    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.10"' in k.containerd_config(staging)
+    assert k.sandbox_image(_config(staging)) == "registry.aliyuncs.com/google_containers/pause:3.10.2"
+    assert k.sandbox_image(_config(prod)) == "registry.k8s.io/pause:3.10.2"
+    assert k.sandbox_image(_config(_with(prod, versions={"kubernetes": "1.35.8"}))) == "registry.k8s.io/pause:3.10.1"
+    staging_containerd = k.containerd_config(_config(staging))
+    assert 'sandbox = "registry.aliyuncs.com/google_containers/pause:3.10.2"' in staging_containerd
+
+
+def _dump(containerd: str, text: str, tmp_path: Path) -> dict[str, Any]:
+    config = write(tmp_path / "config.toml", text)
+    result = run([containerd, "--config", str(config), "config", "dump"])
+    assert_ok(result, "containerd config dump")
+    assert "level=warning" not in result.stderr, result.stderr  # no migration, no deprecated key
+    return tomllib.loads(result.stdout)
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
-def test_containerd_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
-    containerd = require_tool("containerd", "the render tier runs `containerd config dump`")
+def test_containerd2_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
+    """The default (containerd 2.x) config through the real containerd 2 binary."""
+    containerd = containerd2()
     spec, _, _ = _stack(name)
-    config = write(tmp_path / "config.toml", k.containerd_config(spec))
+    dump = _dump(containerd, k.containerd_config(_config(spec)), tmp_path)
+    images = dump["plugins"]["io.containerd.cri.v1.images"]
+    runtime = dump["plugins"]["io.containerd.cri.v1.runtime"]
+    assert images["pinned_images"]["sandbox"] == k.sandbox_image(_config(spec))
+    assert images["registry"]["config_path"] == "/etc/containerd/certs.d"
+    runc = runtime["containerd"]["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"]["SystemdCgroup"] is True and runc["options"]["BinaryName"] == "/usr/local/sbin/runc"
+    assert runtime["cni"]["bin_dirs"] == ["/opt/cni/bin"]
+
+
+def test_containerd1_config_for_kubernetes_1_35(tmp_path: Path) -> None:
+    """Kubernetes 1.35 still runs on containerd 1.7: its version-2 config through a real 1.x binary."""
+    containerd = require_tool("containerd", "the render tier runs `containerd config dump` (Debian's 1.x)")
+    spec, _, _ = _stack("Pulumi.prod.yaml")
+    old = _with(spec, versions={"kubernetes": "1.35.8", "containerd": "1.7.28"})
+    config = write(tmp_path / "config.toml", k.containerd_config(_config(old)))
     result = run([containerd, "--config", str(config), "config", "dump"])
     assert_ok(result, "containerd config dump")
-    dump = tomllib.loads(result.stdout)
-    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["sandbox_image"] == k.sandbox_image(spec)
+    cri = tomllib.loads(result.stdout)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
-    assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
-    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
 
 
 def test_containerd_rejects_a_broken_config(tmp_path: Path) -> None:
-    containerd = require_tool("containerd")
+    containerd = containerd2()
     spec, _, _ = _stack("Pulumi.dev.yaml")
-    broken = write(tmp_path / "config.toml", k.containerd_config(spec).replace("[plugins]", "[plugins"))
+    broken = write(tmp_path / "config.toml", k.containerd_config(_config(spec)).replace("[plugins]", "[plugins"))
     assert run([containerd, "--config", str(broken), "config", "dump"]).returncode != 0
 
 
@@ -298,7 +338,7 @@ def check_hosts_toml(text: str) -> dict[str, Any]:
 def test_hosts_toml_pull_through_harbor_with_its_ca() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     harbor = str(placement.by_role(Role.HARBOR)[0].ip)
-    files = {f.path: f for f in k.registry_host_files(spec, placement, material)}
+    files = {f.path: f for f in k.registry_host_files(_config(spec, placement), material)}
     ca_path = f"/etc/containerd/certs.d/{harbor}/ca.crt"
     assert files[ca_path].content == material[m.HARBOR_CERT]
     own = check_hosts_toml(files[f"/etc/containerd/certs.d/{harbor}/hosts.toml"].content)
@@ -328,13 +368,13 @@ def test_hosts_toml_checker_catches_a_misplaced_ca() -> None:
 def test_registry_files_follow_harbor_settings() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     no_cache = _with(spec, harbor={"proxy_cache": False})
-    paths = [f.path for f in k.registry_host_files(no_cache, placement, material)]
+    paths = [f.path for f in k.registry_host_files(_config(no_cache, placement), material)]
     assert paths == ["/etc/containerd/certs.d/10.20.0.40/ca.crt", "/etc/containerd/certs.d/10.20.0.40/hosts.toml"]
     named = _with(spec, harbor={"hostname": "harbor.prod.example"})
     assert k.harbor_registry_host(named, placement) == "harbor.prod.example"
     for name in ("Pulumi.dev.yaml", "Pulumi.staging.yaml"):  # no Harbor: no certs.d files
         other, other_placement, other_material = _stack(name)
-        assert k.registry_host_files(other, other_placement, other_material) == []
+        assert k.registry_host_files(_config(other, other_placement), other_material) == []
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -344,11 +384,11 @@ def _steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> l
     first, second = _cp(placement)[:2]
     worker = _worker(placement)
     return [
-        k.k8s_node_step(spec, placement, first, material),
-        k.control_plane_init_step(spec, placement, first, material),
-        k.control_plane_join_step(spec, placement, second, material),
-        k.worker_join_step(spec, placement, worker, material),
-        k.worker_membership_step(spec, placement, worker, material),
+        k.k8s_node_step(_config(spec, placement), first, material),
+        k.control_plane_init_step(k.control_plane_config(spec, placement), first, material),
+        k.control_plane_join_step(_config(spec, placement), second, material),
+        k.worker_join_step(_config(spec, placement), worker, material),
+        k.worker_membership_step(k.pool_membership(spec, placement, worker.pool), worker, material),
     ]
 
 
@@ -378,8 +418,9 @@ SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-dra
 
 # Check-then-act guards that make a second run a no-op, per script.
 GUARDS = {
-    "k8s-node.sh": ['if [ ! -s "$K8SHA_KUBE_KEYRING" ]', "k8sha_service containerd restart /etc/containerd/config.toml",
-                    'apt-mark showhold', '[ "$(k8s_installed_version "$pkg")" = "$K8SHA_KUBE_PACKAGE_VERSION" ]'],
+    "k8s-node.sh": ['if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ]',
+                    "k8sha_service containerd restart /etc/containerd/config.toml",
+                    'k8sha_fetch "$url" "$sha" "$file"', 'if ! systemctl is-enabled --quiet kubelet'],
     "k8s-init.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ "$left" -lt "$K8S_TOKEN_MARGIN" ]',
                     'if [ "$left" -lt "$K8S_CERTS_MARGIN" ]', "kubeadm config validate --config"],
     "k8s-join.sh": ['[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes', 'if [ "$joined_before" = no ]',
@@ -444,17 +485,23 @@ def test_pki_goes_to_the_first_master_only_and_secrets_are_private() -> None:
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
-def test_node_step_repository_pins_and_files(name: str) -> None:
+def test_node_step_pins_every_release_file(name: str) -> None:
     spec, placement, material = _stack(name)
-    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     env = dict(step.env)
-    assert env["K8SHA_KUBE_PACKAGE_VERSION"] == "1.32.4-1.1"
-    repo = spec.mirrors.kubernetes_packages.format(minor="1.32")
-    assert env["K8SHA_KUBE_KEY_URL"] == repo + "Release.key"
-    assert env["K8SHA_KUBE_KEYRING"] == "/etc/apt/keyrings/kubernetes-1.32.asc"
-    source = _file(step, "/etc/apt/sources.list.d/kubernetes.list").content
-    assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-1.32.asc] {repo} /" in source
-    assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(spec)
+    assert env["K8SHA_KUBE_VERSION"] == "1.36.4"
+    records = [line.split() for line in env["K8SHA_FILES"].splitlines()]
+    assert [r[0] for r in records] == ["kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl"]
+    for component, version, sha, url in records:
+        assert RELEASE_SHA256[component][version] == sha
+        base = spec.artifacts.files_repo
+        assert url.startswith(f"{base}/" if base else "https://"), url
+    kubeadm = "dl.k8s.io/release/v1.36.4/bin/linux/amd64/kubeadm"
+    assert f"{spec.artifacts.files_repo or 'https:/'}/{kubeadm}" in env["K8SHA_FILES"]
+    assert "ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS" in _file(
+        step, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").content
+    assert "ExecStart=/usr/local/bin/containerd" in _file(step, "/etc/systemd/system/containerd.service").content
+    assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(_config(spec, placement))
     assert "br_netfilter" in _file(step, "/etc/modules-load.d/k8s-ha-kubernetes.conf").content
     sysctls = _file(step, "/etc/sysctl.d/99-k8s-ha-kubernetes.conf").content
     for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward"):
@@ -462,14 +509,16 @@ def test_node_step_repository_pins_and_files(name: str) -> None:
     assert not step.secret
 
 
-def test_staging_uses_its_mirror_for_packages() -> None:
+def test_staging_fetches_every_file_through_its_files_mirror() -> None:
     spec, _, _ = _stack("Pulumi.staging.yaml")
-    assert k.package_key_url(spec) == "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.32/deb/Release.key"
+    urls = [f.url for f in _config(spec).node_files()]
+    assert "http://files.staging.internal/k8s-ha/dl.k8s.io/release/v1.36.4/bin/linux/amd64/kubeadm" in urls
+    assert all(url.startswith("http://files.staging.internal/k8s-ha/") for url in urls)
 
 
 def test_admin_kubeconfig_points_at_the_vip() -> None:
     spec, _, material = _stack("Pulumi.prod.yaml")
-    text = k.admin_kubeconfig(spec, material[m.KUBERNETES_CA], "CERT PEM\n", "KEY PEM\n")
+    text = k.admin_kubeconfig(_config(spec), material[m.KUBERNETES_CA], "CERT PEM\n", "KEY PEM\n")
     config = yaml.safe_load(text)
     cluster = config["clusters"][0]["cluster"]
     assert cluster["server"] == "https://10.20.0.10:6443"
@@ -487,7 +536,7 @@ def test_cli_placeholders_render_without_real_material() -> None:
     placeholders = m.Placeholders()
     for step in _steps(spec, placement, placeholders):
         assert bundle(step)
-    init = k.kubeadm_init_config(spec, placement, _cp(placement)[0], placeholders)
+    init = k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], placeholders)
     assert len(list(yaml.safe_load_all(init))) == 3  # still well-formed YAML
     assert "<secret:kubernetes/bootstrap-token>" in init
 
@@ -556,13 +605,10 @@ echo "crictl $*" >>"$K8STEST_STATE/calls"
 if [ "$1" = ps ]; then echo c0ffee; fi
 """,
     "curl": r"""#!/bin/bash
-# The package key download (-o FILE URL) gets a fake armoured key; probes just succeed.
-while [ "$#" -gt 0 ]; do
-  if [ "$1" = -o ]; then
-    printf -- '-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n' >"$2"
-    echo "curl key" >>"$K8STEST_STATE/calls"
-  fi
-  shift
+# Downloads from the test's files mirror on loopback go through the real curl (and are logged);
+# every other call (a probe such as the kubelet's healthz) just succeeds.
+for arg; do
+  case "$arg" in http://127.0.0.1:*/files/*) echo "curl $arg" >>"$K8STEST_STATE/calls"; exec /usr/bin/curl "$@" ;; esac
 done
 """,
 }
@@ -628,7 +674,11 @@ case "$*" in
     while IFS='= ' read -r k v; do case "$k" in ''|'#'*) ;; *) echo "$v" >"$d/$k" ;; esac; done <"${*: -1}" ;;
 esac
 """,
-    "modprobe": "#!/bin/bash\necho \"modprobe $*\" >>\"$K8STEST_STATE/calls\"\nmkdir -p \"/sys/module/$1\"\n",
+    "modprobe": r"""#!/bin/bash
+echo "modprobe $*" >>"$K8STEST_STATE/calls"
+if [ "$1" = --dry-run ]; then ! grep -qx "$2" "$K8STEST_STATE/absent-modules" 2>/dev/null; exit; fi
+mkdir -p "/sys/module/$1"
+""",
     "swapon": "#!/bin/bash\n[ -f \"$K8STEST_STATE/swap\" ] && echo '/swapfile file 1G 0B -2'\nexit 0\n",
     "swapoff": "#!/bin/bash\necho \"swapoff $*\" >>\"$K8STEST_STATE/calls\"\nrm -f \"$K8STEST_STATE/swap\"\n",
 }
@@ -640,13 +690,21 @@ class Host:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / "state"
-        for sub in ("upper", "work", "var-upper", "var-work", "bin", "state"):
+        for sub in ("upper", "work", "var-upper", "var-work", "usr-local-upper", "usr-local-work", "opt-upper",
+                    "opt-work", "bin", "state"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         for name, text in {**STUBS, **NODE_STUBS}.items():
             stub = write(root / "bin" / name, text)
             stub.chmod(0o755)
 
-    def run(self, step: Step, action: str = "apply") -> str:
+    def run(self, step: Step, action: str = "apply", *, cgroup: str = "cgroup2") -> str:
+        """Run `step` in the sandbox; `cgroup` is what the host has at /sys/fs/cgroup (cgroup2 or tmpfs)."""
+        result = self.attempt(step, action, cgroup=cgroup)
+        assert result.returncode == 0, self.output
+        return result.stdout
+
+    def attempt(self, step: Step, action: str = "apply", *,
+                cgroup: str = "cgroup2") -> subprocess.CompletedProcess[str]:
         script = write(self.root / f"{step.name}.sh", bundle(step))
         (self.state / "calls").write_text("")
         modules = self.root / "modules"
@@ -655,21 +713,33 @@ class Host:
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.root}/upper,workdir={self.root}/work /etc"
             f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.root}/var-upper,"
             f"workdir={self.root}/var-work /var"
+            f" && mount -t overlay overlay -o lowerdir=/usr/local,upperdir={self.root}/usr-local-upper,"
+            f"workdir={self.root}/usr-local-work /usr/local"
+            f" && mount -t overlay overlay -o lowerdir=/opt,upperdir={self.root}/opt-upper,"
+            f"workdir={self.root}/opt-work /opt"
             f" && mount --bind {modules} /sys/module"  # loaded modules as the modprobe stand-in leaves them
+            f" && mount -t {cgroup} none /sys/fs/cgroup"  # the cgroup hierarchy the host boots with
             f" && mount -t tmpfs tmpfs /run"  # a running containerd keeps its socket across runs:
             f" && {{ [ ! -f {self.state}/units/containerd.active ] || {self.root}/bin/containerd-socket; }}"
             f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
         )
         result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
         self.output = result.stdout + result.stderr
-        assert result.returncode == 0, self.output
-        return result.stdout
+        return result
 
     def calls(self, prefix: str) -> list[str]:
         return [c for c in (self.state / "calls").read_text().splitlines() if c.startswith(prefix)]
 
     def etc(self, path: str) -> Path:
         return self.root / "upper" / path.removeprefix("/etc/")
+
+    def written(self, path: str) -> Path:
+        """Where the sandbox wrote the absolute `path` (its copy-on-write upper directories)."""
+        for prefix, upper in (("/etc/", "upper"), ("/var/", "var-upper"), ("/usr/local/", "usr-local-upper"),
+                              ("/opt/", "opt-upper")):
+            if path.startswith(prefix):
+                return self.root / upper / path.removeprefix(prefix)
+        raise ValueError(f"{path} is not under a sandboxed directory")
 
 
 @pytest.fixture
@@ -683,7 +753,7 @@ def fake_host(tmp_path: Path) -> Host:
 
 def test_init_runs_once_then_only_refreshes_what_expires(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    step = k.control_plane_init_step(spec, placement, _cp(placement)[0], material)
+    step = k.control_plane_init_step(k.control_plane_config(spec, placement), _cp(placement)[0], material)
     fake_host.run(step)
     assert fake_host.calls("kubeadm init --config") and not fake_host.calls("kubeadm token create")
     assert fake_host.etc("/etc/kubernetes/pki/ca.key").read_text() == material[m.KUBERNETES_CA_KEY]
@@ -704,10 +774,10 @@ def test_init_runs_once_then_only_refreshes_what_expires(fake_host: Host) -> Non
 def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[0]
-    fake_host.run(k.control_plane_init_step(spec, placement, node, material))
+    fake_host.run(k.control_plane_init_step(k.control_plane_config(spec, placement), node, material))
     other = dict(material, **{m.KUBERNETES_CA: generate(spec, placement)[m.KUBERNETES_CA]})
     with pytest.raises(AssertionError):
-        fake_host.run(k.control_plane_init_step(spec, placement, node, other))
+        fake_host.run(k.control_plane_init_step(k.control_plane_config(spec, placement), node, other))
     assert "cannot be replaced in place" in fake_host.output
     assert fake_host.etc("/etc/kubernetes/pki/ca.crt").read_text() == material[m.KUBERNETES_CA]
 
@@ -715,21 +785,21 @@ def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
 def test_a_renewed_etcd_client_certificate_restarts_the_apiserver(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[1]
-    fake_host.run(k.control_plane_join_step(spec, placement, node, material))
+    fake_host.run(k.control_plane_join_step(_config(spec, placement), node, material))
     assert fake_host.calls("kubeadm join --config") and not fake_host.calls("crictl stop")
     renewed = generate(spec, placement)
     changed = dict(material, **{m.APISERVER_ETCD_CERT: renewed[m.APISERVER_ETCD_CERT],
                                 m.APISERVER_ETCD_KEY: renewed[m.APISERVER_ETCD_KEY]})
-    fake_host.run(k.control_plane_join_step(spec, placement, node, changed))
+    fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed))
     assert fake_host.calls("crictl stop c0ffee") and not fake_host.calls("kubeadm join")
-    assert fake_host.run(k.control_plane_join_step(spec, placement, node, changed)).strip() == (
+    assert fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed)).strip() == (
         "k8s-ha k8s-join-control-plane: no changes"
     )
 
 
 def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    step = k.worker_join_step(spec, placement, _worker(placement), material)
+    step = k.worker_join_step(_config(spec, placement), _worker(placement), material)
     fake_host.run(step)
     assert len(fake_host.calls("kubeadm join --config")) == 1
     assert fake_host.run(step).strip() == "k8s-ha k8s-join-worker: no changes"
@@ -744,7 +814,7 @@ def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> Non
 def test_control_plane_delete_drains_and_deletes_its_node_first(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[2]
-    step = k.control_plane_join_step(spec, placement, node, material)
+    step = k.control_plane_join_step(_config(spec, placement), node, material)
     fake_host.run(step)
     fake_host.run(step, "delete")
     calls = [re.split(r" --request-timeout=\S+ ", c)[-1] for c in fake_host.calls("kubectl")]
@@ -758,7 +828,7 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
     worker = _worker(placement)
     (fake_host.state / "labels").write_text("kubernetes.io/hostname=general-1\nold=1\n")
     (fake_host.state / "annotation").write_text("k8s-ha.io/pool,old")
-    step = k.worker_membership_step(spec, placement, worker, material)
+    step = k.worker_membership_step(k.pool_membership(spec, placement, worker.pool), worker, material)
     fake_host.etc("/etc/kubernetes").mkdir(parents=True)
     fake_host.etc("/etc/kubernetes/admin.conf").write_text("admin")
     fake_host.run(step)
@@ -770,54 +840,139 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
     assert any(f" drain {worker.name} " in c for c in fake_host.calls("kubectl"))
 
 
-def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) -> None:
-    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
-    spec, placement, material = _stack("Pulumi.prod.yaml")
-    spec = _with(spec, versions={"containerd": "1.7.24"})  # a version bookworm does not offer
-    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+class FilesMirror:
+    """A files mirror on loopback in the releases' layout (<host>/<path>), holding stand-in release
+    files whose sha256 the stack pins as a private build: the node step downloads them for real.
+    containerd's tarball carries the real containerd 2 binary (k8s-node.sh runs `config dump`)."""
+
+    def __init__(self, root: Path, containerd: str) -> None:
+        self.root = root
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/files"
+        self.containerd = containerd
+        self.checksums: dict[str, dict[str, str]] = {}
+
+    def settings(self, spec: StackSpec) -> ArtifactSettings:
+        """Stand-ins for every node file at `spec`'s versions, published and pinned."""
+        v = spec.versions
+        wanted = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                                  cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
+        for f in release_files(wanted, ArtifactSettings()):
+            if f.component == "etcd":
+                continue
+            data = self._content(f.component)
+            path = self.root / "files" / f.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            self.checksums.setdefault(f.component, {})[f.version] = hashlib.sha256(data).hexdigest()
+        return ArtifactSettings(files_repo=self.base, checksums=self.checksums)
+
+    def _content(self, component: str) -> bytes:
+        script = f"#!/bin/sh\necho stand-in {component}\n".encode()
+        members: dict[str, bytes | str] = {
+            "crictl": {"crictl": script},
+            "containerd": {"bin/containerd": self.containerd, "bin/containerd-shim-runc-v2": script, "bin/ctr": script},
+            "cni-plugins": {name: script for name in ("bridge", "host-local", "loopback", "portmap")},
+        }.get(component, {})  # type: ignore[assignment]
+        if not members:
+            return script
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for name, body in members.items():
+                data = Path(body).read_bytes() if isinstance(body, str) else body
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    def corrupt(self, component: str) -> None:
+        for path in (self.root / "files").rglob("*"):
+            if path.is_file() and component in path.name:
+                path.write_bytes(path.read_bytes() + b"tampered")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files_mirror(tmp_path: Path) -> Iterator[FilesMirror]:
+    mirror = FilesMirror(tmp_path / "mirror", containerd2())
+    yield mirror
+    mirror.server.shutdown()
+
+
+def _node_spec(mirror: FilesMirror, name: str = "Pulumi.prod.yaml", **versions: str) -> Case:
+    spec, placement, material = _stack(name)
+    if versions:
+        spec = _with(spec, versions=versions)
+    return spec.model_copy(update={"artifacts": mirror.settings(spec)}), placement, material
+
+
+def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host, files_mirror: FilesMirror) -> None:
+    spec, placement, material = _node_spec(files_mirror)
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     (fake_host.state / "swap").touch()
     fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
     fake_host.run(step)
-    installed = " ".join(c for c in fake_host.calls("apt-get") if " install " in f"{c} ")
-    for pin in ("kubeadm=1.32.4-1.1", "kubelet=1.32.4-1.1", "kubectl=1.32.4-1.1"):
-        assert pin in installed
-    assert "containerd=" not in installed, "bookworm offers no containerd 1.7.24: the repository's version is kept"
-    assert fake_host.calls("curl key") and fake_host.calls("modprobe br_netfilter")
+    downloads = fake_host.calls("curl http://127.0.0.1")
+    assert len(downloads) == 7 and all(files_mirror.base in d for d in downloads)
+    for path in ("usr/local/bin/kubeadm", "usr/local/bin/kubelet", "usr/local/bin/kubectl", "usr/local/bin/crictl",
+                 "usr/local/bin/containerd", "usr/local/bin/containerd-shim-runc-v2", "usr/local/sbin/runc",
+                 "opt/cni/bin/bridge", "opt/cni/bin/host-local"):
+        assert os.access(fake_host.written("/" + path), os.X_OK), path
+    assert (fake_host.written("/var/lib/k8s-ha/installed/kubeadm")).read_text().startswith("1.36.4 ")
+    assert fake_host.calls("modprobe br_netfilter")
     assert fake_host.calls("swapoff -a") and "# disabled by k8s-ha" in fake_host.etc("/etc/fstab").read_text()
-    assert set((fake_host.state / "held").read_text().split()) == {"kubeadm", "kubelet", "kubectl"}
     assert (fake_host.state / "units" / "kubelet.enabled").exists()
+    assert (fake_host.state / "units" / "containerd.active").exists()
     assert (fake_host.state / "sysctl" / "net.ipv4.ip_forward").read_text().strip() == "1"
+    assert fake_host.etc("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").exists()
 
+    # Again: nothing downloaded, installed or restarted, with no route out needed.
     assert fake_host.run(step).strip() == "k8s-ha k8s-node: no changes"
     assert not fake_host.calls("apt-get") and not fake_host.calls("curl") and not fake_host.calls("systemctl restart")
 
     # A new sandbox image: containerd's config changes and only containerd restarts.
     mirrored = _with(spec, mirrors={"image_repository": "harbor.example.com/k8s"})
-    fake_host.run(k.k8s_node_step(mirrored, placement, _cp(placement)[0], material))
-    assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("apt-get")
+    fake_host.run(k.k8s_node_step(_config(mirrored, placement), _cp(placement)[0], material))
+    assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("curl")
 
-    # Another Kubernetes version is an upgrade, never done by a re-run.
-    newer = _with(mirrored, versions={"kubernetes": "1.32.5"})
-    with pytest.raises(AssertionError):
-        fake_host.run(k.k8s_node_step(newer, placement, _cp(placement)[0], material))
-    assert "kubeadm 1.32.4-1.1 is installed but the stack wants 1.32.5-1.1" in fake_host.output
+    # Another Kubernetes version is an upgrade, never done by a re-run, and refused before any change.
+    newer = _with(mirrored, versions={"kubernetes": "1.36.3"})
+    result = fake_host.attempt(k.k8s_node_step(_config(newer, placement), _cp(placement)[0], material))
+    assert result.returncode != 0 and "kubeadm 1.36.4 is installed but the stack wants 1.36.3" in fake_host.output
+    assert not fake_host.calls("curl") and not fake_host.calls("apt-get")
 
 
-def test_node_preparation_needs_no_network_when_the_packages_are_there(fake_host: Host) -> None:
-    """Hosts without a route out (the lab, air-gapped sites with a baked image): with the
-    packages installed and the key present, no apt-get and no download happen at all."""
-    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
-    spec, placement, material = _stack("Pulumi.staging.yaml")
-    spec = _with(spec, versions={"containerd": "1.7.24"})  # not offered: the installed one is kept
-    pkgs = fake_host.state / "pkgs"
-    pkgs.mkdir()
-    installed = {"containerd": "1.6.20~ds1-1+deb12u1", "kubeadm": "1.32.4-1.1", "kubelet": "1.32.4-1.1",
-                 "kubectl": "1.32.4-1.1", "ca-certificates": "1", "curl": "1", "systemd-timesyncd": "1"}
-    for name, version in installed.items():
-        (pkgs / name).write_text(version)
-    keyring = fake_host.etc("/etc/apt/keyrings/kubernetes-1.32.asc")
-    keyring.parent.mkdir(parents=True)
-    keyring.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
-    fake_host.run(k.k8s_node_step(spec, placement, _worker(placement), material))
-    assert not fake_host.calls("apt-get") and not fake_host.calls("curl")
-    assert "versions.containerd 1.7.24 is not offered" in fake_host.output
+def test_a_corrupt_release_file_is_refused_by_name(fake_host: Host, files_mirror: FilesMirror) -> None:
+    spec, placement, material = _node_spec(files_mirror)
+    files_mirror.corrupt("runc")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material))
+    assert result.returncode != 0
+    assert "checksum mismatch for runc 1.4.3 from " + files_mirror.base in fake_host.output
+    assert not (fake_host.written("/usr/local/sbin/runc")).exists()
+    assert not (fake_host.written("/var/lib/k8s-ha/installed/runc")).exists()
+
+
+def test_a_cgroup_v1_host_is_refused_before_anything_changes(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="tmpfs")
+    assert result.returncode != 0
+    assert "/sys/fs/cgroup is tmpfs, not cgroup v2; the kubelet refuses cgroup v1" in fake_host.output
+    assert f"node {_cp(placement)[0].name}:" in fake_host.output
+    assert not fake_host.calls(""), "nothing may run on a host that is refused"
+    assert not any((fake_host.root / "upper").iterdir()), "nothing may be written"
+
+
+def test_a_kernel_without_the_modules_is_refused_before_anything_changes(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    (fake_host.state / "absent-modules").write_text("br_netfilter\n")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material))
+    assert result.returncode != 0
+    assert "the kernel has no br_netfilter module(s), which Kubernetes needs" in fake_host.output
+    assert [c for c in fake_host.calls("") if not c.startswith("modprobe --dry-run")] == []
+    assert not any((fake_host.root / "upper").iterdir())
