@@ -171,7 +171,7 @@ def etcd_leader(stack: GuestStack) -> str | None:
     except json.JSONDecodeError:
         return None
     ids = {s["Status"]["header"]["member_id"]: by_url.get(s["Endpoint"]) for s in status}
-    leaders = {s["Status"]["leader"] for s in status}
+    leaders = {s["Status"].get("leader", 0) for s in status}  # 0 (omitted): this member knows no leader
     return ids.get(leaders.pop()) if len(leaders) == 1 else None
 
 
@@ -202,7 +202,7 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
     """`virsh destroy` of the LB holding the VIP; seconds until VIP:6443 accepts TCP again. Then the
     cut guest is started again and must rejoin as BACKUP without taking the VIP (nopreempt)."""
     with VipWatch(stack) as watch, _probe_span(stack, 600) as probe:
-        wait_for(lambda: len(watch.holders()) == 1, "exactly one LB holding the VIP", 60)
+        wait_for(lambda: len(watch.holders()) == 1, "exactly one LB holding the VIP", 300, 1)
         (victim,) = watch.holders()
         survivor = next(n for n in LB_NAMES if n != victim)
         time.sleep(1.0)
@@ -230,6 +230,7 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
 def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
     """`virsh destroy` of the etcd leader; seconds to the first successful write. Then it is started
     again and must be a healthy member."""
+    wait_for(lambda: etcd_leader(stack) is not None, "an agreed etcd leader", 300, 2)
     leader = etcd_leader(stack)
     if leader is None:
         raise DrillError("no agreed etcd leader before the drill")
