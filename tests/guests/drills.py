@@ -208,8 +208,12 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
         time.sleep(1.0)
         t0 = time.monotonic()
         stack.driver.domain(victim).destroy()
-        wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
-        wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
+        try:
+            wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
+            wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
+        except DrillError:
+            stack.driver.domain(victim).create()  # leave the pair whole for what runs next
+            raise
         outage = first_outage(samples(probe), t0)
         stack.log(f"power cut of {victim}: VIP answers again after {outage['recovered_s']} s "
                   f"({outage['failed_probes']} failed probes); both held it at {watch.both_samples(t0 - 1.0)}")
@@ -241,7 +245,11 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
         t0 = time.monotonic()
         stack.driver.domain(leader).destroy()
         dead = time.monotonic()  # writes started from here on cannot have been served by the old leader
-        wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
+        try:
+            wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
+        except DrillError:
+            stack.driver.domain(leader).create()  # leave the cluster whole for what runs next
+            raise
         first = first_write(samples(writes), dead, t0)
     finally:
         writes.stop()
