@@ -33,7 +33,7 @@ from tests.guests.real_mocks import RealMaterialMocks
 from tests.unit.harness import Graph, Registered, run_program
 
 SSH_TIMEOUT_S = 2400.0  # TCG on a busy 2-core machine: 5 guests took over 15 min to first SSH
-STEP_TIMEOUT_S = 600.0
+STEP_TIMEOUT_S = 1800.0  # a loadbalancer step took over 600 s on starved TCG guests
 COMMAND = "command:remote:Command"
 # Like pulumi-command's dial retries: a starved guest's sshd can miss the banner deadline.
 DIAL_TIMEOUT_S = 30
