@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from k8s_ha.model.artifacts import ArtifactSettings
 from k8s_ha.model.errors import Problem, SpecError
 
 PROJECT = "k8s-ha"
@@ -550,6 +551,7 @@ class StackSpec(Model):
     versions: Versions = Versions()
     kubernetes: KubernetesSettings = KubernetesSettings()
     mirrors: Mirrors = Mirrors()
+    artifacts: ArtifactSettings = ArtifactSettings()
     pki: PkiSettings = PkiSettings()
 
     @property
