@@ -143,18 +143,18 @@ def verify_layout(layout: Path, label: str) -> tuple[str, int]:
 
 
 def collect_image(image: Image, images_source: str | None, out: Path, tools: Tools) -> dict[str, Any]:
-    """One image as an OCI layout under `out/images/<path>/<tag>`."""
+    """One image as an OCI layout under `out/images/<path>/<tag>`, found in the source by its upstream name."""
     dest = _layout_dir(out, image)
     if not (dest / "index.json").is_file():
         tmp = dest.with_name(dest.name + ".part")
         shutil.rmtree(tmp, ignore_errors=True)
         if images_source is not None and Path(images_source).is_dir():
-            src = Path(images_source) / image.path.replace(":", "/")
+            src = Path(images_source) / image.upstream_path.replace(":", "/")
             if not (src / "index.json").is_file():
                 raise BundleError(f"{image.ref}: missing (no OCI layout at {src})")
             shutil.copytree(src, tmp)
         else:
-            ref = f"{images_source}/{image.path}" if images_source else image.ref
+            ref = f"{images_source}/{image.upstream_path}" if images_source else (image.upstream or image.ref)
             run = subprocess.run(
                 [tools.crane, "pull", "--format=oci", "--platform=linux/amd64", "--insecure", ref, str(tmp)],
                 capture_output=True, text=True, check=False,

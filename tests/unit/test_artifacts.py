@@ -103,3 +103,9 @@ def test_stack_artifact_settings_are_checked(artifacts: dict[str, object], path:
     with pytest.raises(SpecError) as err:
         parse_stack(config, frozenset(config))
     assert any(p.path.startswith(path) for p in err.value.problems), err.value.render()
+
+
+def test_only_some_components_need_only_their_checksums() -> None:
+    ver = ArtifactVersions(kubernetes="1.36.99")
+    (etcd,) = release_files(ver, ArtifactSettings(), only=frozenset({"etcd"}))
+    assert etcd.name == f"etcd-v{ver.etcd}-linux-amd64.tar.gz"

@@ -30,7 +30,7 @@ def private_source(root: Path) -> tuple[Path, Path, ArtifactSettings]:
         (files / f.path).write_bytes(data)
         table.setdefault(f.component, {})[f.version] = hashlib.sha256(data).hexdigest()
     for image in images(VERSIONS):
-        write_layout(imgs / image.path.replace(":", "/"), image.ref, image.ref.encode())
+        write_layout(imgs / image.upstream_path.replace(":", "/"), image.ref, image.ref.encode())
     return files, imgs, ArtifactSettings(checksums=table)
 
 
@@ -113,7 +113,7 @@ def test_verify_refuses_a_bundle_changed_after_export(tmp_path: Path) -> None:
 def test_a_corrupt_image_blob_is_refused_with_the_image_name(tmp_path: Path) -> None:
     files, imgs, settings = private_source(tmp_path / "src")
     pause = next(i for i in images(VERSIONS) if i.component == "pause")
-    layout = imgs / pause.path.replace(":", "/")
+    layout = imgs / pause.upstream_path.replace(":", "/")
     blob = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
     blob.write_bytes(blob.read_bytes()[:-1] + b"!")
     with pytest.raises(BundleError, match=rf"^{pause.ref}: blob [0-9a-f]{{12}} is corrupt"):
@@ -130,3 +130,11 @@ def test_a_rerun_keeps_verified_files(tmp_path: Path) -> None:
             f.unlink()  # the source is gone: a rerun must not need it
     make_bundle(VERSIONS, settings, out, str(files), str(imgs))
     assert stamp == {p: p.stat().st_mtime_ns for p in (out / "files").rglob("*") if p.is_file()}
+
+
+def test_a_custom_image_repository_takes_images_from_their_upstream_names(tmp_path: Path) -> None:
+    files, imgs, settings = private_source(tmp_path / "src")
+    custom = ArtifactVersions(kubernetes="1.36.4", crictl="1.37.0", cni="flannel", image_repository="10.0.0.5:5000/k8s")
+    manifest = make_bundle(custom, settings, tmp_path / "out", str(files), str(imgs))
+    paths = {e["component"]: e["path"] for e in manifest["images"]}
+    assert paths["coredns"] == "k8s/coredns:v1.14.2" and paths["pause"] == "k8s/pause:3.10.2"
