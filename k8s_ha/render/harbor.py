@@ -4,6 +4,8 @@ What is decided where:
 - harbor.yml is built as a `HarborYml` (a strict model of exactly the keys k8s-ha sets, in the
   format of the pinned Harbor version's harbor.yml.tmpl) and rendered from it, so a typo or a
   wrong type in the template fails the render tier instead of Harbor's `prepare` on the host.
+- Everything comes from a `HarborConfig` of plain values (`harbor_config(spec, placement)`
+  derives it from a stack; `HarborRegistry` takes one directly when used on its own).
 - Harbor is named by the same host the nodes use (`harbor_registry_host`): it is the `hostname`
   in harbor.yml (Harbor's token service realm), the URL the step checks, and the provider's URL.
 - The step trusts exactly what the nodes trust (the certificate Harbor serves, as in
@@ -17,15 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from k8s_ha.model.spec import StackSpec
-from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.model.spec import Mirrors, StackSpec, Versions
+from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.kubernetes import HARBOR_PROXY_PROJECTS, harbor_registry_host
+from k8s_ha.render.members import Member
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
 
@@ -164,45 +167,69 @@ class HarborYml(_Strict):
         return value
 
 
-# ---- plan-derived values -------------------------------------------------------------------------
+# ---- the plain values the renderers take -----------------------------------------------------------
 
 
-def harbor_version(spec: StackSpec) -> str:
+@dataclass(frozen=True)
+class HarborConfig:
+    """Harbor on one host: the name clients reach it by (hostname or address, as the nodes use it),
+    its release and where the offline installer comes from, and whether it proxies the upstreams."""
+
+    host: str
+    version: str = field(default_factory=lambda: Versions().harbor)
+    installer_url_template: str = field(default_factory=lambda: Mirrors().harbor_installer)  # {version}
+    installer_sha256: str | None = None
+    proxy_cache: bool = True
+    cluster: str = "k8s-ha"  # names the robot account
+
+
+def harbor_config(spec: StackSpec, placement: Placement) -> HarborConfig:
+    """The stack's Harbor; ValueError when the stack has none."""
+    host = harbor_registry_host(spec, placement)
+    if host is None:
+        raise ValueError("Harbor is not enabled in this stack (harbor.enabled with a harbor.node)")
+    return HarborConfig(
+        host=host,
+        version=spec.versions.harbor,
+        installer_url_template=spec.mirrors.harbor_installer,
+        installer_sha256=spec.mirrors.harbor_installer_sha256,
+        proxy_cache=spec.harbor.proxy_cache,
+        cluster=spec.cluster.name,
+    )
+
+
+# ---- derived values -------------------------------------------------------------------------------
+
+
+def harbor_version(config: HarborConfig) -> str:
     """The release, without a leading v (mirrors.harborInstaller's {version})."""
-    return spec.versions.harbor.removeprefix("v")
+    return config.version.removeprefix("v")
 
 
-def config_version(spec: StackSpec) -> str:
+def config_version(config: HarborConfig) -> str:
     """harbor.yml's `_version`: Harbor's `prepare` refuses a file of another minor's format."""
-    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", harbor_version(spec))
+    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", harbor_version(config))
     if match is None:  # the spec's own check rejects this first
-        raise ValueError(f"versions.harbor {spec.versions.harbor!r} is not a version such as 2.12.2")
+        raise ValueError(f"versions.harbor {config.version!r} is not a version such as 2.12.2")
     major, minor = int(match[1]), int(match[2])
     if (major, minor) < MINIMUM_VERSION:
         raise ValueError(
-            f"versions.harbor {spec.versions.harbor} is older than the harbor.yml format k8s-ha writes "
+            f"versions.harbor {config.version} is older than the harbor.yml format k8s-ha writes "
             f"({MINIMUM_VERSION[0]}.{MINIMUM_VERSION[1]} or newer)"
         )
     return f"{major}.{minor}.0"
 
 
-def install_dir(spec: StackSpec) -> str:
-    return f"{INSTALL_ROOT}/harbor-{harbor_version(spec)}"
+def install_dir(config: HarborConfig) -> str:
+    return f"{INSTALL_ROOT}/harbor-{harbor_version(config)}"
 
 
-def installer_url(spec: StackSpec) -> str:
-    return spec.mirrors.harbor_installer.format(version=harbor_version(spec))
+def installer_url(config: HarborConfig) -> str:
+    return config.installer_url_template.format(version=harbor_version(config))
 
 
-def harbor_host(spec: StackSpec, placement: Placement) -> str:
-    host = harbor_registry_host(spec, placement)
-    if host is None:
-        raise ValueError("Harbor is not enabled in this stack (harbor.enabled with a harbor.node)")
-    return host
-
-
-def harbor_url(spec: StackSpec, placement: Placement) -> str:
-    return f"https://{harbor_host(spec, placement)}"
+def harbor_url(config: HarborConfig) -> str:
+    return f"https://{config.host}"
 
 
 def served_certificate(material: m.Material) -> str:
@@ -225,9 +252,9 @@ class ProxyProject:
         return f"{self.project}-upstream"
 
 
-def proxy_cache_projects(spec: StackSpec) -> list[ProxyProject]:
+def proxy_cache_projects(config: HarborConfig) -> list[ProxyProject]:
     """The projects the nodes' containerd mirrors expect, in HARBOR_PROXY_PROJECTS' order."""
-    if not (spec.harbor.enabled and spec.harbor.proxy_cache):
+    if not config.proxy_cache:
         return []
     missing = sorted(set(HARBOR_PROXY_PROJECTS) - set(HARBOR_UPSTREAMS))
     if missing:
@@ -238,17 +265,17 @@ def proxy_cache_projects(spec: StackSpec) -> list[ProxyProject]:
     ]
 
 
-def robot_projects(spec: StackSpec) -> list[str]:
+def robot_projects(config: HarborConfig) -> list[str]:
     """Projects the cluster's robot account may pull from: the proxy caches and `library`."""
-    return [p.project for p in proxy_cache_projects(spec)] + list(ROBOT_PROJECTS_EXTRA)
+    return [p.project for p in proxy_cache_projects(config)] + list(ROBOT_PROJECTS_EXTRA)
 
 
 # ---- files ---------------------------------------------------------------------------------------
 
 
-def harbor_config(spec: StackSpec, placement: Placement, material: m.Material) -> HarborYml:
+def harbor_yml_model(config: HarborConfig, material: m.Material) -> HarborYml:
     return HarborYml(
-        hostname=harbor_host(spec, placement),
+        hostname=config.host,
         http=HttpSection(port=80),
         https=HttpsSection(port=HTTPS_PORT, certificate=CERT_FILE, private_key=KEY_FILE),
         harbor_admin_password=material[m.HARBOR_ADMIN_PASSWORD],
@@ -265,7 +292,7 @@ def harbor_config(spec: StackSpec, placement: Placement, material: m.Material) -
         log=LogSection(level="info", local=LocalLogSection(rotate_count=50, rotate_size="200M", location=LOG_DIR)),
         upload_purging=UploadPurgingSection(enabled=True, age="168h", interval="24h", dryrun=False),
         cache=CacheSection(enabled=False, expire_hours=24),
-        version=config_version(spec),
+        version=config_version(config),
     )
 
 
@@ -274,40 +301,40 @@ def _q(value: object) -> str:
     return json.dumps(str(value))
 
 
-def harbor_yml(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> str:
+def harbor_yml(config: HarborConfig, node: Member, material: m.Material) -> str:
     return render(
         "harbor/harbor.yml.j2",
         q=_q,
-        c=harbor_config(spec, placement, material),
+        c=harbor_yml_model(config, material),
         node=node.name,
-        harbor_version=harbor_version(spec),
+        harbor_version=harbor_version(config),
         config_file=CONFIG_FILE,
-        install_dir=install_dir(spec),
+        install_dir=install_dir(config),
     )
 
 
-def harbor_unit(spec: StackSpec) -> str:
+def harbor_unit(config: HarborConfig) -> str:
     return render(
         "harbor/harbor.service.j2",
-        harbor_version=harbor_version(spec),
-        install_dir=install_dir(spec),
+        harbor_version=harbor_version(config),
+        install_dir=install_dir(config),
         compose=COMPOSE_WRAPPER,
         data=DATA_VOLUME,
         timeout_s=READY_TIMEOUT_S,
     )
 
 
-def harbor_step(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> Step:
+def harbor_step(config: HarborConfig, node: Member, material: m.Material) -> Step:
     """Docker + Compose, the offline installer (sha256-checked), harbor.yml and TLS files,
     `prepare` + `compose up` when they changed, harbor.service; delete: `compose down`, /data kept."""
     certificate = served_certificate(material)
     files = (
-        secret_file(CONFIG_FILE, harbor_yml(spec, placement, node, material)),
+        secret_file(CONFIG_FILE, harbor_yml(config, node, material)),
         HostFile(CERT_FILE, certificate),
         secret_file(KEY_FILE, material[m.HARBOR_KEY]),
         HostFile(TRUST_FILE, certificate),
         HostFile(COMPOSE_WRAPPER, read("harbor/harbor-compose.sh"), mode="0755"),
-        HostFile(UNIT_FILE, harbor_unit(spec)),
+        HostFile(UNIT_FILE, harbor_unit(config)),
         HostFile(DOCKER_DROPIN, render("harbor/docker-data.conf.j2", data=DATA_VOLUME)),
     )
     return Step(
@@ -316,11 +343,11 @@ def harbor_step(spec: StackSpec, placement: Placement, node: PlacedNode, materia
         script="harbor-install.sh",
         files=files,
         env=(
-            ("K8SHA_HARBOR_VERSION", harbor_version(spec)),
-            ("K8SHA_HARBOR_URL", installer_url(spec)),
-            ("K8SHA_HARBOR_SHA256", spec.mirrors.harbor_installer_sha256 or ""),
-            ("K8SHA_HARBOR_DIR", install_dir(spec)),
-            ("K8SHA_HARBOR_HOST", harbor_host(spec, placement)),
+            ("K8SHA_HARBOR_VERSION", harbor_version(config)),
+            ("K8SHA_HARBOR_URL", installer_url(config)),
+            ("K8SHA_HARBOR_SHA256", config.installer_sha256 or ""),
+            ("K8SHA_HARBOR_DIR", install_dir(config)),
+            ("K8SHA_HARBOR_HOST", config.host),
             ("K8SHA_HARBOR_CONFIG", CONFIG_FILE),
             ("K8SHA_HARBOR_PKI", PKI_DIR),
             ("K8SHA_HARBOR_DATA", DATA_VOLUME),

@@ -15,12 +15,14 @@ from k8s_ha.placement.place import PlacedNode, Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.cloudinit import network_config, user_data
 from k8s_ha.render.etcd import etcd_config, etcd_health_step, etcd_member_step
-from k8s_ha.render.harbor import harbor_step
+from k8s_ha.render.harbor import harbor_config, harbor_step
 from k8s_ha.render.kubernetes import (
+    control_plane_config,
     control_plane_init_step,
     control_plane_join_step,
-    first_control_plane,
     k8s_node_step,
+    kubernetes_config,
+    pool_membership,
     worker_join_step,
     worker_membership_step,
 )
@@ -39,18 +41,20 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
         if node.name == etcd.members[0].name:
             steps.append(etcd_health_step(etcd, material))
     elif node.role is Role.CONTROL_PLANE:
-        steps.append(k8s_node_step(spec, placement, node, material))
-        first = first_control_plane(placement)
-        if node.name == first.name:
-            steps.append(control_plane_init_step(spec, placement, node, material))
-            steps += [worker_membership_step(spec, placement, w, material) for w in placement.by_role(Role.WORKER)]
+        control_plane = control_plane_config(spec, placement)
+        steps.append(k8s_node_step(control_plane.kubernetes, node, material))
+        if node.name == control_plane.masters[0]:
+            steps.append(control_plane_init_step(control_plane, node, material))
+            steps += [worker_membership_step(pool_membership(spec, placement, w.pool), w, material)
+                      for w in placement.by_role(Role.WORKER)]
         else:
-            steps.append(control_plane_join_step(spec, placement, node, material))
+            steps.append(control_plane_join_step(control_plane.kubernetes, node, material))
     elif node.role is Role.WORKER:
-        steps.append(k8s_node_step(spec, placement, node, material))
-        steps.append(worker_join_step(spec, placement, node, material))
+        kubernetes = kubernetes_config(spec, placement)
+        steps.append(k8s_node_step(kubernetes, node, material))
+        steps.append(worker_join_step(kubernetes, node, material))
     elif node.role is Role.HARBOR:
-        steps.append(harbor_step(spec, placement, node, material))
+        steps.append(harbor_step(harbor_config(spec, placement), node, material))
     return steps
 
 

@@ -19,17 +19,19 @@ from k8s_ha.placement.plan import Plan
 from k8s_ha.placement.report import fault_tolerance
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_settings
+from k8s_ha.render.harbor import harbor_config
+from k8s_ha.render.kubernetes import KubernetesConfig, kubernetes_config
 from k8s_ha.render.loadbalancer import front_door
 from k8s_ha.resources.addons import ClusterAddons
-from k8s_ha.resources.control_plane import ControlPlane
+from k8s_ha.resources.control_plane import ControlPlane, ControlPlaneArgs
 from k8s_ha.resources.etcd import ExternalEtcd, ExternalEtcdArgs, MemberTls
-from k8s_ha.resources.harbor import HarborRegistry
+from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.loadbalancer import HaproxyKeepalivedPair, HaproxyKeepalivedPairArgs
 from k8s_ha.resources.pki import ClusterPki
 from k8s_ha.resources.remote import MaterialViews
 from k8s_ha.resources.target import Target
 from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
-from k8s_ha.resources.workers import WorkerPool
+from k8s_ha.resources.workers import WorkerPool, WorkerPoolArgs
 
 
 class HaCluster(pulumi.ComponentResource):
@@ -54,29 +56,29 @@ class HaCluster(pulumi.ComponentResource):
         self.etcd = ExternalEtcd("etcd", self._etcd_args(spec, placement), pulumi.ResourceOptions(parent=self))
         self.harbor: HarborRegistry | None = None
         if spec.harbor.enabled:
-            (harbor_host,) = self.hosts_of(Role.HARBOR)
-            self.harbor = HarborRegistry(
-                "harbor", spec, placement, harbor_host, self.material, pulumi.ResourceOptions(parent=self)
-            )
+            (harbor_host,) = self.targets_of(Role.HARBOR)
+            self.harbor = HarborRegistry("harbor", HarborRegistryArgs(
+                host=harbor_host,
+                config=harbor_config(spec, placement),
+                tls_cert=self.pki.material[m.HARBOR_CERT],
+                tls_key=self.pki.material[m.HARBOR_KEY],
+                admin_password=self.pki.material[m.HARBOR_ADMIN_PASSWORD],
+                db_password=self.pki.material[m.HARBOR_DB_PASSWORD],
+            ), pulumi.ResourceOptions(parent=self))
         # On a firewalled site kubeadm pulls its images through Harbor's proxy cache.
         harbor_ready = self.harbor.ready if self.harbor is not None else []
-        self.control_plane = ControlPlane(
-            "control-plane", spec, placement, self.hosts_of(Role.CONTROL_PLANE), self.material, self.pki,
-            prerequisites=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        kubernetes = kubernetes_config(spec, placement)
+        self.control_plane = ControlPlane("control-plane", self._control_plane_args(
+            kubernetes, after=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
+        ), pulumi.ResourceOptions(parent=self))
         self.addons = ClusterAddons(
             "addons", spec, self.control_plane.kubeconfig, prerequisites=[self.control_plane.init],
             opts=pulumi.ResourceOptions(parent=self),
         )
         # A worker's Node only turns Ready once the CNI runs; its membership step waits for that.
         self.worker_pools = [
-            WorkerPool(
-                f"workers-{pool.name}", spec, placement,
-                [self.hosts[n.name] for n in placement.by_role(Role.WORKER) if n.pool == pool.name],
-                self.material, self.control_plane, cni=[self.addons.objects],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            WorkerPool(f"workers-{pool.name}", self._worker_pool_args(kubernetes, pool.name, pool.labels),
+                       pulumi.ResourceOptions(parent=self))
             for pool in spec.worker_pools
         ]
         self.register_outputs({})
@@ -103,6 +105,53 @@ class HaCluster(pulumi.ComponentResource):
             client_cert=pki[m.APISERVER_ETCD_CERT],
             client_key=pki[m.APISERVER_ETCD_KEY],
             disk_gib={n.name: n.size.disk_gib for n in members},
+        )
+
+    def _failure_domains(self, role: Role) -> dict[str, str]:
+        return {n.name: n.failure_domain for n in self.placement.by_role(role)}
+
+    def _registry_certificate(self, kubernetes: KubernetesConfig) -> pulumi.Output[str] | None:
+        return self.pki.material[m.HARBOR_CERT] if kubernetes.registry is not None else None
+
+    def _control_plane_args(self, kubernetes: KubernetesConfig, after: list[pulumi.Resource]) -> ControlPlaneArgs:
+        pki = self.pki.material
+        return ControlPlaneArgs(
+            masters=self.targets_of(Role.CONTROL_PLANE),
+            kubernetes=kubernetes,
+            ca_cert=pki[m.KUBERNETES_CA],
+            ca_key=pki[m.KUBERNETES_CA_KEY],
+            front_proxy_ca_cert=pki[m.FRONT_PROXY_CA],
+            front_proxy_ca_key=pki[m.FRONT_PROXY_CA_KEY],
+            service_account_key=pki[m.SERVICE_ACCOUNT_KEY],
+            service_account_pub=pki[m.SERVICE_ACCOUNT_PUB],
+            bootstrap_token=pki[m.BOOTSTRAP_TOKEN],
+            certificate_key=pki[m.CERTIFICATE_KEY],
+            discovery_hash=pki[m.DISCOVERY_HASH],
+            etcd_ca_cert=pki[m.ETCD_CA],
+            etcd_client_cert=pki[m.APISERVER_ETCD_CERT],
+            etcd_client_key=pki[m.APISERVER_ETCD_KEY],
+            admin_cert=self.pki.admin_cert,
+            admin_key=self.pki.admin_key,
+            registry_certificate=self._registry_certificate(kubernetes),
+            failure_domains=self._failure_domains(Role.CONTROL_PLANE),
+            workers=[n.name for n in self.placement.by_role(Role.WORKER)],
+            after=after,
+        )
+
+    def _worker_pool_args(self, kubernetes: KubernetesConfig, pool: str, labels: dict[str, str]) -> WorkerPoolArgs:
+        workers = [n for n in self.placement.by_role(Role.WORKER) if n.pool == pool]
+        return WorkerPoolArgs(
+            workers=[self.hosts[n.name].target for n in workers],
+            kubernetes=kubernetes,
+            pool=pool,
+            bootstrap_token=self.pki.material[m.BOOTSTRAP_TOKEN],
+            discovery_hash=self.pki.material[m.DISCOVERY_HASH],
+            master=self.control_plane.first,
+            init=self.control_plane.init,
+            labels=labels,
+            failure_domains={n.name: n.failure_domain for n in workers},
+            registry_certificate=self._registry_certificate(kubernetes),
+            cni=[self.addons.objects],
         )
 
     def _automation_key(self, spec: StackSpec) -> None:

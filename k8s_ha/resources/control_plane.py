@@ -1,75 +1,137 @@
 """ControlPlane: kubeadm masters behind the VIP on the external etcd.
 
 Every master is prepared in parallel (containerd, kubeadm/kubelet/kubectl). `kubeadm init` runs on
-the first once etcd is healthy and both load balancers are up (init talks to the VIP). The other
-masters then join in parallel: with external etcd a join does not add an etcd member, so kubeadm's
-one-at-a-time rule for stacked etcd does not apply (see docs/kubernetes.md). The token, the
-certificate key and the discovery hash come from the program, never from kubeadm's output.
+the first once `after` is done (in a full cluster: etcd healthy, both load balancers up, since init
+talks to the VIP; Harbor's caches defined). The other masters then join in parallel: with external
+etcd a join does not add an etcd member, so kubeadm's one-at-a-time rule for stacked etcd does not
+apply (see docs/kubernetes.md). The token, the certificate key and the discovery hash come from the
+program, never from kubeadm's output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_command as command
 
-from k8s_ha.model.spec import StackSpec
-from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.kubernetes import (
+    ControlPlaneConfig,
+    KubernetesConfig,
+    NodeEndpoint,
     admin_kubeconfig,
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
 )
-from k8s_ha.resources.pki import ClusterPki
-from k8s_ha.resources.remote import MaterialViews, secret
-from k8s_ha.resources.vm import Host
+from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.target import Target, named
 
 
-def prepare_node(host: Host, spec: StackSpec, placement: Placement, material: MaterialViews,
+@dataclass(frozen=True)
+class ControlPlaneArgs:
+    """The masters (the first runs `kubeadm init`), the cluster's Kubernetes config, and the PKI.
+
+    Every certificate and key is made by the caller, so joins never read kubeadm's output: the
+    discovery hash is that of `ca_cert`'s public key, the token and certificate key are known.
+    """
+
+    masters: Sequence[Target]
+    kubernetes: KubernetesConfig
+    ca_cert: pulumi.Input[str]
+    ca_key: pulumi.Input[str]
+    front_proxy_ca_cert: pulumi.Input[str]
+    front_proxy_ca_key: pulumi.Input[str]
+    service_account_key: pulumi.Input[str]
+    service_account_pub: pulumi.Input[str]
+    bootstrap_token: pulumi.Input[str]  # [a-z0-9]{6}.[a-z0-9]{16}
+    certificate_key: pulumi.Input[str]  # 32 bytes as hex: encrypts the uploaded control-plane certificates
+    discovery_hash: pulumi.Input[str]  # sha256:<hex of ca_cert's SubjectPublicKeyInfo>
+    etcd_ca_cert: pulumi.Input[str]
+    etcd_client_cert: pulumi.Input[str]  # kube-apiserver's client certificate for etcd
+    etcd_client_key: pulumi.Input[str]
+    admin_cert: pulumi.Input[str]  # for the exported kubeconfig (O=kubeadm:cluster-admins)
+    admin_key: pulumi.Input[str]
+    # The certificate Harbor serves; needed when `kubernetes.registry` is set.
+    registry_certificate: pulumi.Input[str] | None = None
+    # Failure domain per master (its topology.kubernetes.io/zone); a master not named is its own.
+    failure_domains: Mapping[str, str] = field(default_factory=dict)
+    # Workers that join through the first master's token: a change re-runs init, refreshing it.
+    workers: Sequence[str] = ()
+    after: Sequence[pulumi.Resource] = ()
+
+
+def node_material(kubernetes: KubernetesConfig,
+                  registry_certificate: pulumi.Input[str] | None) -> dict[str, pulumi.Output[str]]:
+    """What node preparation reads: Harbor's certificate when the nodes pull through Harbor."""
+    if kubernetes.registry is None:
+        return {}
+    if registry_certificate is None:
+        raise ValueError(f"the nodes pull through Harbor at {kubernetes.registry.host}: "
+                         "registry_certificate (the certificate Harbor serves) is required")
+    return {m.HARBOR_CERT: pulumi.Output.from_input(registry_certificate)}
+
+
+def prepare_node(target: Target, kubernetes: KubernetesConfig, material: pulumi.Output[dict[str, str]],
                  parent: pulumi.Resource) -> command.remote.Command:
-    """Node preparation shared by masters and workers; needs only the host itself."""
-    node = host.node
-    return host.step(f"{node.name}-k8s-node", partial(k8s_node_step, spec, placement, node), material, parent=parent)
+    """Node preparation shared by masters and workers; needs only the machine and the config."""
+    return target.step(f"{target.name}-k8s-node", partial(k8s_node_step, kubernetes, target), material,
+                       parent=parent)
 
 
 class ControlPlane(pulumi.ComponentResource):
     prepared: dict[str, command.remote.Command]
     joins: dict[str, command.remote.Command]
     init: command.remote.Command
+    first: Target
 
-    def __init__(
-        self,
-        name: str,
-        spec: StackSpec,
-        placement: Placement,
-        hosts: list[Host],
-        material: MaterialViews,
-        pki: ClusterPki,
-        prerequisites: Sequence[pulumi.Resource],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        masters = named(args.masters, name)
+        if not masters:
+            raise ValueError(f"{name}: a control plane needs at least one master")
+        kubernetes = args.kubernetes
+        prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
-        self.prepared = {h.node.name: prepare_node(h, spec, placement, material, self) for h in hosts}
-        first, others = hosts[0], hosts[1:]
-        self.first_host = first
+        config = ControlPlaneConfig(kubernetes, tuple(masters), tuple(args.workers))
+
+        def node(target: Target) -> NodeEndpoint:
+            return NodeEndpoint(target.name, target.ip, args.failure_domains.get(target.name, target.name))
+
+        joining = {
+            m.BOOTSTRAP_TOKEN: secret(args.bootstrap_token),
+            m.CERTIFICATE_KEY: secret(args.certificate_key),
+            m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),
+            m.ETCD_CA: pulumi.Output.from_input(args.etcd_ca_cert),
+            m.APISERVER_ETCD_CERT: pulumi.Output.from_input(args.etcd_client_cert),
+            m.APISERVER_ETCD_KEY: secret(args.etcd_client_key),
+        }
+        pki = {
+            m.KUBERNETES_CA: pulumi.Output.from_input(args.ca_cert),
+            m.KUBERNETES_CA_KEY: secret(args.ca_key),
+            m.FRONT_PROXY_CA: pulumi.Output.from_input(args.front_proxy_ca_cert),
+            m.FRONT_PROXY_CA_KEY: secret(args.front_proxy_ca_key),
+            m.SERVICE_ACCOUNT_KEY: secret(args.service_account_key),
+            m.SERVICE_ACCOUNT_PUB: pulumi.Output.from_input(args.service_account_pub),
+        }
+        self.prepared = {t.name: prepare_node(t, kubernetes, prepare, self) for t in args.masters}
+        first, *others = args.masters
+        self.first = first
         self.init = first.step(
-            f"{first.node.name}-k8s-init", partial(control_plane_init_step, spec, placement, first.node), material,
-            parent=self, after=[self.prepared[first.node.name], *prerequisites],
+            f"{first.name}-k8s-init", partial(control_plane_init_step, config, node(first)),
+            resolve({**pki, **joining}), parent=self, after=[self.prepared[first.name], *args.after],
         )
-        self.joins = {}
-        for host in others:
-            node = host.node
-            self.joins[node.name] = host.step(
-                f"{node.name}-k8s-join", partial(control_plane_join_step, spec, placement, node), material,
-                parent=self, after=[self.prepared[node.name], self.init],
-            )
+        join_material = resolve(joining)
+        self.joins = {
+            t.name: t.step(f"{t.name}-k8s-join", partial(control_plane_join_step, kubernetes, node(t)), join_material,
+                           parent=self, after=[self.prepared[t.name], self.init])
+            for t in others
+        }
         self.kubeconfig: pulumi.Output[str] = secret(
-            pulumi.Output.all(material.shared, pki.admin_cert, pki.admin_key).apply(
-                lambda args: admin_kubeconfig(spec, args[0][m.KUBERNETES_CA], args[1], args[2])
+            pulumi.Output.all(args.ca_cert, args.admin_cert, args.admin_key).apply(
+                lambda pem: admin_kubeconfig(kubernetes, pem[0], pem[1], pem[2])
             )
         )
         self.register_outputs({})

@@ -1,8 +1,8 @@
 """HarborRegistry: Harbor on its host, then its proxy-cache projects and the cluster's robot account.
 
 1. The harbor step (k8s_ha/render/harbor.py) on the Harbor host, after the host's readiness
-   step. Its bundle is rendered from the resolved material, so it also waits for the Harbor
-   certificate and passwords (and changes, in place, when they change).
+   step and `after`. Its bundle is rendered from the resolved certificate, key and passwords, so
+   it also waits for them (and changes, in place, when they change).
 2. A `pulumiverse_harbor.Provider` that talks to https://<the name the nodes use> as admin, with
    TLS verification on (`insecure=False`; the provider's default is to skip it). It depends on
    the harbor step, which ends only once Harbor's API answers healthy.
@@ -18,6 +18,8 @@ running Pulumi must trust Harbor's CA: docs/harbor.md, "The Pulumi side".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import pulumi
@@ -25,21 +27,36 @@ import pulumi_command as command
 import pulumi_random as random
 import pulumiverse_harbor as harbor
 
-from k8s_ha.model.spec import Role, StackSpec
-from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.harbor import (
+    HarborConfig,
     harbor_step,
     harbor_url,
     proxy_cache_projects,
     robot_projects,
-    served_certificate,
 )
-from k8s_ha.resources.remote import MaterialViews, secret
-from k8s_ha.resources.vm import Host
+from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.target import Target
 
 ADMIN_USER = "admin"
 ROBOT_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class HarborRegistryArgs:
+    """The Harbor machine, what to install there, its TLS certificate and key, its passwords.
+
+    The certificate must be valid for `config.host`: the nodes and this program's provider
+    reach Harbor by that name and trust exactly this certificate.
+    """
+
+    host: Target
+    config: HarborConfig
+    tls_cert: pulumi.Input[str]
+    tls_key: pulumi.Input[str]
+    admin_password: pulumi.Input[str]  # 8 or more characters, not Harbor's published default
+    db_password: pulumi.Input[str]
+    after: Sequence[pulumi.Resource] = ()
 
 
 class HarborRegistry(pulumi.ComponentResource):
@@ -49,27 +66,21 @@ class HarborRegistry(pulumi.ComponentResource):
     projects: dict[str, harbor.Project]
     robot: harbor.RobotAccount
 
-    def __init__(
-        self,
-        name: str,
-        spec: StackSpec,
-        placement: Placement,
-        host: Host,
-        material: MaterialViews,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        node = host.node
-        if not spec.harbor.enabled or node.role is not Role.HARBOR:
-            raise ValueError(f"HarborRegistry needs harbor.enabled and the Harbor host, got {node.name} ({node.role})")
+    def __init__(self, name: str, args: HarborRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-ha:harbor:HarborRegistry", name, None, opts)
-        view = material.for_node(node.name)
-        self.step = host.step(f"{node.name}-harbor", partial(harbor_step, spec, placement, node), material, parent=self)
-        self.url: pulumi.Output[str] = pulumi.Output.from_input(harbor_url(spec, placement))
-        self.admin_password = secret(view.apply(lambda mat: mat[m.HARBOR_ADMIN_PASSWORD]))
-        # A certificate is public; the material it comes from is one secret Output as a whole.
-        self.ca_certificate: pulumi.Output[str] = pulumi.Output.unsecret(
-            view.apply(served_certificate)
-        )
+        config, host = args.config, args.host
+        self.admin_password = secret(args.admin_password)
+        material = resolve({
+            m.HARBOR_CERT: pulumi.Output.from_input(args.tls_cert),
+            m.HARBOR_KEY: secret(args.tls_key),
+            m.HARBOR_ADMIN_PASSWORD: self.admin_password,
+            m.HARBOR_DB_PASSWORD: secret(args.db_password),
+        })
+        self.step = host.step(f"{host.name}-harbor", partial(harbor_step, config, host), material,
+                              parent=self, after=args.after)
+        self.url: pulumi.Output[str] = pulumi.Output.from_input(harbor_url(config))
+        # What Harbor serves, and what clients must trust: public, whatever secret it came with.
+        self.ca_certificate: pulumi.Output[str] = pulumi.Output.unsecret(pulumi.Output.from_input(args.tls_cert))
         self.provider = harbor.Provider(
             f"{name}-provider",
             url=self.url,
@@ -81,8 +92,8 @@ class HarborRegistry(pulumi.ComponentResource):
         )
         on_harbor = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.registries, self.projects = {}, {}
-        self.proxy_projects = [proxy.project for proxy in proxy_cache_projects(spec)]
-        for proxy in proxy_cache_projects(spec):
+        self.proxy_projects = [proxy.project for proxy in proxy_cache_projects(config)]
+        for proxy in proxy_cache_projects(config):
             endpoint = harbor.Registry(
                 f"{name}-upstream-{proxy.project}",
                 name=proxy.endpoint_name,
@@ -113,8 +124,8 @@ class HarborRegistry(pulumi.ComponentResource):
         )
         self.robot = harbor.RobotAccount(
             f"{name}-robot",
-            name=f"{spec.cluster.name}-pull",
-            description=f"Pulls for the nodes of cluster {spec.cluster.name}, made by k8s-ha",
+            name=f"{config.cluster}-pull",
+            description=f"Pulls for the nodes of cluster {config.cluster}, made by k8s-ha",
             level="system",
             secret=secret(robot_secret.result),
             permissions=[
@@ -123,7 +134,7 @@ class HarborRegistry(pulumi.ComponentResource):
                     namespace=project,
                     accesses=[harbor.RobotAccountPermissionAccessArgs(action="pull", resource="repository")],
                 )
-                for project in robot_projects(spec)
+                for project in robot_projects(config)
             ],
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(self.projects.values())),
         )

@@ -8,48 +8,74 @@ delete Nodes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_command as command
 
-from k8s_ha.model.spec import StackSpec
-from k8s_ha.placement.place import Placement
-from k8s_ha.render.kubernetes import worker_join_step, worker_membership_step
-from k8s_ha.resources.control_plane import ControlPlane, prepare_node
-from k8s_ha.resources.remote import MaterialViews
-from k8s_ha.resources.vm import Host
+from k8s_ha.render import material as m
+from k8s_ha.render.kubernetes import (
+    KubernetesConfig,
+    NodeEndpoint,
+    PoolMembership,
+    worker_join_step,
+    worker_membership_step,
+)
+from k8s_ha.resources.control_plane import node_material, prepare_node
+from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.target import Target, named
+
+
+@dataclass(frozen=True)
+class WorkerPoolArgs:
+    """One pool's workers, the cluster's Kubernetes config, what they join with, and the control
+    plane they join: its `init` step (joins wait for it) and its first master, which holds
+    admin.conf and so runs each worker's membership step."""
+
+    workers: Sequence[Target]
+    kubernetes: KubernetesConfig
+    pool: str
+    bootstrap_token: pulumi.Input[str]
+    discovery_hash: pulumi.Input[str]
+    master: Target
+    init: pulumi.Resource
+    labels: Mapping[str, str] = field(default_factory=dict)  # set on every Node of the pool
+    # Failure domain per worker (its topology.kubernetes.io/zone); a worker not named is its own.
+    failure_domains: Mapping[str, str] = field(default_factory=dict)
+    # The certificate Harbor serves; needed when `kubernetes.registry` is set.
+    registry_certificate: pulumi.Input[str] | None = None
+    # A Node turns Ready only once the CNI runs: membership steps wait for these.
+    cni: Sequence[pulumi.Resource] = ()
 
 
 class WorkerPool(pulumi.ComponentResource):
     joins: dict[str, command.remote.Command]
     memberships: dict[str, command.remote.Command]
 
-    def __init__(
-        self,
-        name: str,
-        spec: StackSpec,
-        placement: Placement,
-        hosts: list[Host],
-        material: MaterialViews,
-        control_plane: ControlPlane,
-        cni: Sequence[pulumi.Resource] = (),
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        named(args.workers, name)
+        kubernetes = args.kubernetes
+        prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
+        pool = PoolMembership(args.master.name, args.pool, dict(args.labels))
+        join_material = resolve({
+            m.BOOTSTRAP_TOKEN: secret(args.bootstrap_token),
+            m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),
+        })
+        no_material = resolve({})  # a membership step only names the worker and its labels
         self.joins, self.memberships = {}, {}
-        master = control_plane.first_host
-        for host in hosts:
-            node = host.node
-            prepared = prepare_node(host, spec, placement, material, self)
-            join = host.step(
-                f"{node.name}-k8s-join", partial(worker_join_step, spec, placement, node), material,
-                parent=self, after=[prepared, control_plane.init],
+        for target in args.workers:
+            node = NodeEndpoint(target.name, target.ip, args.failure_domains.get(target.name, target.name))
+            prepared = prepare_node(target, kubernetes, prepare, self)
+            join = target.step(
+                f"{target.name}-k8s-join", partial(worker_join_step, kubernetes, node), join_material,
+                parent=self, after=[prepared, args.init],
             )
-            self.joins[node.name] = join
-            self.memberships[node.name] = master.step(
-                f"{node.name}-k8s-membership", partial(worker_membership_step, spec, placement, node), material,
-                parent=self, after=[join, *cni],
+            self.joins[target.name] = join
+            self.memberships[target.name] = args.master.step(
+                f"{target.name}-k8s-membership", partial(worker_membership_step, pool, node), no_material,
+                parent=self, after=[join, *args.cni],
             )
         self.register_outputs({})

@@ -82,7 +82,7 @@ def test_every_builtin_manifest_passes_kubernetes_validate_strict(name: str, cni
     builtin = [o for o in addons.objects if BUILTIN_GROUPS.match(o["apiVersion"])]
     custom = [o for o in addons.objects if not BUILTIN_GROUPS.match(o["apiVersion"])]
     assert [o["kind"] for o in custom] == ([] if cni == "flannel" else ["Installation"])
-    validate_strict(builtin, kubernetes_version(spec).minor, tmp_path)
+    validate_strict(builtin, kubernetes_version(spec.versions.kubernetes).minor, tmp_path)
 
 
 # The fields kubeadm's CoreDNS Deployment has that our patch does not set; the patch is merged
@@ -119,7 +119,8 @@ def test_coredns_patch_is_valid_on_kubeadms_deployment(version: str, tmp_path: P
     assert [(p["kind"], p["metadata"]["name"], p["metadata"]["namespace"]) for p in patches] == [
         ("Deployment", "coredns", "kube-system")
     ]
-    validate_strict([merge(COREDNS_SKELETON, p) for p in patches], kubernetes_version(spec).minor, tmp_path)
+    minor = kubernetes_version(spec.versions.kubernetes).minor
+    validate_strict([merge(COREDNS_SKELETON, p) for p in patches], minor, tmp_path)
 
 
 def test_the_validator_rejects_a_wrong_manifest(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from k8s_ha.model.spec import Role, StackSpec
-from k8s_ha.placement.place import Placement
+from k8s_ha.placement.place import Placement, place
 from k8s_ha.render import material as m
 from k8s_ha.render.harbor import (
     CERT_FILE,
@@ -36,17 +36,19 @@ from k8s_ha.render.harbor import (
     KEY_FILE,
     TRUST_FILE,
     UNIT_FILE,
+    HarborConfig,
     HarborYml,
     config_version,
     harbor_config,
     harbor_step,
     harbor_unit,
     harbor_yml,
+    harbor_yml_model,
     install_dir,
     proxy_cache_projects,
     served_certificate,
 )
-from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
+from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, kubernetes_config, registry_host_files
 from k8s_ha.render.steps import HostFile, Step, bundle
 from k8s_ha.render.templating import CONFIGS
 from tests.conftest import load_example
@@ -65,6 +67,11 @@ def prod() -> tuple[StackSpec, Placement, dict[str, str]]:
     return spec, placement, generate(spec, placement)
 
 
+def _config(spec: StackSpec) -> HarborConfig:
+    """The Harbor config of `spec` as placed."""
+    return harbor_config(spec, place(spec))
+
+
 def _node(placement: Placement) -> Any:
     (node,) = placement.by_role(Role.HARBOR)
     return node
@@ -72,7 +79,7 @@ def _node(placement: Placement) -> Any:
 
 def _step(prod: tuple[StackSpec, Placement, dict[str, str]]) -> Step:
     spec, placement, material = prod
-    return harbor_step(spec, placement, _node(placement), material)
+    return harbor_step(harbor_config(spec, placement), _node(placement), material)
 
 
 # ---- harbor.yml ------------------------------------------------------------------------------------
@@ -80,13 +87,13 @@ def _step(prod: tuple[StackSpec, Placement, dict[str, str]]) -> Step:
 
 def test_prod_harbor_yml_validates_against_the_strict_model(prod: tuple[StackSpec, Placement, dict[str, str]]) -> None:
     spec, placement, material = prod
-    text = harbor_yml(spec, placement, _node(placement), material)
+    text = harbor_yml(harbor_config(spec, placement), _node(placement), material)
     loaded = yaml.safe_load(text)
     parsed = HarborYml.model_validate(loaded)
-    assert parsed == harbor_config(spec, placement, material)  # the template writes every field as is
+    assert parsed == harbor_yml_model(harbor_config(spec, placement), material)  # the template writes every field as is
     assert set(loaded) == {f.alias or name for name, f in HarborYml.model_fields.items()}
     assert parsed.hostname == HARBOR_IP  # what the nodes use (harbor_registry_host)
-    assert loaded["_version"] == "2.12.0" == config_version(spec)
+    assert loaded["_version"] == "2.12.0" == config_version(_config(spec))
     assert parsed.harbor_admin_password == material[m.HARBOR_ADMIN_PASSWORD]
     assert parsed.database.password == material[m.HARBOR_DB_PASSWORD]
     assert (parsed.https.certificate, parsed.https.private_key) == (CERT_FILE, KEY_FILE)
@@ -130,7 +137,7 @@ def _mutations() -> Iterator[tuple[str, Any]]:
 def test_the_strict_model_rejects_a_wrong_harbor_yml(prod: tuple[StackSpec, Placement, dict[str, str]],
                                                       what: str, mutate: Any) -> None:
     spec, placement, material = prod
-    doc = yaml.safe_load(harbor_yml(spec, placement, _node(placement), material))
+    doc = yaml.safe_load(harbor_yml(harbor_config(spec, placement), _node(placement), material))
     HarborYml.model_validate(doc)  # valid before the change
     mutate(doc)
     with pytest.raises(ValidationError):
@@ -142,9 +149,9 @@ def test_an_old_harbor_is_refused_rather_than_given_a_file_it_cannot_read(
     spec, _, _ = prod
     old = spec.model_copy(update={"versions": spec.versions.model_copy(update={"harbor": "2.9.5"})})
     with pytest.raises(ValueError, match=r"older than the harbor\.yml format"):
-        config_version(old)
+        config_version(_config(old))
     newer = spec.model_copy(update={"versions": spec.versions.model_copy(update={"harbor": "v2.13.1"})})
-    assert config_version(newer) == "2.13.0" and install_dir(newer) == "/opt/harbor-2.13.1"
+    assert config_version(_config(newer)) == "2.13.0" and install_dir(_config(newer)) == "/opt/harbor-2.13.1"
 
 
 # ---- the step's files ------------------------------------------------------------------------------
@@ -157,7 +164,7 @@ def test_key_and_config_are_private_and_trust_is_what_the_nodes_trust(
     assert (files[KEY_FILE].mode, files[KEY_FILE].secret) == ("0600", True)
     assert (files[CONFIG_FILE].mode, files[CONFIG_FILE].secret) == ("0600", True)
     assert files[CERT_FILE].content == material[m.HARBOR_CERT] and not files[CERT_FILE].secret
-    node_trust = {f.path: f.content for f in registry_host_files(spec, placement, material)}
+    node_trust = {f.path: f.content for f in registry_host_files(kubernetes_config(spec, placement), material)}
     assert files[TRUST_FILE].content == node_trust[f"{CERTS_DIR}/{HARBOR_IP}/ca.crt"]
     assert files[TRUST_FILE].content == served_certificate(material)
 
@@ -172,7 +179,7 @@ def test_the_installer_url_version_and_checksum_come_from_the_stack(
     pinned = spec.model_copy(update={"mirrors": spec.mirrors.model_copy(update={
         "harbor_installer": "http://mirror.example/harbor/{version}/installer.tgz",
         "harbor_installer_sha256": "a" * 64})})
-    env = dict(harbor_step(pinned, placement, _node(placement), material).env)
+    env = dict(harbor_step(harbor_config(pinned, placement), _node(placement), material).env)
     assert env["K8SHA_HARBOR_URL"] == "http://mirror.example/harbor/2.12.2/installer.tgz"
     assert env["K8SHA_HARBOR_SHA256"] == "a" * 64
     assert env["K8SHA_HARBOR_DIR"] == "/opt/harbor-2.12.2"
@@ -203,13 +210,13 @@ def test_shellcheck_can_fail(tmp_path: Path) -> None:
 def test_hosts_toml_parses_and_ca_sits_in_the_host_table(prod: tuple[StackSpec, Placement, dict[str, str]]) -> None:
     """containerd#7118: a top-level `ca` applies to `server` only, never to the mirror hosts."""
     spec, placement, material = prod
-    files = {f.path: f.content for f in registry_host_files(spec, placement, material)}
+    files = {f.path: f.content for f in registry_host_files(kubernetes_config(spec, placement), material)}
     ca_path = f"{CERTS_DIR}/{HARBOR_IP}/ca.crt"
     assert files[ca_path] == served_certificate(material)
     own = tomllib.loads(files[f"{CERTS_DIR}/{HARBOR_IP}/hosts.toml"])
     assert own["server"] == f"https://{HARBOR_IP}" and "ca" not in own
     assert own["host"][f"https://{HARBOR_IP}"]["ca"] == ca_path
-    by_project = {p.registry: p.project for p in proxy_cache_projects(spec)}
+    by_project = {p.registry: p.project for p in proxy_cache_projects(_config(spec))}
     assert set(by_project) == set(HARBOR_PROXY_PROJECTS)
     for registry, (project, upstream) in HARBOR_PROXY_PROJECTS.items():
         doc = tomllib.loads(files[f"{CERTS_DIR}/{registry}/hosts.toml"])
@@ -368,7 +375,7 @@ class Sandbox:
             (root / "upper" / d).mkdir(parents=True)
             (root / "work" / d).mkdir(parents=True)
         self.state.mkdir()
-        subs = {"@STATE@": str(self.state), "@VERSION@": self.version, "@FORMAT@": config_version(spec),
+        subs = {"@STATE@": str(self.state), "@VERSION@": self.version, "@FORMAT@": config_version(_config(spec)),
                 "@ROOT@": str(root), "@PYTHON@": sys.executable, "@DIRS@": " ".join(OVERLAY_DIRS)}
 
         def fill(text: str) -> str:
@@ -444,7 +451,7 @@ def test_install_then_a_second_run_changes_nothing(prod: tuple[StackSpec, Placem
     step = sandbox.step(_step(prod))
     first = _ok(sandbox.run(step), "first run")
     assert "file(s) changed" in first
-    directory = install_dir(spec)
+    directory = install_dir(_config(spec))
     assert sandbox.log("prepare") == ["prepare"] and sandbox.log("compose") == ["up"]
     docker = sandbox.log("docker")
     assert f"load -i {directory}/harbor.v{sandbox.version}.tar.gz" in docker
@@ -453,10 +460,10 @@ def test_install_then_a_second_run_changes_nothing(prod: tuple[StackSpec, Placem
     assert "enable harbor.service" in systemctl and "start harbor.service" in systemctl
     assert (sandbox.state / "harbor.service.enabled").exists()
     installed = sandbox.upper(f"{directory}/harbor.yml")
-    assert installed.read_text() == harbor_yml(spec, placement, _node(placement), material)
+    assert installed.read_text() == harbor_yml(harbor_config(spec, placement), _node(placement), material)
     assert stat.S_IMODE(installed.stat().st_mode) == 0o600
     assert stat.S_IMODE(sandbox.upper(KEY_FILE).stat().st_mode) == 0o600
-    assert sandbox.upper(UNIT_FILE).read_text() == harbor_unit(spec)
+    assert sandbox.upper(UNIT_FILE).read_text() == harbor_unit(_config(spec))
     assert sandbox.upper(f"{directory}/prepare").stat().st_uid == 0  # --no-same-owner
 
     calls_before = len(sandbox.log("systemctl"))
@@ -473,14 +480,14 @@ def test_changed_configuration_prepares_again_and_restarts_once(prod: tuple[Stac
     spec, placement, material = prod
     _ok(sandbox.run(sandbox.step(_step(prod))), "install")
     rotated = dict(material, **{m.HARBOR_DB_PASSWORD: "AnotherDbPassword42"})
-    changed = sandbox.step(harbor_step(spec, placement, _node(placement), rotated))
+    changed = sandbox.step(harbor_step(harbor_config(spec, placement), _node(placement), rotated))
     result = sandbox.run(changed)
     assert_ok(result, "run with a changed harbor.yml")
     assert f"updated {CONFIG_FILE}" in result.stderr and "restarted harbor.service" in result.stderr
     assert sandbox.log("prepare") == ["prepare", "prepare"]
     assert sandbox.log("compose") == ["up", "down", "up"]
     assert sandbox.log("systemctl").count("restart harbor.service") == 1
-    assert "AnotherDbPassword42" in sandbox.upper(f"{install_dir(spec)}/harbor.yml").read_text()
+    assert "AnotherDbPassword42" in sandbox.upper(f"{install_dir(_config(spec))}/harbor.yml").read_text()
     assert _ok(sandbox.run(changed), "settled").strip().endswith("no changes")
     assert sandbox.log("prepare") == ["prepare", "prepare"]
 
@@ -553,7 +560,7 @@ def test_remove_takes_harbor_down_and_keeps_its_data(prod: tuple[StackSpec, Plac
     downs = [c for c in sandbox.log("docker") if c.endswith(" down")]
     assert downs and not [c for c in downs if "-v" in c.split() or "--volumes" in c.split()]
     assert not sandbox.upper(UNIT_FILE).exists() and not sandbox.upper(DOCKER_DROPIN).exists()
-    assert sandbox.upper(f"{install_dir(spec)}/docker-compose.yml").exists()
+    assert sandbox.upper(f"{install_dir(_config(spec))}/docker-compose.yml").exists()
     assert sandbox.upper(CONFIG_FILE).exists()
     assert "file(s) changed" in out
     assert _ok(sandbox.run(step, "delete"), "delete again").strip().endswith("no changes")

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from k8s_ha.model.spec import Role, StackSpec
-from k8s_ha.placement.place import PlacedNode, Placement
+from k8s_ha.placement.place import PlacedNode, Placement, place
 from k8s_ha.render import kubernetes as k
 from k8s_ha.render import material as m
 from k8s_ha.render.kubeadm_model import KubeadmConfigError, validate_config, validate_document
@@ -42,6 +42,11 @@ def _with(spec: StackSpec, **changes: Any) -> StackSpec:
     """A copy of `spec` with nested fields replaced: _with(spec, versions={"kubernetes": "1.30.6"})."""
     updates = {key: getattr(spec, key).model_copy(update=value) for key, value in changes.items()}
     return spec.model_copy(update=updates)
+
+
+def _config(spec: StackSpec, placement: Placement | None = None) -> k.KubernetesConfig:
+    """The Kubernetes config of `spec` as placed (placed anew when no placement is given)."""
+    return k.kubernetes_config(spec, place(spec) if placement is None else placement)
 
 
 def _cp(placement: Placement) -> list[PlacedNode]:
@@ -74,16 +79,17 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(case: Case) -> None:
     spec, placement, material = case
-    api = k.kubeadm_api_version(spec)
+    api = k.kubeadm_api_version(_config(spec, placement))
     first, *others = _cp(placement)
-    init = validate_config(k.kubeadm_init_config(spec, placement, first, material), api_version=api, command="init")
+    config = _config(spec, placement)
+    init = validate_config(k.kubeadm_init_config(config, first, material), api_version=api, command="init")
     kinds = [getattr(d, "kind", None) for d in init]
     assert kinds == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
     for node in others:
-        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=True),
+        validate_config(k.kubeadm_join_config(_config(spec, placement), node, material, control_plane=True),
                         api_version=api, command="join")
     for node in placement.by_role(Role.WORKER):
-        validate_config(k.kubeadm_join_config(spec, placement, node, material, control_plane=False),
+        validate_config(k.kubeadm_join_config(_config(spec, placement), node, material, control_plane=False),
                         api_version=api, command="join")
 
 
@@ -94,8 +100,8 @@ def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(c
 def test_api_version_follows_the_kubernetes_minor(version: str, api: str) -> None:
     spec, placement, material = _stack("Pulumi.dev.yaml")
     spec = _with(spec, versions={"kubernetes": version})
-    assert k.kubeadm_api_version(spec) == api
-    docs = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    assert k.kubeadm_api_version(_config(spec, placement)) == api
+    docs = list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
     assert {d["apiVersion"] for d in docs if d["kind"] != "KubeletConfiguration"} == {api}
     assert docs[1]["kubernetesVersion"] == "v" + version.removeprefix("v")
 
@@ -103,7 +109,7 @@ def test_api_version_follows_the_kubernetes_minor(version: str, api: str) -> Non
 def _init_docs(version: str) -> list[dict[str, Any]]:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     spec = _with(spec, versions={"kubernetes": version})
-    return list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    return list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
 
 
 def _break_v1beta4_timeouts(docs: list[dict[str, Any]]) -> None:
@@ -160,9 +166,9 @@ def test_the_model_rejects_a_wrong_document(version: str, breaker: Any) -> None:
 
 def test_the_file_checks_reject_wrong_kinds_and_mixed_versions() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    text = k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)
+    text = k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)
     with pytest.raises(KubeadmConfigError, match="expected"):
-        validate_config(text, api_version=k.kubeadm_api_version(spec), command="join")
+        validate_config(text, api_version=k.kubeadm_api_version(_config(spec, placement)), command="join")
     with pytest.raises(KubeadmConfigError, match=r"not kubeadm\.k8s\.io/v1beta3"):
         validate_config(text, api_version="kubeadm.k8s.io/v1beta3", command="init")
     docs = list(yaml.safe_load_all(text))
@@ -175,8 +181,9 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
     spec, placement, material = case
     token, key, ca_hash = material[m.BOOTSTRAP_TOKEN], material[m.CERTIFICATE_KEY], material[m.DISCOVERY_HASH]
     vip = f"{spec.network.vip}:6443"
-    master = yaml.safe_load(k.kubeadm_join_config(spec, placement, _cp(placement)[1], material, control_plane=True))
-    worker = yaml.safe_load(k.kubeadm_join_config(spec, placement, _worker(placement), material, control_plane=False))
+    config = _config(spec, placement)
+    master = yaml.safe_load(k.kubeadm_join_config(config, _cp(placement)[1], material, control_plane=True))
+    worker = yaml.safe_load(k.kubeadm_join_config(config, _worker(placement), material, control_plane=False))
     for join in (master, worker):
         assert join["discovery"]["bootstrapToken"] == {
             "token": token, "apiServerEndpoint": vip, "caCertHashes": [ca_hash]
@@ -186,7 +193,7 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
     assert master["controlPlane"]["certificateKey"] == key
     assert master["controlPlane"]["localAPIEndpoint"]["advertiseAddress"] == str(_cp(placement)[1].ip)
     assert "controlPlane" not in worker
-    init = list(yaml.safe_load_all(k.kubeadm_init_config(spec, placement, _cp(placement)[0], material)))
+    init = list(yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)))
     assert init[0]["certificateKey"] == key
     assert init[0]["bootstrapTokens"][0]["token"] == token
     assert init[0]["bootstrapTokens"][0]["ttl"] == "24h0m0s"
@@ -200,7 +207,7 @@ def _args(value: Any) -> dict[str, str]:
 def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: Case) -> None:
     spec, placement, material = case
     node = _cp(placement)[0]
-    init, cluster, kubelet = yaml.safe_load_all(k.kubeadm_init_config(spec, placement, node, material))
+    init, cluster, kubelet = yaml.safe_load_all(k.kubeadm_init_config(_config(spec, placement), node, material))
     vip = str(spec.network.vip)
     assert cluster["controlPlaneEndpoint"] == f"{vip}:6443"
     sans = cluster["apiServer"]["certSANs"]
@@ -233,7 +240,7 @@ def test_node_labels_carry_the_failure_domain() -> None:
     spec, placement, material = _stack("Pulumi.staging.yaml")  # existing hosts: failure domain host:rackN
     metal = next(n for n in placement.by_role(Role.WORKER) if n.name == "metal1")
     assert k.zone_label(metal) == "host-rack1"
-    join = yaml.safe_load(k.kubeadm_join_config(spec, placement, metal, material, control_plane=False))
+    join = yaml.safe_load(k.kubeadm_join_config(_config(spec, placement), metal, material, control_plane=False))
     labels = _args(join["nodeRegistration"]["kubeletExtraArgs"])["node-labels"]
     assert labels == "topology.kubernetes.io/zone=host-rack1"
 
@@ -244,22 +251,23 @@ def test_node_labels_carry_the_failure_domain() -> None:
 def test_sandbox_image_follows_the_image_repository() -> None:
     staging, _, _ = _stack("Pulumi.staging.yaml")
     prod, _, _ = _stack("Pulumi.prod.yaml")
-    assert k.sandbox_image(staging) == "registry.aliyuncs.com/google_containers/pause:3.10"
-    assert k.sandbox_image(prod) == "registry.k8s.io/pause:3.10"
-    assert k.sandbox_image(_with(prod, versions={"kubernetes": "1.30.6"})) == "registry.k8s.io/pause:3.9"
-    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.10"' in k.containerd_config(staging)
+    assert k.sandbox_image(_config(staging)) == "registry.aliyuncs.com/google_containers/pause:3.10"
+    assert k.sandbox_image(_config(prod)) == "registry.k8s.io/pause:3.10"
+    assert k.sandbox_image(_config(_with(prod, versions={"kubernetes": "1.30.6"}))) == "registry.k8s.io/pause:3.9"
+    staging_containerd = k.containerd_config(_config(staging))
+    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.10"' in staging_containerd
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
 def test_containerd_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
     containerd = require_tool("containerd", "the render tier runs `containerd config dump`")
     spec, _, _ = _stack(name)
-    config = write(tmp_path / "config.toml", k.containerd_config(spec))
+    config = write(tmp_path / "config.toml", k.containerd_config(_config(spec)))
     result = run([containerd, "--config", str(config), "config", "dump"])
     assert_ok(result, "containerd config dump")
     dump = tomllib.loads(result.stdout)
     cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["sandbox_image"] == k.sandbox_image(spec)
+    assert cri["sandbox_image"] == k.sandbox_image(_config(spec))
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
@@ -269,7 +277,7 @@ def test_containerd_accepts_the_config_and_applies_it(name: str, tmp_path: Path)
 def test_containerd_rejects_a_broken_config(tmp_path: Path) -> None:
     containerd = require_tool("containerd")
     spec, _, _ = _stack("Pulumi.dev.yaml")
-    broken = write(tmp_path / "config.toml", k.containerd_config(spec).replace("[plugins]", "[plugins"))
+    broken = write(tmp_path / "config.toml", k.containerd_config(_config(spec)).replace("[plugins]", "[plugins"))
     assert run([containerd, "--config", str(broken), "config", "dump"]).returncode != 0
 
 
@@ -298,7 +306,7 @@ def check_hosts_toml(text: str) -> dict[str, Any]:
 def test_hosts_toml_pull_through_harbor_with_its_ca() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     harbor = str(placement.by_role(Role.HARBOR)[0].ip)
-    files = {f.path: f for f in k.registry_host_files(spec, placement, material)}
+    files = {f.path: f for f in k.registry_host_files(_config(spec, placement), material)}
     ca_path = f"/etc/containerd/certs.d/{harbor}/ca.crt"
     assert files[ca_path].content == material[m.HARBOR_CERT]
     own = check_hosts_toml(files[f"/etc/containerd/certs.d/{harbor}/hosts.toml"].content)
@@ -328,13 +336,13 @@ def test_hosts_toml_checker_catches_a_misplaced_ca() -> None:
 def test_registry_files_follow_harbor_settings() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     no_cache = _with(spec, harbor={"proxy_cache": False})
-    paths = [f.path for f in k.registry_host_files(no_cache, placement, material)]
+    paths = [f.path for f in k.registry_host_files(_config(no_cache, placement), material)]
     assert paths == ["/etc/containerd/certs.d/10.20.0.40/ca.crt", "/etc/containerd/certs.d/10.20.0.40/hosts.toml"]
     named = _with(spec, harbor={"hostname": "harbor.prod.example"})
     assert k.harbor_registry_host(named, placement) == "harbor.prod.example"
     for name in ("Pulumi.dev.yaml", "Pulumi.staging.yaml"):  # no Harbor: no certs.d files
         other, other_placement, other_material = _stack(name)
-        assert k.registry_host_files(other, other_placement, other_material) == []
+        assert k.registry_host_files(_config(other, other_placement), other_material) == []
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -344,11 +352,11 @@ def _steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> l
     first, second = _cp(placement)[:2]
     worker = _worker(placement)
     return [
-        k.k8s_node_step(spec, placement, first, material),
-        k.control_plane_init_step(spec, placement, first, material),
-        k.control_plane_join_step(spec, placement, second, material),
-        k.worker_join_step(spec, placement, worker, material),
-        k.worker_membership_step(spec, placement, worker, material),
+        k.k8s_node_step(_config(spec, placement), first, material),
+        k.control_plane_init_step(k.control_plane_config(spec, placement), first, material),
+        k.control_plane_join_step(_config(spec, placement), second, material),
+        k.worker_join_step(_config(spec, placement), worker, material),
+        k.worker_membership_step(k.pool_membership(spec, placement, worker.pool), worker, material),
     ]
 
 
@@ -446,7 +454,7 @@ def test_pki_goes_to_the_first_master_only_and_secrets_are_private() -> None:
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
 def test_node_step_repository_pins_and_files(name: str) -> None:
     spec, placement, material = _stack(name)
-    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     env = dict(step.env)
     assert env["K8SHA_KUBE_PACKAGE_VERSION"] == "1.32.4-1.1"
     repo = spec.mirrors.kubernetes_packages.format(minor="1.32")
@@ -454,7 +462,7 @@ def test_node_step_repository_pins_and_files(name: str) -> None:
     assert env["K8SHA_KUBE_KEYRING"] == "/etc/apt/keyrings/kubernetes-1.32.asc"
     source = _file(step, "/etc/apt/sources.list.d/kubernetes.list").content
     assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-1.32.asc] {repo} /" in source
-    assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(spec)
+    assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(_config(spec, placement))
     assert "br_netfilter" in _file(step, "/etc/modules-load.d/k8s-ha-kubernetes.conf").content
     sysctls = _file(step, "/etc/sysctl.d/99-k8s-ha-kubernetes.conf").content
     for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.ip_forward"):
@@ -464,12 +472,12 @@ def test_node_step_repository_pins_and_files(name: str) -> None:
 
 def test_staging_uses_its_mirror_for_packages() -> None:
     spec, _, _ = _stack("Pulumi.staging.yaml")
-    assert k.package_key_url(spec) == "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.32/deb/Release.key"
+    assert k.package_key_url(_config(spec)) == "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.32/deb/Release.key"
 
 
 def test_admin_kubeconfig_points_at_the_vip() -> None:
     spec, _, material = _stack("Pulumi.prod.yaml")
-    text = k.admin_kubeconfig(spec, material[m.KUBERNETES_CA], "CERT PEM\n", "KEY PEM\n")
+    text = k.admin_kubeconfig(_config(spec), material[m.KUBERNETES_CA], "CERT PEM\n", "KEY PEM\n")
     config = yaml.safe_load(text)
     cluster = config["clusters"][0]["cluster"]
     assert cluster["server"] == "https://10.20.0.10:6443"
@@ -487,7 +495,7 @@ def test_cli_placeholders_render_without_real_material() -> None:
     placeholders = m.Placeholders()
     for step in _steps(spec, placement, placeholders):
         assert bundle(step)
-    init = k.kubeadm_init_config(spec, placement, _cp(placement)[0], placeholders)
+    init = k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], placeholders)
     assert len(list(yaml.safe_load_all(init))) == 3  # still well-formed YAML
     assert "<secret:kubernetes/bootstrap-token>" in init
 
@@ -683,7 +691,7 @@ def fake_host(tmp_path: Path) -> Host:
 
 def test_init_runs_once_then_only_refreshes_what_expires(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    step = k.control_plane_init_step(spec, placement, _cp(placement)[0], material)
+    step = k.control_plane_init_step(k.control_plane_config(spec, placement), _cp(placement)[0], material)
     fake_host.run(step)
     assert fake_host.calls("kubeadm init --config") and not fake_host.calls("kubeadm token create")
     assert fake_host.etc("/etc/kubernetes/pki/ca.key").read_text() == material[m.KUBERNETES_CA_KEY]
@@ -704,10 +712,10 @@ def test_init_runs_once_then_only_refreshes_what_expires(fake_host: Host) -> Non
 def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[0]
-    fake_host.run(k.control_plane_init_step(spec, placement, node, material))
+    fake_host.run(k.control_plane_init_step(k.control_plane_config(spec, placement), node, material))
     other = dict(material, **{m.KUBERNETES_CA: generate(spec, placement)[m.KUBERNETES_CA]})
     with pytest.raises(AssertionError):
-        fake_host.run(k.control_plane_init_step(spec, placement, node, other))
+        fake_host.run(k.control_plane_init_step(k.control_plane_config(spec, placement), node, other))
     assert "cannot be replaced in place" in fake_host.output
     assert fake_host.etc("/etc/kubernetes/pki/ca.crt").read_text() == material[m.KUBERNETES_CA]
 
@@ -715,21 +723,21 @@ def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
 def test_a_renewed_etcd_client_certificate_restarts_the_apiserver(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[1]
-    fake_host.run(k.control_plane_join_step(spec, placement, node, material))
+    fake_host.run(k.control_plane_join_step(_config(spec, placement), node, material))
     assert fake_host.calls("kubeadm join --config") and not fake_host.calls("crictl stop")
     renewed = generate(spec, placement)
     changed = dict(material, **{m.APISERVER_ETCD_CERT: renewed[m.APISERVER_ETCD_CERT],
                                 m.APISERVER_ETCD_KEY: renewed[m.APISERVER_ETCD_KEY]})
-    fake_host.run(k.control_plane_join_step(spec, placement, node, changed))
+    fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed))
     assert fake_host.calls("crictl stop c0ffee") and not fake_host.calls("kubeadm join")
-    assert fake_host.run(k.control_plane_join_step(spec, placement, node, changed)).strip() == (
+    assert fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed)).strip() == (
         "k8s-ha k8s-join-control-plane: no changes"
     )
 
 
 def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    step = k.worker_join_step(spec, placement, _worker(placement), material)
+    step = k.worker_join_step(_config(spec, placement), _worker(placement), material)
     fake_host.run(step)
     assert len(fake_host.calls("kubeadm join --config")) == 1
     assert fake_host.run(step).strip() == "k8s-ha k8s-join-worker: no changes"
@@ -744,7 +752,7 @@ def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> Non
 def test_control_plane_delete_drains_and_deletes_its_node_first(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[2]
-    step = k.control_plane_join_step(spec, placement, node, material)
+    step = k.control_plane_join_step(_config(spec, placement), node, material)
     fake_host.run(step)
     fake_host.run(step, "delete")
     calls = [re.split(r" --request-timeout=\S+ ", c)[-1] for c in fake_host.calls("kubectl")]
@@ -758,7 +766,7 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
     worker = _worker(placement)
     (fake_host.state / "labels").write_text("kubernetes.io/hostname=general-1\nold=1\n")
     (fake_host.state / "annotation").write_text("k8s-ha.io/pool,old")
-    step = k.worker_membership_step(spec, placement, worker, material)
+    step = k.worker_membership_step(k.pool_membership(spec, placement, worker.pool), worker, material)
     fake_host.etc("/etc/kubernetes").mkdir(parents=True)
     fake_host.etc("/etc/kubernetes/admin.conf").write_text("admin")
     fake_host.run(step)
@@ -774,7 +782,7 @@ def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) ->
     require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
     spec, placement, material = _stack("Pulumi.prod.yaml")
     spec = _with(spec, versions={"containerd": "1.7.24"})  # a version bookworm does not offer
-    step = k.k8s_node_step(spec, placement, _cp(placement)[0], material)
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     (fake_host.state / "swap").touch()
     fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
     fake_host.run(step)
@@ -793,13 +801,13 @@ def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) ->
 
     # A new sandbox image: containerd's config changes and only containerd restarts.
     mirrored = _with(spec, mirrors={"image_repository": "harbor.example.com/k8s"})
-    fake_host.run(k.k8s_node_step(mirrored, placement, _cp(placement)[0], material))
+    fake_host.run(k.k8s_node_step(_config(mirrored, placement), _cp(placement)[0], material))
     assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("apt-get")
 
     # Another Kubernetes version is an upgrade, never done by a re-run.
     newer = _with(mirrored, versions={"kubernetes": "1.32.5"})
     with pytest.raises(AssertionError):
-        fake_host.run(k.k8s_node_step(newer, placement, _cp(placement)[0], material))
+        fake_host.run(k.k8s_node_step(_config(newer, placement), _cp(placement)[0], material))
     assert "kubeadm 1.32.4-1.1 is installed but the stack wants 1.32.5-1.1" in fake_host.output
 
 
@@ -818,6 +826,6 @@ def test_node_preparation_needs_no_network_when_the_packages_are_there(fake_host
     keyring = fake_host.etc("/etc/apt/keyrings/kubernetes-1.32.asc")
     keyring.parent.mkdir(parents=True)
     keyring.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
-    fake_host.run(k.k8s_node_step(spec, placement, _worker(placement), material))
+    fake_host.run(k.k8s_node_step(_config(spec, placement), _worker(placement), material))
     assert not fake_host.calls("apt-get") and not fake_host.calls("curl")
     assert "versions.containerd 1.7.24 is not offered" in fake_host.output

@@ -27,9 +27,10 @@ import pytest
 from k8s_ha.model.spec import Role, StackSpec, parse_stack
 from k8s_ha.model.stackfile import read_stack_file
 from k8s_ha.placement.place import Placement, place
-from k8s_ha.render.harbor import HARBOR_UPSTREAMS, robot_projects
-from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, registry_host_files
-from k8s_ha.resources.harbor import HarborRegistry
+from k8s_ha.render import material as m
+from k8s_ha.render.harbor import HARBOR_UPSTREAMS, harbor_config, robot_projects
+from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, kubernetes_config, registry_host_files
+from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.pki import ClusterPki
 from k8s_ha.resources.remote import MaterialViews
 from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
@@ -104,7 +105,14 @@ def run_harbor(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Har
             host = LibvirtVm(node, spec, hypervisors, material, private_key, None, child)
         else:
             host = ExistingHost(node, spec, material, private_key, child)
-        registry = HarborRegistry("harbor", spec, placement, host, material, child)
+        registry = HarborRegistry("harbor", HarborRegistryArgs(
+            host=host.target,
+            config=harbor_config(spec, placement),
+            tls_cert=pki.material[m.HARBOR_CERT],
+            tls_key=pki.material[m.HARBOR_KEY],
+            admin_password=pki.material[m.HARBOR_ADMIN_PASSWORD],
+            db_password=pki.material[m.HARBOR_DB_PASSWORD],
+        ), child)
         exports.update({key: pulumi.Output.from_input(value) for key, value in registry.exports().items()})
         return pulumi.Output.all(*exports.values())
 
@@ -208,7 +216,7 @@ def test_created_projects_are_exactly_the_ones_the_nodes_mirror_through() -> Non
     from tests.support.material import generate
 
     run = prod()
-    files = registry_host_files(run.spec, run.placement, generate(run.spec, run.placement))
+    files = registry_host_files(kubernetes_config(run.spec, run.placement), generate(run.spec, run.placement))
     mirrored = set()
     for file in files:
         if not file.path.endswith("hosts.toml") or file.path.startswith(f"{CERTS_DIR}/10.20.0.40/"):
@@ -236,7 +244,7 @@ def test_the_robot_account_may_only_pull() -> None:
     robot = run.graph.named("harbor-robot")
     assert robot.inputs["level"] == "system" and robot.inputs["name"] == "prod-pull"
     permissions = robot.inputs["permissions"]
-    assert [p["namespace"] for p in permissions] == robot_projects(run.spec)
+    assert [p["namespace"] for p in permissions] == robot_projects(harbor_config(run.spec, run.placement))
     for permission in permissions:
         assert permission["kind"] == "project"
         assert permission["accesses"] == [{"action": "pull", "resource": "repository"}]
@@ -332,14 +340,14 @@ def test_an_existing_harbor_host_is_reached_with_its_pinned_key() -> None:
     assert not [r for r in run.graph.resources.values() if r.type.startswith("libvirt:")]
 
 
-def test_the_component_refuses_a_host_that_is_not_harbors() -> None:
+def test_a_stack_without_harbor_has_no_harbor_config() -> None:
+    """HarborRegistry takes a Target and knows no roles; the stack-side check is where its Args
+    are derived: a stack without Harbor yields none."""
     config = prod_config()
+    config["harbor"] = {"enabled": False}
+    config["loadBalancer"]["harborFrontend"] = False
     spec = parse_stack(config)
     placement = place(spec)
-    worker = placement.by_role(Role.WORKER)[0]
-
-    class FakeHost:
-        node = worker
-
-    with pytest.raises(ValueError, match=r"needs harbor\.enabled and the Harbor host"):
-        HarborRegistry("harbor", spec, placement, FakeHost(), MaterialViews({}))  # type: ignore[arg-type]
+    assert not placement.by_role(Role.HARBOR)
+    with pytest.raises(ValueError, match=r"Harbor is not enabled in this stack"):
+        harbor_config(spec, placement)
