@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ha.cli.bundle import BundleError, make_bundle
+from k8s_ha.cli.bundle import BundleError, Tools, make_bundle
 from k8s_ha.cli.serve_bundle import BundleServer
 from tests.tools import require_tool
 from tests.unit.test_bundle import VERSIONS, private_source
@@ -62,3 +62,21 @@ def test_a_corrupt_bundle_is_not_served(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"^kubectl: sha256 .* does not match the manifest"):
         server.start()
     assert not (tmp_path / "state").exists()
+
+
+def crane_binary() -> str:
+    lab = Path(__file__).resolve().parents[2] / ".cache" / "lab-artifacts" / "bin" / "crane"
+    return str(lab) if lab.is_file() else require_tool("crane", "pulls images from a registry source")
+
+
+def test_a_bundle_collects_images_from_a_registry_source(tmp_path: Path) -> None:
+    registry_bin = require_tool("docker-registry", "serve-bundle's image side")
+    crane = crane_binary()
+    files, imgs, settings = private_source(tmp_path / "src")
+    first = make_bundle(VERSIONS, settings, tmp_path / "first", str(files), str(imgs))
+    registry = f"127.0.0.1:{free_port()}"
+    with BundleServer(tmp_path / "first", "127.0.0.1:0", registry, tmp_path / "state", registry_bin) as srv:
+        mirrored = settings.model_copy(update={"files_repo": srv.files_url})
+        second = make_bundle(VERSIONS, mirrored, tmp_path / "second", None, registry, Tools(crane=crane))
+    assert [e["digest"] for e in second["images"]] == [e["digest"] for e in first["images"]]
+    assert [e["sha256"] for e in second["files"]] == [e["sha256"] for e in first["files"]]
