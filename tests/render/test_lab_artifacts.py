@@ -82,3 +82,17 @@ def test_the_lab_bundle_verifies_and_every_image_is_linux_amd64() -> None:
         image = json.loads((blobs / digest.removeprefix("sha256:")).read_text())
         config = json.loads((blobs / image["config"]["digest"].removeprefix("sha256:")).read_text())
         assert (config["os"], config["architecture"]) == ("linux", "amd64")
+
+
+@pytest.mark.parametrize("repository", ["registry.k8s.io", "10.0.0.5:5000/k8s"])
+def test_image_names_are_the_ones_kubeadm_pulls(repository: str) -> None:
+    from dataclasses import replace
+
+    from k8s_ha.model.artifacts import images
+
+    kubeadm = release("kubeadm", VER.kubernetes)
+    listed = run(str(kubeadm), "config", "images", "list", "--kubernetes-version", f"v{VER.kubernetes}",
+                 "--image-repository", repository).splitlines()
+    ours = {i.ref for i in images(replace(VER, image_repository=repository))}
+    # The cluster's etcd is external (ExternalEtcd), so kubeadm's own etcd image is never pulled.
+    assert {ref for ref in listed if "/etcd:" not in ref} <= ours
