@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8s_ha.model import versions
 from k8s_ha.model.artifacts import (
     ArtifactSettings,
     ArtifactVersions,
@@ -43,14 +42,14 @@ class BundleError(RuntimeError):
 
 
 def versions_of(spec: StackSpec) -> ArtifactVersions:
-    """The spec's versions; fields the spec does not carry yet fall back to versions.py defaults."""
+    """The versions and add-ons of a stack that decide its files and images."""
     v = spec.versions
     return ArtifactVersions(
         kubernetes=v.kubernetes,
         containerd=v.containerd,
-        runc=str(getattr(v, "runc", versions.DEFAULT_RUNC)),
-        cni_plugins=str(getattr(v, "cni_plugins", versions.DEFAULT_CNI_PLUGINS)),
-        crictl=str(getattr(v, "crictl", versions.DEFAULT_CRICTL)),
+        runc=v.runc,
+        cni_plugins=v.cni_plugins,
+        crictl=v.crictl,
         etcd=v.etcd,
         cni=spec.kubernetes.cni,
         metrics_server=spec.kubernetes.metrics_server,

@@ -1,6 +1,7 @@
-"""validate / plan / render a stack file without the Pulumi engine.
+"""validate / plan / render a stack file without the Pulumi engine; preview / up / refresh / destroy with it.
 
-Exit codes: 0 valid, 2 invalid configuration (every problem printed), 1 usage or I/O failure.
+Exit codes: 0 valid, 2 invalid configuration (every problem printed), 1 usage, I/O or engine failure,
+3 a provider plugin or the Pulumi CLI is missing (nothing was run).
 """
 
 from __future__ import annotations
@@ -34,7 +35,19 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "render":
             cmd.add_argument("--out", type=Path, required=True, help="output directory")
+    for name in ("preview", "up", "refresh", "destroy"):
+        cmd = sub.add_parser(name, help=f"pulumi {name} through the Automation API (no language host needed)")
+        cmd.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
+    from k8s_ha.cli import image
+
+    image.add_arguments(sub.add_parser("image", help="build the guests' Debian base image (qcow2 + sha256)"))
     args = parser.parse_args(argv)
+    if args.command == "image":
+        return image.run(args)
+    if hasattr(args, "stack"):
+        from k8s_ha.cli.engine import run  # imported late: the engine and provider SDKs only when used
+
+        return run(args.command, args.stack).exit_code
     try:
         plan = load_plan(args.stack_file)
     except SpecError as exc:

@@ -1,3 +1,0 @@
-module github.com/hashicorp/terraform-provider-tls/shim
-
-go 1.21

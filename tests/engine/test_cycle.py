@@ -1,0 +1,141 @@
+"""up / no-change preview / in-place change / destroy of the dev stack on libvirt's test driver.
+
+The test driver accepts libvirt providers and pools but cannot upload volumes, so `up` creates
+everything that does not wait for a disk image (PKI, random material, providers, Harbor and
+cluster secrets) and then stops at the first upload, naming the hypervisor. On what it created:
+a second preview changes none of it; adding a worker and changing a HAProxy setting change none of
+it either (the plan lists only the new worker's resources as creates); the state never holds a
+generated password, token or private key in clear; `destroy` leaves no resource and no pending
+operation. The full cycle on booted guests needs the guests tier's lab hypervisors (docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_ha.cli.engine import EXIT_ENGINE, cli_path, run
+from tests.engine.conftest import Project, make_project, on_hypervisor, stack_config
+from tests.engine.testdriver import TestDriverDaemon
+from tests.unit.harness import SECRET_SIG, SIG_KEY
+
+pytestmark = pytest.mark.engine
+
+
+def pulumi(project: Project, *args: str) -> str:
+    cli = cli_path()
+    assert cli is not None
+    done = subprocess.run([cli, *args, "--stack", project.stack, "--cwd", str(project.directory)],
+                          env={**os.environ, **project.env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                          capture_output=True, text=True, timeout=300, check=True)
+    return done.stdout
+
+
+def deployment(project: Project, *, show_secrets: bool = False) -> dict[str, Any]:
+    args = ["stack", "export"] + (["--show-secrets"] if show_secrets else [])
+    exported: dict[str, Any] = json.loads(pulumi(project, *args))
+    return exported["deployment"]
+
+
+def secret_plaintexts(value: Any) -> list[str]:
+    """Every string inside a decrypted secret of an exported deployment."""
+    found: list[str] = []
+
+    def strings(item: Any) -> None:
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            for v in item.values():
+                strings(v)
+        elif isinstance(item, list):
+            for v in item:
+                strings(v)
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            if item.get(SIG_KEY) == SECRET_SIG and "plaintext" in item:
+                strings(json.loads(item["plaintext"]))
+                return
+            for v in item.values():
+                walk(v)
+        elif isinstance(item, list):
+            for v in item:
+                walk(v)
+
+    walk(value)
+    return [s for s in found if len(s) >= 8]
+
+
+def steps(project: Project) -> dict[str, str]:
+    """URN -> operation of a preview, from the engine's events."""
+    ops: dict[str, str] = {}
+
+    def record(event: Any) -> None:
+        if event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            ops[meta.urn] = getattr(meta.op, "value", str(meta.op))
+
+    out = io.StringIO()
+    result = run("preview", project.stack, project_dir=project.directory, out=out, extra_env=project.env,
+                 on_event=record)
+    assert result.exit_code == 0, out.getvalue()
+    return ops
+
+
+def test_up_change_destroy_on_the_test_driver(engine_ready: None, test_driver: TestDriverDaemon,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = on_hypervisor(stack_config("Pulumi.dev.yaml"), test_driver.uri, pool="default-pool")
+    project = make_project(tmp_path / "project", "dev", config)
+
+    out = io.StringIO()
+    up = run("up", "dev", project_dir=project.directory, out=out, extra_env=project.env)
+    err = capsys.readouterr().err
+    assert up.exit_code == EXIT_ENGINE, out.getvalue()
+    assert f"hypervisor local ({test_driver.uri})" in err, err  # stopped at the first volume upload
+
+    created = {r["urn"] for r in deployment(project).get("resources", [])
+               if not r["type"].startswith("pulumi:pulumi:Stack")}
+    custom = {u for u in created if "::pulumi:providers:" not in u and "k8s-ha:" not in u.split("::")[2]}
+    assert len(custom) >= 10, f"up created too little to test on: {sorted(custom)}"
+
+    # The state never holds a generated secret in clear.
+    secrets = secret_plaintexts(deployment(project, show_secrets=True))
+    assert any("PRIVATE KEY" in s for s in secrets) and len(secrets) >= 5, "expected keys and passwords in state"
+    state_files = list(project.state_dir.rglob("*.json"))
+    assert state_files
+    for state_file in state_files:
+        text = state_file.read_text()
+        leaked = [s[:12] for s in secrets if s in text or json.dumps(s)[1:-1] in text]
+        assert not leaked, f"{state_file.name} holds secrets in clear (first characters: {leaked})"
+
+    # Second preview: nothing that exists changes.
+    touched = {u: op for u, op in steps(project).items() if u in created and op != "same"}
+    assert not touched, f"a no-change preview would change {touched}"
+
+    # In-place change: one more worker and a HAProxy setting. What exists stays; only the new worker's
+    # resources are added.
+    changed = copy.deepcopy(config)
+    changed["workerPools"][0]["count"] += 1
+    changed["loadBalancer"]["haproxy"] = {"clientTimeoutS": 1234}
+    project.config = changed
+    project.write()
+    ops = steps(project)
+    touched = {u: op for u, op in ops.items() if u in created and op != "same"}
+    assert not touched, f"adding a worker would change {touched}"
+    new_worker = f"{changed['workerPools'][0]['name']}-{changed['workerPools'][0]['count']}"
+    added = {u.rsplit("::", 1)[1] for u, op in ops.items() if u not in created and op == "create"}
+    assert any(name.startswith(f"{new_worker}-") for name in added), sorted(added)
+
+    out = io.StringIO()
+    destroyed = run("destroy", "dev", project_dir=project.directory, out=out, extra_env=project.env)
+    assert destroyed.exit_code == 0, out.getvalue()
+    after = deployment(project)
+    assert not after.get("resources"), after.get("resources")
+    assert not after.get("pending_operations"), after.get("pending_operations")
