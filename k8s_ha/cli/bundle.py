@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from k8s_ha.model.artifacts import (
+    COMPONENTS,
     ArtifactSettings,
     ArtifactVersions,
     Image,
@@ -55,6 +56,14 @@ def versions_of(spec: StackSpec) -> ArtifactVersions:
         metrics_server=spec.kubernetes.metrics_server,
         image_repository=spec.mirrors.image_repository,
     )
+
+
+def components_of(spec: StackSpec) -> frozenset[str]:
+    """The release files a stack installs: etcd's only when it comes from the upstream release."""
+    wanted = set(COMPONENTS)
+    if spec.etcd.source.kind != "release":
+        wanted.discard("etcd")
+    return frozenset(wanted)
 
 
 def sha256_file(path: Path) -> str:
@@ -180,11 +189,12 @@ def make_bundle(
     files_source: str | None = None,
     images_source: str | None = None,
     tools: Tools | None = None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """Collect everything into `out` and write its manifest; BundleError names the first refusal."""
     tools = tools or Tools()
     out.mkdir(parents=True, exist_ok=True)
-    wanted = release_files(ver, settings)
+    wanted = release_files(ver, settings, only)
     files = [collect_file(item, files_source, out) for item in wanted]
     imgs = [collect_image(image, images_source, out, tools) for image in images(ver)]
     table = checksum_table(settings)

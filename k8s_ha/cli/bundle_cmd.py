@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from k8s_ha.cli.bundle import BundleError, Tools, make_bundle, verify_bundle, versions_of
+from k8s_ha.cli.bundle import BundleError, Tools, components_of, make_bundle, verify_bundle, versions_of
 from k8s_ha.cli.serve_bundle import BundleServer
 from k8s_ha.model.artifacts import ArtifactError
 from k8s_ha.model.errors import SpecError
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
                 print(f"{args.stack_file}: {exc.render()}", file=sys.stderr)
                 return 2
             manifest = make_bundle(versions_of(spec), spec.artifacts, args.out, args.files_source,
-                                   args.images_source, Tools(crane=args.crane))
+                                   args.images_source, Tools(crane=args.crane), components_of(spec))
             size = sum(e["size"] for e in manifest["files"]) + sum(e["size"] for e in manifest["images"])
             print(f"{args.out}: {len(manifest['files'])} files, {len(manifest['images'])} images, "
                   f"{size / 2**20:.1f} MiB")
