@@ -1,6 +1,7 @@
-"""The image path end to end with a real containerd: images served from a bundle by
-serve-bundle, pulled by their upstream names (registry.k8s.io/..., ghcr.io/...) through the
-hosts.toml that `artifacts.imageRegistry` renders. No route out: only the loopback mirror answers."""
+"""The image path end to end with a real containerd (Debian's 1.x and the lab's 2.x build):
+images served from a bundle by serve-bundle, pulled by their upstream names (registry.k8s.io/...,
+ghcr.io/...) through the hosts.toml that `artifacts.imageRegistry` renders. No route out: only
+the loopback mirror answers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from k8s_ha.cli.bundle import make_bundle
 from k8s_ha.cli.serve_bundle import BundleServer
@@ -26,10 +29,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 """
 
 
-def test_containerd_pulls_every_image_through_the_served_bundle(tmp_path: Path) -> None:
+def lab_containerd(tmp_path: Path) -> tuple[str, str]:
+    """containerd and ctr from the lab build's release tarball (scripts/lab-artifacts containerd)."""
+    from tests.render.test_lab_artifacts import VER, release, unpack
+
+    out = unpack(release("containerd", VER.containerd), tmp_path / "containerd-release")
+    return str(out / "bin" / "containerd"), str(out / "bin" / "ctr")
+
+
+@pytest.mark.parametrize("build", ["debian", "lab"])
+def test_containerd_pulls_every_image_through_the_served_bundle(tmp_path: Path, build: str) -> None:
     require_root("containerd runs as root")
-    containerd = require_tool("containerd", "pulls through the mirror")
-    ctr = require_tool("ctr", "containerd's client")
+    if build == "lab":
+        containerd, ctr = lab_containerd(tmp_path)
+    else:
+        containerd = require_tool("containerd", "pulls through the mirror")
+        ctr = require_tool("ctr", "containerd's client")
     registry_bin = require_tool("docker-registry", "serve-bundle's image side")
     files, imgs, settings = private_source(tmp_path / "src")
     manifest = make_bundle(VERSIONS, settings, tmp_path / "bundle", str(files), str(imgs))
