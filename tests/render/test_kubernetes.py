@@ -606,9 +606,9 @@ if [ "$1" = ps ]; then echo c0ffee; fi
 """,
     "curl": r"""#!/bin/bash
 # Downloads from the test's files mirror on loopback go through the real curl (and are logged);
-# every other call (a probe) just succeeds.
+# every other call (a probe such as the kubelet's healthz) just succeeds.
 for arg; do
-  case "$arg" in http://127.0.0.1:*) echo "curl $arg" >>"$K8STEST_STATE/calls"; exec /usr/bin/curl "$@" ;; esac
+  case "$arg" in http://127.0.0.1:*/files/*) echo "curl $arg" >>"$K8STEST_STATE/calls"; exec /usr/bin/curl "$@" ;; esac
 done
 """,
 }
