@@ -30,12 +30,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from k8s_ha.model import versions
-from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, ReleaseFile, release_files
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, ReleaseFile, images, release_files
 from k8s_ha.model.spec import KubernetesSettings, Mirrors, Role, StackSpec, Versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_endpoints
 from k8s_ha.render.members import Member
+from k8s_ha.render.registry_mirrors import mirror_hosts
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
 
@@ -159,12 +160,16 @@ class KubernetesConfig:
     def version(self) -> KubernetesVersion:
         return kubernetes_version(self.versions.kubernetes)
 
+    def artifact_versions(self) -> ArtifactVersions:
+        v = self.versions
+        return ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                                cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd, cni=self.settings.cni,
+                                metrics_server=self.settings.metrics_server,
+                                image_repository=self.mirrors.image_repository)
+
     def node_files(self) -> list[ReleaseFile]:
         """The release files every node installs (etcd's is the etcd layer's), pinned by sha256."""
-        v = self.versions
-        wanted = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
-                                  cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
-        return [f for f in release_files(wanted, self.artifacts) if f.component in NODE_COMPONENTS]
+        return [f for f in release_files(self.artifact_versions(), self.artifacts) if f.component in NODE_COMPONENTS]
 
 
 @dataclass(frozen=True)
@@ -359,11 +364,15 @@ def hosts_toml(registry: str, server: str, hosts: list[RegistryHost]) -> str:
 
 
 def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[HostFile]:
-    """containerd certs.d files. With Harbor: its CA under certs.d/<harbor>/ca.crt, a hosts.toml
-    so nodes trust Harbor itself, and, with proxyCache, a hosts.toml per upstream registry that
-    pulls through Harbor's proxy-cache project first and falls back to the upstream registry."""
+    """containerd certs.d files. With `artifacts.imageRegistry`: a hosts.toml per upstream registry
+    the cluster's images come from, pulling from that mirror only (an offline bundle's registry).
+    With Harbor: its CA under certs.d/<harbor>/ca.crt, a hosts.toml so nodes trust Harbor itself,
+    and, with proxyCache, a hosts.toml per upstream registry that pulls through Harbor's
+    proxy-cache project first and falls back to the upstream registry."""
+    mirrored = [HostFile(path, text) for path, text in
+                mirror_hosts(config.artifacts, images(config.artifact_versions())).items()]
     if config.registry is None:
-        return []
+        return mirrored
     harbor = config.registry.host
     ca_path = f"{CERTS_DIR}/{harbor}/ca.crt"
     harbor_url = f"https://{harbor}"
@@ -383,7 +392,8 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
                 f"{harbor_url}/v2/{project}", ("pull", "resolve"), override_path=True, ca=ca_path
             )
             files.append(HostFile(f"{CERTS_DIR}/{registry}/hosts.toml", hosts_toml(registry, upstream, [mirror])))
-    return files
+    taken = {f.path for f in files}
+    return files + [f for f in mirrored if f.path not in taken]
 
 
 # ---- kubeconfig --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, images, release_files
 from k8s_ha.model.checksums import RELEASE_SHA256
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement, place
@@ -956,3 +956,16 @@ def test_a_kernel_without_the_modules_is_refused_before_anything_changes(fake_ho
     assert "the kernel has no br_netfilter module(s), which Kubernetes needs" in fake_host.output
     assert [c for c in fake_host.calls("") if not c.startswith("modprobe --dry-run")] == []
     assert not any((fake_host.root / "upper").iterdir())
+
+
+def test_an_image_registry_mirror_serves_every_image_the_cluster_pulls() -> None:
+    """artifacts.imageRegistry (e.g. a served offline bundle): one hosts.toml per upstream registry,
+    pulling from the mirror only, so a node with no route out never tries upstream."""
+    spec, placement, material = _stack("Pulumi.dev.yaml")
+    spec = spec.model_copy(update={"artifacts": ArtifactSettings(image_registry="10.0.0.5:5000")})
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
+    hosts = {f.path: tomllib.loads(f.content) for f in step.files if f.path.endswith("/hosts.toml")}
+    registries = {ref.registry for ref in images(_config(spec, placement).artifact_versions())}
+    assert set(hosts) == {f"/etc/containerd/certs.d/{r}/hosts.toml" for r in registries}
+    for toml in hosts.values():
+        assert toml["server"] == "http://10.0.0.5:5000" and "http://10.0.0.5:5000" in toml["host"]
