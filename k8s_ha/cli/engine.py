@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from k8s_ha.model.errors import SpecError
-from k8s_ha.model.stackfile import load_stack_file
+from k8s_ha.placement.plan import load_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = ("preview", "up", "refresh", "destroy")
@@ -149,7 +149,7 @@ def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.
         print(f"no stack file {stack_file.name} in {project_dir}", file=sys.stderr)
         return RunResult(EXIT_INVALID)
     try:
-        spec = load_stack_file(stack_file)
+        spec = load_plan(stack_file).spec
     except SpecError as error:
         print(f"{stack_file.name}: {error.render()}", file=sys.stderr)
         return RunResult(EXIT_INVALID)
