@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,18 @@ def require_root(why: str) -> None:
         if os.environ.get("K8SHA_REQUIRE_TOOLS") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def containerd2() -> str:
+    """The containerd 2.x binary the render tier validates configs with: built from the Go module
+    proxy by scripts/test into .cache/tools (Debian has only containerd 1.x)."""
+    from k8s_ha.model.versions import DEFAULT_CONTAINERD
+
+    root = Path(__file__).resolve().parents[1]
+    path = Path(os.environ.get("K8SHA_CONTAINERD2", root / f".cache/tools/containerd-v{DEFAULT_CONTAINERD}/containerd"))
+    if os.access(path, os.X_OK):
+        return str(path)
+    message = f"containerd {DEFAULT_CONTAINERD} is not built at {path} (scripts/test builds it)"
+    if os.environ.get("K8SHA_REQUIRE_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

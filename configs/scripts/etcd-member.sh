@@ -37,12 +37,7 @@ etcd_install_tarball() {
   fi
   [ -n "$K8SHA_ETCD_SHA256" ] || k8sha_fail "etcd.source.sha256 is empty: refusing an unchecked download"
   mkdir -p "$dir"
-  k8sha_log "downloading etcd $want from $K8SHA_ETCD_URL"
-  curl -fsSL --retry 3 --connect-timeout 15 -o "$dir/etcd.tar.gz" "$K8SHA_ETCD_URL" ||
-    k8sha_fail "cannot download $K8SHA_ETCD_URL (etcd.source.url / mirrors.etcdRelease)"
-  got=$(sha256sum "$dir/etcd.tar.gz" | cut -d' ' -f1)
-  [ "$got" = "$K8SHA_ETCD_SHA256" ] ||
-    k8sha_fail "checksum mismatch for $K8SHA_ETCD_URL: expected $K8SHA_ETCD_SHA256, got $got"
+  k8sha_fetch "$K8SHA_ETCD_URL" "$K8SHA_ETCD_SHA256" "$dir/etcd.tar.gz" "etcd $want"
   tar -xzf "$dir/etcd.tar.gz" -C "$dir" --strip-components=1 --no-same-owner ||
     k8sha_fail "$K8SHA_ETCD_URL is not a readable tar.gz"
   if [ ! -x "$dir/etcd" ] || [ ! -x "$dir/etcdctl" ]; then

@@ -1,49 +1,58 @@
 #!/usr/bin/env bash
 # Kubernetes node preparation (control-plane and worker nodes): kernel modules, sysctls, swap
-# off, time sync, containerd (configured), the Kubernetes apt repository and pinned
-# kubeadm/kubelet/kubectl. Every action is check-then-act: a second run changes nothing.
-# Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_KUBE_PACKAGE_VERSION K8SHA_KUBE_KEY_URL
-#      K8SHA_KUBE_KEYRING K8SHA_CONTAINERD_VERSION K8SHA_SANDBOX_IMAGE
+# off, time sync, and kubeadm/kubelet/kubectl, containerd, runc, the CNI plugins and crictl from
+# their release files, each checked against its pinned sha256 (the way Kubespray's download role
+# does it), plus containerd's config and units. Every action is check-then-act: a second run
+# changes nothing and downloads nothing.
+# Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_SANDBOX_IMAGE K8SHA_KERNEL_MODULES
+#      K8SHA_FILES: one release file a line, "component version sha256 url"
 set -euo pipefail
 # K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 K8S_STATE=/var/lib/k8s-ha
-K8S_PACKAGES=(kubeadm kubelet kubectl)
+K8S_MARKS=$K8S_STATE/installed     # component -> "version sha256" of what is installed
+K8S_DOWNLOADS=/var/cache/k8s-ha/downloads
+BIN=/usr/local/bin
 export DEBIAN_FRONTEND=noninteractive
 
-# A change that is not a file (a module loaded, swap turned off): counted like a changed file,
-# so "no changes" at the end really means nothing was done.
+# ---- preflight: a host Kubernetes cannot run on is refused before anything on it changes --------
+cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null) || cgroup_fs=missing
+[ "$cgroup_fs" = cgroup2fs ] ||
+  k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is $cgroup_fs, not cgroup v2; the kubelet refuses cgroup v1" \
+    "from Kubernetes 1.35 on. Boot with the unified hierarchy (the default since Debian 11 and Ubuntu 21.10;" \
+    "on older setups drop systemd.unified_cgroup_hierarchy=0 from the kernel command line), then re-run"
+absent=()
+for module in $K8SHA_KERNEL_MODULES; do
+  [ -d "/sys/module/$module" ] && continue
+  command -v modprobe >/dev/null 2>&1 ||
+    k8sha_fail "node $K8SHA_NODE: kernel module $module is not loaded and modprobe is missing: install kmod, then re-run"
+  modprobe --dry-run "$module" >/dev/null 2>&1 || absent+=("$module")
+done
+[ "${#absent[@]}" -eq 0 ] ||
+  k8sha_fail "node $K8SHA_NODE: the kernel has no ${absent[*]} module(s), which Kubernetes needs" \
+    "(overlay: containerd's snapshotter; br_netfilter: pod traffic through iptables). Install the" \
+    "kernel's module package (for a cloud kernel, the full linux-image package), reboot into it, re-run"
 
-# The installed version of a package, empty when it is not installed (dpkg-query then fails:
-# never in a pipeline, which pipefail would turn into a failed step).
-k8s_installed_version() {
-  local status
-  status=$(dpkg-query -W -f='${db:Status-Status} ${Version}' "$1" 2>/dev/null) || return 0
-  if [ "${status%% *}" = installed ]; then printf '%s\n' "${status#* }"; fi
-}
-
-k8s_apt() {
-  apt-get -y -q -o Dpkg::Options::=--force-confold --no-install-recommends "$@" </dev/null >&2
-}
-
-# ---- refuse a version change of installed Kubernetes packages -----------------------------------
-# Changing kubeadm/kubelet under a running cluster is an upgrade (kubeadm upgrade apply/node,
-# one node at a time): it is never done implicitly by a re-run. docs/kubernetes.md "Upgrades".
-for pkg in kubeadm kubelet; do
-  have=$(k8s_installed_version "$pkg")
-  if [ -n "$have" ] && [ "$have" != "$K8SHA_KUBE_PACKAGE_VERSION" ]; then
-    k8sha_fail "$pkg $have is installed but the stack wants $K8SHA_KUBE_PACKAGE_VERSION:" \
+# ---- refuse a Kubernetes version change: that is an upgrade -------------------------------------
+# Changing kubeadm/kubelet under a running cluster is `kubeadm upgrade apply/node`, one node at a
+# time: never done implicitly by a re-run. docs/kubernetes.md "Upgrades".
+k8s_installed() { local mark; mark=$(cat "$K8S_MARKS/$1" 2>/dev/null) || return 0; printf '%s\n' "${mark%% *}"; }
+for component in kubeadm kubelet; do
+  have=$(k8s_installed "$component")
+  if [ -n "$have" ] && [ "$have" != "$K8SHA_KUBE_VERSION" ]; then
+    k8sha_fail "$component $have is installed but the stack wants $K8SHA_KUBE_VERSION:" \
       "upgrade with kubeadm (docs/kubernetes.md, Upgrades), then re-run"
   fi
 done
 
-# ---- tools, time sync ----------------------------------------------------------------------------
-k8sha_apt_install ca-certificates curl
+# ---- OS tools, time sync -------------------------------------------------------------------------
+# conntrack: kubeadm's preflight requires it; the rest come from the release files below.
+k8sha_apt_install ca-certificates curl conntrack
 # An NTP daemon already installed is kept (installing systemd-timesyncd would remove it);
 # otherwise systemd-timesyncd. Certificates and etcd leases need the clocks in step.
 time_sync=systemd-timesyncd
 for candidate in chrony ntpsec openntpd; do
-  if [ -n "$(k8s_installed_version "$candidate")" ]; then
+  if [ -z "$(k8sha_missing_packages "$candidate")" ]; then
     time_sync=$candidate
     break
   fi
@@ -51,76 +60,59 @@ done
 [ "$time_sync" != systemd-timesyncd ] || k8sha_apt_install systemd-timesyncd
 k8sha_service "$time_sync" restart
 
-# ---- the Kubernetes repository's key: fetched only when missing ----------------------------------
-# Fetched before the source list is installed, so apt never sees the repository without its key.
-if [ ! -s "$K8SHA_KUBE_KEYRING" ]; then
-  tmp_key=$(mktemp)
-  curl -fsSL --retry 3 --connect-timeout 10 --max-time 60 -o "$tmp_key" "$K8SHA_KUBE_KEY_URL" ||
-    k8sha_fail "cannot fetch the Kubernetes package key $K8SHA_KUBE_KEY_URL (mirrors.kubernetesPackages)"
-  grep -q 'BEGIN PGP PUBLIC KEY BLOCK' "$tmp_key" ||
-    k8sha_fail "$K8SHA_KUBE_KEY_URL is not an ASCII-armoured OpenPGP key"
-  install -D -m 0644 -- "$tmp_key" "$K8SHA_KUBE_KEYRING"
-  rm -f -- "$tmp_key"
-  K8SHA_CHANGED+=("$K8SHA_KUBE_KEYRING")
-  k8sha_log "installed the Kubernetes repository key $K8SHA_KUBE_KEYRING"
-fi
-
-# ---- containerd: Debian's package; the configured version when the repository offers it --------
-containerd_matches() { case "$1" in "$K8SHA_CONTAINERD_VERSION" | "$K8SHA_CONTAINERD_VERSION"[~-]*) return 0 ;; esac; return 1; }
-containerd_offered() {
-  # awk reads everything (no early exit): with pipefail an early exit could fail the pipeline.
-  apt-cache madison containerd | awk -v want="$K8SHA_CONTAINERD_VERSION" '
-    !found && ($3 == want || index($3, want "~") == 1 || index($3, want "-") == 1) { found = $3 }
-    END { print found }'
+# ---- release files: download (cached by sha256), verify, install ---------------------------------
+k8s_install_bin() { # SRC DEST
+  install -D -m 0755 -o root -g root -- "$1" "$2.k8sha-new"
+  mv -f -- "$2.k8sha-new" "$2"
 }
-containerd_have=$(k8s_installed_version containerd)
-containerd_checked=$K8S_STATE/containerd-version-looked-up
-if [ -z "$containerd_have" ]; then
-  apt-get update -q >&2 || k8sha_fail "apt-get update failed: check mirrors.osPackages and the host's route out"
-  offered=$(containerd_offered)
-  if [ -n "$offered" ]; then
-    k8s_apt install "containerd=$offered" || k8sha_fail "could not install containerd=$offered"
-    apt-mark hold containerd >/dev/null
-  else
-    k8sha_log "WARNING: the package repository offers no containerd $K8SHA_CONTAINERD_VERSION; installing its own version"
-    k8s_apt install containerd || k8sha_fail "could not install containerd"
-    mkdir -p "$K8S_STATE"
-    printf '%s\n' "$K8SHA_CONTAINERD_VERSION" >"$containerd_checked"
+k8s_release_present() { # COMPONENT: the installed files are still there
+  case $1 in
+    kubeadm | kubelet | kubectl | crictl) [ -x "$BIN/$1" ] ;;
+    containerd) [ -x "$BIN/containerd" ] && [ -x "$BIN/containerd-shim-runc-v2" ] ;;
+    runc) [ -x /usr/local/sbin/runc ] ;;
+    cni-plugins) [ -x /opt/cni/bin/bridge ] && [ -x /opt/cni/bin/host-local ] && [ -x /opt/cni/bin/loopback ] ;;
+    *) k8sha_fail "unknown release component $1" ;;
+  esac
+}
+while read -r component version sha url; do
+  [ -n "$component" ] || continue
+  if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ] && k8s_release_present "$component"; then
+    continue
   fi
-  k8s_note "installed containerd $(k8s_installed_version containerd)"
-elif ! containerd_matches "$containerd_have" &&
-  [ "$(cat "$containerd_checked" 2>/dev/null)" != "$K8SHA_CONTAINERD_VERSION" ]; then
-  # Installed at another version: switch only if the package lists already on the host offer the
-  # wanted one (no apt-get update: a host without a route out must be able to re-run this step).
-  offered=$(containerd_offered)
-  if [ -n "$offered" ]; then
-    k8s_apt install --allow-downgrades "containerd=$offered" || k8sha_fail "could not install containerd=$offered"
-    apt-mark hold containerd >/dev/null
-    k8s_note "switched containerd from $containerd_have to $offered"
-  fi
-  mkdir -p "$K8S_STATE"
-  printf '%s\n' "$K8SHA_CONTAINERD_VERSION" >"$containerd_checked"
-  k8s_note "looked up containerd $K8SHA_CONTAINERD_VERSION in the host's package lists"
-fi
-containerd_have=$(k8s_installed_version containerd)
-containerd_matches "$containerd_have" ||
-  k8sha_log "note: containerd $containerd_have runs; versions.containerd $K8SHA_CONTAINERD_VERSION is not offered by the repository"
+  file=$K8S_DOWNLOADS/$sha/${url##*/}
+  k8sha_fetch "$url" "$sha" "$file" "$component $version"
+  unpacked=$K8SHA_STAGE/release-$component
+  mkdir -p "$unpacked"
+  case $component in
+    kubeadm | kubelet | kubectl) k8s_install_bin "$file" "$BIN/$component" ;;
+    runc) k8s_install_bin "$file" /usr/local/sbin/runc ;;
+    crictl)
+      tar -xzf "$file" -C "$unpacked" --no-same-owner crictl || k8sha_fail "$url has no crictl"
+      k8s_install_bin "$unpacked/crictl" "$BIN/crictl" ;;
+    containerd)
+      tar -xzf "$file" -C "$unpacked" --no-same-owner || k8sha_fail "$url is not a readable tar.gz"
+      [ -x "$unpacked/bin/containerd" ] || k8sha_fail "$url has no bin/containerd"
+      for binary in "$unpacked"/bin/*; do k8s_install_bin "$binary" "$BIN/${binary##*/}"; done ;;
+    cni-plugins)
+      mkdir -p /opt/cni/bin
+      tar -xzf "$file" -C /opt/cni/bin --no-same-owner || k8sha_fail "$url is not a readable tar.gz" ;;
+  esac
+  k8s_release_present "$component" || k8sha_fail "$component $version from $url did not install its files"
+  mkdir -p "$K8S_MARKS"
+  printf '%s %s\n' "$version" "$sha" >"$K8S_MARKS/$component"
+  K8SHA_CHANGED+=("release:$component")
+  k8s_note "installed $component $version"
+done <<<"$K8SHA_FILES"
 
-# ---- files: modules, sysctls, containerd config and registries, crictl, apt source ---------------
+# ---- files: modules, sysctls, units, containerd config and registries, crictl ---------------------
 k8sha_install_files
 
 # ---- kernel modules -------------------------------------------------------------------------------
-while read -r module; do
-  case "$module" in '' | '#'*) continue ;; esac
+for module in $K8SHA_KERNEL_MODULES; do  # the preflight made sure each one loads
   [ -d "/sys/module/$module" ] && continue
-  if ! command -v modprobe >/dev/null 2>&1; then
-    k8sha_log "WARNING: kernel module $module is not loaded and modprobe is missing (install kmod);" \
-      "it loads at the next boot from /etc/modules-load.d/k8s-ha-kubernetes.conf"
-    continue
-  fi
   modprobe "$module" || k8sha_fail "modprobe $module failed: the kernel needs $module for Kubernetes"
   k8s_note "loaded kernel module $module"
-done </etc/modules-load.d/k8s-ha-kubernetes.conf
+done
 
 # ---- sysctls ----------------------------------------------------------------------------------------
 sysctl_wrong() {
@@ -158,50 +150,28 @@ if grep -Eq '^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+swa
   k8s_note "commented out swap in /etc/fstab (backup /etc/fstab.k8s-ha.bak)"
 fi
 
-# ---- containerd: validate, (re)start only when its config changed ----------------------------------
-containerd --config /etc/containerd/config.toml config dump >/dev/null ||
+# ---- containerd: validate, (re)start when its config, unit or binaries changed ---------------------
+"$BIN/containerd" --config /etc/containerd/config.toml config dump >/dev/null ||
   k8sha_fail "containerd rejected /etc/containerd/config.toml"
-k8sha_service containerd restart /etc/containerd/config.toml
+k8sha_service containerd restart /etc/containerd/config.toml /etc/systemd/system/containerd.service \
+  release:containerd release:runc
 k8sha_wait 30 "containerd's socket /run/containerd/containerd.sock" test -S /run/containerd/containerd.sock
 
-# ---- kubeadm, kubelet, kubectl: the exact version, held ---------------------------------------------
-missing=()
-for pkg in "${K8S_PACKAGES[@]}"; do
-  [ "$(k8s_installed_version "$pkg")" = "$K8SHA_KUBE_PACKAGE_VERSION" ] || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  apt-get update -q >&2 || k8sha_fail "apt-get update failed: check mirrors.kubernetesPackages and the route out"
-  offered=$(apt-cache madison kubeadm | awk '{print $3}')
-  if ! grep -qxF "$K8SHA_KUBE_PACKAGE_VERSION" <<<"$offered"; then
-    k8sha_fail "the Kubernetes repository offers no kubeadm $K8SHA_KUBE_PACKAGE_VERSION; it offers:" \
-      "$(grep -F "$K8SHA_KUBE_VERSION-" <<<"$offered" | tr '\n' ' ')"
-  fi
-  pins=()
-  for pkg in "${missing[@]}"; do pins+=("$pkg=$K8SHA_KUBE_PACKAGE_VERSION"); done
-  k8s_apt install --allow-change-held-packages "${pins[@]}" kubernetes-cni ||
-    k8sha_fail "could not install ${pins[*]}"
-  k8s_note "installed ${pins[*]}"
-fi
-held=$(apt-mark showhold)
-for pkg in "${K8S_PACKAGES[@]}"; do
-  if ! grep -qx "$pkg" <<<"$held"; then
-    apt-mark hold "$pkg" >/dev/null
-    k8s_note "held $pkg at $K8SHA_KUBE_PACKAGE_VERSION"
-  fi
-done
-
-# kubelet: enabled, started by kubeadm init/join (until then it has no configuration).
+# kubelet: enabled, started by kubeadm init/join (until then it has no configuration); a new
+# binary of the same version (a private rebuild) restarts a running kubelet.
 if ! systemctl is-enabled --quiet kubelet; then
   systemctl enable kubelet >/dev/null 2>&1 || k8sha_fail "cannot enable kubelet"
   k8s_note "enabled kubelet"
 fi
+if k8sha_changed release:kubelet '/etc/systemd/system/kubelet.service*' && systemctl is-active --quiet kubelet; then
+  systemctl restart kubelet || k8sha_fail "kubelet failed to restart (journalctl -u kubelet)"
+  k8s_note "restarted kubelet"
+fi
 
 # ---- verify --------------------------------------------------------------------------------------
-crictl --runtime-endpoint unix:///run/containerd/containerd.sock info >/dev/null ||
+"$BIN/crictl" --runtime-endpoint unix:///run/containerd/containerd.sock info >/dev/null ||
   k8sha_fail "containerd's CRI plugin does not answer (journalctl -u containerd)"
-[ "$(k8s_installed_version kubeadm)" = "$K8SHA_KUBE_PACKAGE_VERSION" ] ||
-  k8sha_fail "kubeadm is not $K8SHA_KUBE_PACKAGE_VERSION after installation"
-k8sha_log "node $K8SHA_NODE ready for kubeadm: kubeadm $K8SHA_KUBE_PACKAGE_VERSION," \
-  "containerd $containerd_have, sandbox image $K8SHA_SANDBOX_IMAGE"
+k8sha_log "node $K8SHA_NODE ready for kubeadm: kubeadm $(k8s_installed kubeadm)," \
+  "containerd $(k8s_installed containerd), runc $(k8s_installed runc), sandbox image $K8SHA_SANDBOX_IMAGE"
 
 k8sha_done

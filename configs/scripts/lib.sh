@@ -71,6 +71,25 @@ k8sha_missing_packages() {
   done
 }
 
+# k8sha_fetch URL SHA256 DEST WHAT: DEST with exactly that sha256, downloaded only when it is not
+# already there; a download that does not match is deleted and refused, naming WHAT and the URL.
+k8sha_fetch() {
+  local url=$1 want=$2 dest=$3 what=$4 got
+  if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$want" ]; then
+    return 0
+  fi
+  mkdir -p -- "$(dirname -- "$dest")"
+  k8sha_log "downloading $what from $url"
+  curl -fsSL --retry 3 --connect-timeout 15 -o "$dest.part" "$url" ||
+    { rm -f -- "$dest.part"; k8sha_fail "cannot download $what from $url (check the files mirror, artifacts.filesRepo)"; }
+  got=$(sha256sum "$dest.part" | cut -d' ' -f1)
+  if [ "$got" != "$want" ]; then
+    rm -f -- "$dest.part"
+    k8sha_fail "checksum mismatch for $what from $url: expected $want, got $got (refused, nothing installed)"
+  fi
+  mv -f -- "$dest.part" "$dest"
+}
+
 # Install Debian packages only when missing: a host that has them never touches the network.
 k8sha_apt_install() {
   local missing

@@ -47,7 +47,7 @@ client_cert, client_key = leaf("healthcheck-client", "etcd-healthcheck", [], ["d
 
 etcd = ExternalEtcd("etcd", ExternalEtcdArgs(
     hosts=[Target.ssh(name, ip, host_key=host_keys[name], private_key=ssh_key) for name, ip in hosts.items()],
-    settings=EtcdSettings(version="3.5.16", cluster="payments"),  # etcd from the distribution's package
+    settings=EtcdSettings(version="3.6.14", cluster="payments"),  # the upstream release, sha256-pinned
     ca_cert=ca.cert_pem,
     member_tls=member_tls,
     healthcheck_cert=client_cert,

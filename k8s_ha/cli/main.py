@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("preview", "up", "refresh", "destroy"):
         cmd = sub.add_parser(name, help=f"pulumi {name} through the Automation API (no language host needed)")
         cmd.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
+    from k8s_ha.cli import image
+
+    image.add_arguments(sub.add_parser("image", help="build the guests' Debian base image (qcow2 + sha256)"))
     args = parser.parse_args(argv)
+    if args.command == "image":
+        return image.run(args)
     if hasattr(args, "stack"):
         from k8s_ha.cli.engine import run  # imported late: the engine and provider SDKs only when used
 

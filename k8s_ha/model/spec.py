@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from k8s_ha.model import versions
+from k8s_ha.model.artifacts import ArtifactSettings, checksum_table
 from k8s_ha.model.errors import Problem, SpecError
 
 PROJECT = "k8s-ha"
@@ -46,9 +48,6 @@ SYSTEMD_CALENDAR = re.compile(r"^[A-Za-z0-9 *:/,.~+-]+$")
 ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 IMAGE_REPOSITORY = re.compile(r"[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*")
 
-SUPPORTED_KUBERNETES_MINORS = (29, 30, 31, 32, 33, 34)
-SUPPORTED_ETCD_MINORS = ((3, 4), (3, 5), (3, 6))
-SUPPORTED_CONTAINERD_MAJORS = (1, 2)
 
 
 class Role(StrEnum):
@@ -138,14 +137,9 @@ def _ssh_key(value: str) -> str | None:
     return f"{value[:32]!r}... is not an SSH public key such as 'ssh-ed25519 AAAA...'"
 
 
-def _version(value: str) -> tuple[int, int, int] | None:
-    match = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", value)
-    return (int(match[1]), int(match[2]), int(match[3])) if match else None
-
-
 def _supported(name: str, accept: Callable[[tuple[int, int, int]], bool], hint: str) -> Check:
     def rule(value: str) -> str | None:
-        parsed = _version(value)
+        parsed = versions.parse(value)
         if parsed is None:
             return f"{value!r} is not a version such as 1.2.3"
         return None if accept(parsed) else f"{name} {value} is not supported ({hint})"
@@ -241,7 +235,7 @@ class ImageSettings(Model):
     """The cloud image every VM's root disk is cloned from (needs cloud-init and sshd)."""
 
     source: ImageSource = (
-        "https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
+        "https://cloud.debian.org/images/cloud/trixie/latest/debian-13-genericcloud-amd64.qcow2"
     )
     format: Literal["qcow2", "raw"] = "qcow2"
 
@@ -316,9 +310,10 @@ def _sha256(value: str) -> str | None:
 
 
 class EtcdSource(Model):
-    """Where etcd comes from: the distribution package, or a release tarball with its checksum."""
+    """Where etcd comes from: the upstream release of versions.etcd (pinned sha256, through
+    artifacts.filesRepo), the distribution's package, or any tarball with its checksum."""
 
-    kind: Literal["package", "tarball"] = "package"
+    kind: Literal["release", "package", "tarball"] = "release"
     url: OptionalUrl = None
     sha256: Annotated[str | None, Check(_sha256)] = None
 
@@ -453,18 +448,40 @@ class HarborSpec(Model):
             yield "hostname", f"{self.hostname!r} is not a DNS name"
 
 
+def _release(name: str) -> Check:
+    return _supported(name, lambda v: True, "")
+
+
 class Versions(Model):
+    """One version per component; the windows and defaults live in k8s_ha/model/versions.py."""
+
     kubernetes: Annotated[str, _supported(
-        "Kubernetes",
-        lambda v: v[0] == 1 and v[1] in SUPPORTED_KUBERNETES_MINORS,
-        f"1.{SUPPORTED_KUBERNETES_MINORS[0]} to 1.{SUPPORTED_KUBERNETES_MINORS[-1]}",
-    )] = "1.32.4"
-    etcd: Annotated[str, _supported("etcd", lambda v: v[:2] in SUPPORTED_ETCD_MINORS, "3.4 to 3.6")] = "3.5.17"
-    # Debian bookworm's containerd; a version the OS repository does not offer is refused on the node.
+        "Kubernetes", lambda v: v[0] == 1 and v[1] in versions.KUBERNETES_MINORS,
+        f"{versions.window()}, the minors upstream supports",
+    )] = versions.DEFAULT_KUBERNETES
+    etcd: Annotated[str, _supported(
+        "etcd", lambda v: v[:2] in versions.ETCD_MINORS, "3.6 or 3.7"
+    )] = versions.DEFAULT_ETCD
     containerd: Annotated[str, _supported(
-        "containerd", lambda v: v[0] in SUPPORTED_CONTAINERD_MAJORS, "1.x or 2.x"
-    )] = "1.6.20"
-    harbor: Annotated[str, _supported("Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later")] = "2.12.2"
+        "containerd", lambda v: v[0] in versions.CONTAINERD_MAJORS, "1.x or 2.x"
+    )] = versions.DEFAULT_CONTAINERD
+    runc: Annotated[str, _release("runc")] = versions.DEFAULT_RUNC
+    cni_plugins: Annotated[str, _release("CNI plugins")] = versions.DEFAULT_CNI_PLUGINS
+    crictl: Annotated[str, _release("crictl")] = versions.DEFAULT_CRICTL
+    harbor: Annotated[str, _supported(
+        "Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later"
+    )] = versions.DEFAULT_HARBOR
+
+    def checks(self) -> Iterator[tuple[str, str]]:
+        kubernetes, containerd = versions.parse(self.kubernetes), versions.parse(self.containerd)
+        if kubernetes is None or containerd is None or containerd[0] not in versions.CONTAINERD_MAJORS:
+            return  # the field checks say so
+        if kubernetes[1] > versions.LAST_MINOR_ON_CONTAINERD_1 and containerd[0] < 2:
+            yield "containerd", (
+                f"containerd {self.containerd} cannot run Kubernetes {self.kubernetes}: Kubernetes "
+                f"1.{versions.LAST_MINOR_ON_CONTAINERD_1} was the last release on containerd 1.x; "
+                f"use containerd 2.x (default {versions.DEFAULT_CONTAINERD})"
+            )
 
 
 class KubernetesSettings(Model):
@@ -481,9 +498,6 @@ def _image_repository(value: str) -> str | None:
     return None if ok else f"{value!r} is not an image repository such as registry.k8s.io"
 
 
-DEFAULT_ETCD_RELEASE = "https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz"
-
-
 class Mirrors(Model):
     """Every download location, so firewalled and air-gapped sites can point at their mirrors."""
 
@@ -491,8 +505,6 @@ class Mirrors(Model):
     # apt mirrors written by cloud-init; unset keeps the image's own sources.
     os_packages: OptionalUrl = None
     os_security_packages: OptionalUrl = None
-    kubernetes_packages: Url = "https://pkgs.k8s.io/core:/stable:/v{minor}/deb/"
-    etcd_release: Url = DEFAULT_ETCD_RELEASE
     harbor_installer: Url = (
         "https://github.com/goharbor/harbor/releases/download/v{version}/"
         "harbor-offline-installer-v{version}.tgz"
@@ -550,6 +562,7 @@ class StackSpec(Model):
     versions: Versions = Versions()
     kubernetes: KubernetesSettings = KubernetesSettings()
     mirrors: Mirrors = Mirrors()
+    artifacts: ArtifactSettings = ArtifactSettings()
     pki: PkiSettings = PkiSettings()
 
     @property
@@ -628,6 +641,26 @@ def _cross_checks(spec: StackSpec) -> list[Problem]:
         *_check_sizes(spec),
         *_check_vm_prerequisites(spec),
         *_check_harbor_download(spec),
+        *_check_release_checksums(spec),
+    ]
+
+
+def _check_release_checksums(spec: StackSpec) -> list[Problem]:
+    """Every release file the nodes install needs a pinned sha256 before any VM exists."""
+    v = spec.versions
+    if any(_walk(v, "versions")):
+        return []  # an unsupported version is reported as that, not as a missing checksum
+    wanted = {"kubeadm": ("kubernetes", v.kubernetes), "kubelet": ("kubernetes", v.kubernetes),
+              "kubectl": ("kubernetes", v.kubernetes), "containerd": ("containerd", v.containerd),
+              "runc": ("runc", v.runc), "cni-plugins": ("cniPlugins", v.cni_plugins), "crictl": ("crictl", v.crictl)}
+    if spec.etcd.source.kind == "release":  # otherwise the package, or the stack's own tarball and sha256
+        wanted["etcd"] = ("etcd", v.etcd)
+    table = checksum_table(spec.artifacts)
+    return [
+        Problem(f"versions.{key}", f"no pinned sha256 for {component} {version}: choose a version in "
+                "k8s_ha/model/checksums.py, or give the checksum of your own build in artifacts.checksums")
+        for component, (key, version) in wanted.items()
+        if version.removeprefix("v") not in table.get(component, {})
     ]
 
 

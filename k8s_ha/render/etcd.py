@@ -17,9 +17,9 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
 from k8s_ha.model.spec import (
     ABSOLUTE_PATH,
-    DEFAULT_ETCD_RELEASE,
     SYSTEMD_CALENDAR,
     EtcdBackup,
     EtcdSource,
@@ -66,7 +66,6 @@ _SAFE_CALENDAR = SYSTEMD_CALENDAR
 _SAFE_PATH = ABSOLUTE_PATH
 
 ETCD_LIB = "etcd-lib.sh"  # the etcd_* helpers every etcd step uses
-DEFAULT_RELEASE_URL = DEFAULT_ETCD_RELEASE
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class EtcdSettings:
     version: str
     cluster: str = "k8s-ha"
     source: EtcdSource = field(default_factory=EtcdSource)
-    release_url_template: str = DEFAULT_RELEASE_URL
+    artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)  # files mirror, private checksums
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
     pre_vote: bool = True
@@ -123,7 +122,7 @@ def etcd_settings(spec: StackSpec) -> EtcdSettings:
         version=spec.versions.etcd,
         cluster=spec.cluster.name,
         source=spec.etcd.source,
-        release_url_template=spec.mirrors.etcd_release,
+        artifacts=spec.artifacts,
         heartbeat_interval_ms=spec.etcd.heartbeat_interval_ms,
         election_timeout_ms=spec.etcd.election_timeout_ms,
         pre_vote=spec.etcd.pre_vote,
@@ -164,10 +163,24 @@ def bin_dir(config: EtcdConfig) -> str:
     return "/usr/bin" if config.settings.source.kind == "package" else "/usr/local/bin"
 
 
+def tarball(settings: EtcdSettings) -> tuple[str, str] | None:
+    """(url, sha256) of the tarball to install, None for the distribution's package. A release
+    source is the upstream tarball of `version`, pinned in the checksum table, through the files
+    mirror; a tarball source is the stack's own URL (`{version}` filled in) and checksum."""
+    source, version = settings.source, settings.version.removeprefix("v")
+    if source.kind == "package":
+        return None
+    if source.kind == "tarball":
+        if not source.url or not source.sha256:
+            raise ValueError("etcd.source.kind=tarball needs a url and its sha256: no download is trusted unchecked")
+        return source.url.replace("{version}", version), source.sha256
+    (pinned,) = [f for f in release_files(ArtifactVersions(etcd=version), settings.artifacts) if f.component == "etcd"]
+    return pinned.url, pinned.sha256
+
+
 def release_url(config: EtcdConfig) -> str:
-    """The tarball to download: etcd.source.url, else mirrors.etcdRelease; `{version}` filled in."""
-    template = config.settings.source.url or config.settings.release_url_template
-    return template.replace("{version}", config.settings.version.removeprefix("v"))
+    pinned = tarball(config.settings)
+    return pinned[0] if pinned else ""
 
 
 def etcd_env(config: EtcdConfig, node: Member) -> str:
@@ -265,9 +278,7 @@ def _common_env(config: EtcdConfig) -> tuple[tuple[str, str], ...]:
 def etcd_member_step(config: EtcdConfig, node: Member, material: m.Material) -> Step:
     """Install, configure and start one member; its delete script takes it out of the cluster."""
     node = config.member(node.name)
-    source = config.settings.source
-    if source.kind == "tarball" and not source.sha256:
-        raise ValueError("etcd.source.kind=tarball needs etcd.source.sha256: a download is never trusted unchecked")
+    pinned = tarball(config.settings)
     files = (
         HostFile(ENV_FILE, etcd_env(config, node)),
         HostFile(UNIT_FILE, etcd_unit(config)),
@@ -289,10 +300,10 @@ def etcd_member_step(config: EtcdConfig, node: Member, material: m.Material) -> 
         ("K8SHA_ETCD_DATA_DIR", DATA_DIR),
         ("K8SHA_ETCD_STATE_FILE", STATE_FILE),
         ("K8SHA_ETCD_BACKUP_DIR", backup_dir),
-        ("K8SHA_ETCD_SOURCE", source.kind),
+        ("K8SHA_ETCD_SOURCE", "tarball" if pinned else "package"),
         ("K8SHA_ETCD_VERSION", config.settings.version.removeprefix("v")),
-        ("K8SHA_ETCD_URL", release_url(config) if source.kind == "tarball" else ""),
-        ("K8SHA_ETCD_SHA256", source.sha256 or ""),
+        ("K8SHA_ETCD_URL", pinned[0] if pinned else ""),
+        ("K8SHA_ETCD_SHA256", pinned[1] if pinned else ""),
         *_common_env(config),
     )
     return Step(

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from k8s_ha.model import versions
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, ReleaseFile, release_files
 from k8s_ha.model.spec import KubernetesSettings, Mirrors, Role, StackSpec, Versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
@@ -45,16 +47,10 @@ INIT_CONFIG = f"{STATE_DIR}/kubeadm-init.yaml"
 JOIN_CONFIG = f"{STATE_DIR}/kubeadm-join.yaml"
 CERTS_DIR = "/etc/containerd/certs.d"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
-KEYRING_DIR = "/etc/apt/keyrings"
 
-# pkgs.k8s.io (and its mirrors) publish kubeadm/kubelet/kubectl as "<version>-<revision>",
-# e.g. 1.32.4-1.1 (`apt-cache madison kubeadm`). The revision is the OBS build number.
-PACKAGE_REVISION = "1.1"
+NODE_COMPONENTS = ("kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl")
 TOKEN_TTL = "24h0m0s"
 
-# kubeadm's pause image tag per minor (constants.PauseVersion), so containerd's sandbox image is
-# the one kubeadm expects and its preflight does not warn about a mismatch.
-PAUSE_TAGS = {29: "3.9", 30: "3.9", 31: "3.10", 32: "3.10", 33: "3.10", 34: "3.10.1"}
 
 # Leader election for kube-controller-manager and kube-scheduler (seed 004): one active instance,
 # the others stand by. The values are the upstream defaults, written out so that the failover
@@ -105,15 +101,6 @@ class KubernetesVersion:
         """kubeadm's kubernetesVersion, e.g. v1.32.4."""
         return f"v{self.major}.{self.minor}.{self.patch}"
 
-    @property
-    def minor_version(self) -> str:
-        """The package repository's version, e.g. 1.32 (mirrors.kubernetesPackages' {minor})."""
-        return f"{self.major}.{self.minor}"
-
-    @property
-    def package(self) -> str:
-        """The exact Debian package version on pkgs.k8s.io, e.g. 1.32.4-1.1."""
-        return f"{self.major}.{self.minor}.{self.patch}-{PACKAGE_REVISION}"
 
 
 def kubernetes_version(version: str) -> KubernetesVersion:
@@ -166,10 +153,18 @@ class KubernetesConfig:
     settings: KubernetesSettings = field(default_factory=KubernetesSettings)
     cert_sans: tuple[str, ...] = ()
     registry: RegistryMirror | None = None
+    artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
 
     @property
     def version(self) -> KubernetesVersion:
         return kubernetes_version(self.versions.kubernetes)
+
+    def node_files(self) -> list[ReleaseFile]:
+        """The release files every node installs (etcd's is the etcd layer's), pinned by sha256."""
+        v = self.versions
+        wanted = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                                  cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
+        return [f for f in release_files(wanted, self.artifacts) if f.component in NODE_COMPONENTS]
 
 
 @dataclass(frozen=True)
@@ -216,6 +211,7 @@ def kubernetes_config(spec: StackSpec, placement: Placement) -> KubernetesConfig
         settings=spec.kubernetes,
         cert_sans=tuple(sans),
         registry=RegistryMirror(harbor, spec.harbor.proxy_cache) if harbor is not None else None,
+        artifacts=spec.artifacts,
     )
 
 
@@ -241,25 +237,8 @@ def kubeadm_api_version(config: KubernetesConfig) -> str:
     return "kubeadm.k8s.io/v1beta4" if config.version.minor >= 31 else "kubeadm.k8s.io/v1beta3"
 
 
-def package_repository(config: KubernetesConfig) -> str:
-    """mirrors.kubernetesPackages with {minor} filled in, always ending in '/'."""
-    url = config.mirrors.kubernetes_packages.format(minor=config.version.minor_version)
-    return url if url.endswith("/") else url + "/"
-
-
-def package_key_url(config: KubernetesConfig) -> str:
-    """The repository's signing key: pkgs.k8s.io and its mirrors serve it as <repo>/Release.key."""
-    return package_repository(config) + "Release.key"
-
-
-def apt_keyring(config: KubernetesConfig) -> str:
-    """ASCII-armoured key file (apt reads .asc keyrings directly, no gpg needed), one per minor
-    so that a repository change fetches the key of the new repository."""
-    return f"{KEYRING_DIR}/kubernetes-{config.version.minor_version}.asc"
-
-
 def sandbox_image(config: KubernetesConfig) -> str:
-    tag = PAUSE_TAGS.get(config.version.minor, PAUSE_TAGS[max(PAUSE_TAGS)])
+    tag = versions.PAUSE_TAGS[config.version.minor]
     return f"{config.mirrors.image_repository}/pause:{tag}"
 
 
@@ -349,10 +328,21 @@ def kubeadm_join_config(
 # ---- containerd --------------------------------------------------------------------------------
 
 
+def kernel_modules() -> list[str]:
+    """The modules configs/kubernetes/modules-load.conf loads at boot; the node preflight needs them."""
+    lines = read("kubernetes/modules-load.conf").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def containerd_config(config: KubernetesConfig) -> str:
-    return render(
-        "kubernetes/containerd-config.toml.j2", q=_q, sandbox_image=sandbox_image(config), certs_dir=CERTS_DIR
-    )
+    """containerd 2.x reads its own format (version 3, or 4 from 2.3 on, which reads 3 only by
+    migrating it); 1.x (with Kubernetes 1.35 only) reads version 2."""
+    parsed = versions.parse(config.versions.containerd) or (2, 0, 0)
+    if parsed[0] < 2:
+        return render("kubernetes/containerd1-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
+                      certs_dir=CERTS_DIR)
+    return render("kubernetes/containerd2-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
+                  certs_dir=CERTS_DIR, config_version=4 if parsed[:2] >= (2, 3) else 3)
 
 
 @dataclass(frozen=True)
@@ -425,25 +415,21 @@ def admin_kubeconfig(config: KubernetesConfig, ca_cert: str, client_cert: str, c
 
 
 def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) -> Step:
-    """Prepare a control-plane or worker node: kernel modules, sysctls, swap off, time sync,
-    containerd (configured), the Kubernetes apt repository, pinned kubeadm/kubelet/kubectl."""
+    """Prepare a control-plane or worker node: preflight, kernel modules, sysctls, swap off, time
+    sync, the pinned release files (kubeadm, kubelet, kubectl, containerd, runc, CNI plugins,
+    crictl) with their units, and containerd's configuration."""
     version = config.version
     files = (
         HostFile("/etc/modules-load.d/k8s-ha-kubernetes.conf", read("kubernetes/modules-load.conf")),
         HostFile("/etc/sysctl.d/99-k8s-ha-kubernetes.conf", read("kubernetes/sysctl.conf")),
+        HostFile("/etc/systemd/system/containerd.service", read("kubernetes/containerd.service")),
+        HostFile("/etc/systemd/system/kubelet.service", read("kubernetes/kubelet.service")),
+        HostFile("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", read("kubernetes/10-kubeadm.conf")),
         HostFile(CONTAINERD_CONFIG, containerd_config(config)),
         HostFile("/etc/crictl.yaml", read("kubernetes/crictl.yaml")),
-        HostFile(
-            "/etc/apt/sources.list.d/kubernetes.list",
-            render(
-                "kubernetes/kubernetes.list.j2",
-                minor=version.minor_version,
-                keyring=apt_keyring(config),
-                repository=package_repository(config),
-            ),
-        ),
         *registry_host_files(config, material),
     )
+    release = "\n".join(f"{f.component} {f.version} {f.sha256} {f.url}" for f in config.node_files())
     return Step(
         name="k8s-node",
         host=node.name,
@@ -453,11 +439,9 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
         env=(
             ("K8SHA_NODE", node.name),
             ("K8SHA_KUBE_VERSION", f"{version.major}.{version.minor}.{version.patch}"),
-            ("K8SHA_KUBE_PACKAGE_VERSION", version.package),
-            ("K8SHA_KUBE_KEY_URL", package_key_url(config)),
-            ("K8SHA_KUBE_KEYRING", apt_keyring(config)),
-            ("K8SHA_CONTAINERD_VERSION", config.versions.containerd.removeprefix("v")),
             ("K8SHA_SANDBOX_IMAGE", sandbox_image(config)),
+            ("K8SHA_KERNEL_MODULES", " ".join(kernel_modules())),
+            ("K8SHA_FILES", release),
         ),
     )
 

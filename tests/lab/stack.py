@@ -73,7 +73,9 @@ def stack_config(lab: Lab, *, load_balancer: dict[str, Any] | None = None,
     """The `k8s-ha:` config of the lab stack: every node an existing host with its pinned key.
 
     The gateway and DNS server are the client's address (the spec wants one inside the node
-    network that no node uses; nothing in the lab routes through it).
+    network that no node uses; nothing in the lab routes through it). Lab hosts have no route
+    out, so etcd is the machine's own Debian package (`etcd.source.kind: package`), not the
+    upstream release the default downloads.
     """
 
     def node(name: str) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def stack_config(lab: Lab, *, load_balancer: dict[str, Any] | None = None,
         "network": {"cidr": str(lab.network), "gateway": lab.client_ip, "dns": [lab.client_ip],
                     "vip": lab.spare_ip(0), "interface": "eth0"},
         "loadBalancer": {"nodes": [node(n) for n in LB_NAMES], **(load_balancer or {})},
-        "etcd": {"nodes": [node(n) for n in ETCD_NAMES], **(etcd or {})},
+        "etcd": {"nodes": [node(n) for n in ETCD_NAMES], "source": {"kind": "package"}, **(etcd or {})},
         "controlPlane": {"nodes": [node(n) for n in CP_NAMES]},
     }
 

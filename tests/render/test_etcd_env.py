@@ -6,6 +6,9 @@ import re
 
 import pytest
 
+from k8s_ha.model.artifacts import ArtifactSettings
+from k8s_ha.model.checksums import RELEASE_SHA256
+from k8s_ha.model.errors import SpecError
 from k8s_ha.model.spec import EtcdBackup, EtcdSource, Role, StackSpec, parse_stack
 from k8s_ha.model.stackfile import read_stack_file
 from k8s_ha.placement.place import Placement, place
@@ -114,8 +117,31 @@ def test_keys_are_secret_and_private(prod_material: dict[str, str]) -> None:
     assert [f.path for f in health.files if f.secret] == [e.HEALTHCHECK_KEY]
 
 
+def test_release_source_is_the_pinned_upstream_tarball() -> None:
+    """The default: the upstream release of versions.etcd, pinned by the checksum table."""
+    spec, placement = load_example("Pulumi.dev.yaml")
+    env = dict(e.etcd_member_step(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0],
+                                  m.Placeholders()).env)
+    assert env["K8SHA_ETCD_VERSION"] == "3.6.14"
+    assert (env["K8SHA_ETCD_SOURCE"], env["K8SHA_ETCD_BIN_DIR"]) == ("tarball", "/usr/local/bin")
+    assert env["K8SHA_ETCD_URL"] == (
+        "https://github.com/etcd-io/etcd/releases/download/v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz")
+    assert env["K8SHA_ETCD_SHA256"] == RELEASE_SHA256["etcd"]["3.6.14"]
+    # Through a files mirror: <mirror>/<upstream host>/<path>, the same checksum.
+    mirrored = spec.model_copy(update={"artifacts": ArtifactSettings(files_repo="http://10.0.0.5:8080/files")})
+    env = dict(e.etcd_member_step(e.etcd_config(mirrored, placement), placement.by_role(Role.ETCD)[0],
+                                  m.Placeholders()).env)
+    assert env["K8SHA_ETCD_URL"] == ("http://10.0.0.5:8080/files/github.com/etcd-io/etcd/releases/download/"
+                                     "v3.6.14/etcd-v3.6.14-linux-amd64.tar.gz")
+    # A version the table does not know is refused with what to do.
+    with pytest.raises(SpecError, match=r"versions\.etcd: no pinned sha256 for etcd 3\.6\.99"):
+        raw = read_stack_file(ROOT / "Pulumi.dev.yaml")
+        parse_stack({**raw.config, "versions": {"etcd": "3.6.99"}}, raw.secret_keys)
+
+
 def test_package_source_uses_debian_binaries() -> None:
     spec, placement = load_example("Pulumi.dev.yaml")
+    spec = with_etcd(spec, source=EtcdSource(kind="package"))
     step = e.etcd_member_step(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
     env = dict(step.env)
     assert (env["K8SHA_ETCD_SOURCE"], env["K8SHA_ETCD_BIN_DIR"]) == ("package", "/usr/bin")
@@ -125,7 +151,7 @@ def test_package_source_uses_debian_binaries() -> None:
 def test_tarball_source_needs_and_uses_the_checksum() -> None:
     raw = read_stack_file(ROOT / "Pulumi.dev.yaml")
     mirror = "https://mirror.example/etcd/v{version}/etcd-v{version}-linux-amd64.tar.gz"
-    config = {**raw.config, "versions": {"etcd": "3.5.17"}}
+    config = {**raw.config, "versions": {"etcd": "3.6.16"}}
     config["etcd"] = {**config["etcd"], "source": {"kind": "tarball", "url": mirror, "sha256": SHA}}
     spec = parse_stack(config, raw.secret_keys)
     placement = place(spec)
@@ -133,8 +159,8 @@ def test_tarball_source_needs_and_uses_the_checksum() -> None:
     env = dict(step.env)
     assert env["K8SHA_ETCD_SOURCE"] == "tarball"
     assert env["K8SHA_ETCD_SHA256"] == SHA
-    assert env["K8SHA_ETCD_URL"] == "https://mirror.example/etcd/v3.5.17/etcd-v3.5.17-linux-amd64.tar.gz"
-    assert env["K8SHA_ETCD_VERSION"] == "3.5.17"
+    assert env["K8SHA_ETCD_URL"] == "https://mirror.example/etcd/v3.6.16/etcd-v3.6.16-linux-amd64.tar.gz"
+    assert env["K8SHA_ETCD_VERSION"] == "3.6.16"
     assert env["K8SHA_ETCD_BIN_DIR"] == "/usr/local/bin"
     assert "ExecStart=/usr/local/bin/etcd\n" in e.etcd_unit(e.etcd_config(spec, placement))
     backup = e.etcd_backup_service(e.etcd_config(spec, placement), placement.by_role(Role.ETCD)[0])
@@ -147,14 +173,6 @@ def test_tarball_source_needs_and_uses_the_checksum() -> None:
     unchecked = with_etcd(spec, source=EtcdSource(kind="tarball", url=mirror))
     with pytest.raises(ValueError, match="sha256"):
         e.etcd_member_step(e.etcd_config(unchecked, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
-
-
-def test_tarball_url_falls_back_to_the_mirror_template() -> None:
-    spec, placement = load_example("Pulumi.dev.yaml")
-    spec = with_etcd(spec, source=EtcdSource(kind="tarball", sha256=SHA))
-    url = e.release_url(e.etcd_config(spec, placement))
-    assert url == spec.mirrors.etcd_release.replace("{version}", spec.versions.etcd)
-    assert "{version}" not in e.release_url(e.etcd_config(spec, placement))
 
 
 def test_backup_units_follow_the_spec() -> None:

@@ -6,8 +6,16 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
+import http.server
+import io
+import os
 import re
+import subprocess
+import tarfile
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
+from k8s_ha.model.checksums import RELEASE_SHA256
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement, place
 from k8s_ha.render import kubernetes as k
@@ -25,7 +35,7 @@ from k8s_ha.render.templating import CONFIGS
 from tests.conftest import EXAMPLE_STACKS, load_example
 from tests.render.conftest import assert_ok, run, write
 from tests.support.material import generate
-from tests.tools import require_tool
+from tests.tools import containerd2, require_tool
 
 pytestmark = pytest.mark.render
 
@@ -251,31 +261,53 @@ def test_node_labels_carry_the_failure_domain() -> None:
 def test_sandbox_image_follows_the_image_repository() -> None:
     staging, _, _ = _stack("Pulumi.staging.yaml")
     prod, _, _ = _stack("Pulumi.prod.yaml")
-    assert k.sandbox_image(_config(staging)) == "registry.aliyuncs.com/google_containers/pause:3.10"
-    assert k.sandbox_image(_config(prod)) == "registry.k8s.io/pause:3.10"
-    assert k.sandbox_image(_config(_with(prod, versions={"kubernetes": "1.30.6"}))) == "registry.k8s.io/pause:3.9"
+    assert k.sandbox_image(_config(staging)) == "registry.aliyuncs.com/google_containers/pause:3.10.2"
+    assert k.sandbox_image(_config(prod)) == "registry.k8s.io/pause:3.10.2"
+    assert k.sandbox_image(_config(_with(prod, versions={"kubernetes": "1.35.8"}))) == "registry.k8s.io/pause:3.10.1"
     staging_containerd = k.containerd_config(_config(staging))
-    assert 'sandbox_image = "registry.aliyuncs.com/google_containers/pause:3.10"' in staging_containerd
+    assert 'sandbox = "registry.aliyuncs.com/google_containers/pause:3.10.2"' in staging_containerd
+
+
+def _dump(containerd: str, text: str, tmp_path: Path) -> dict[str, Any]:
+    config = write(tmp_path / "config.toml", text)
+    result = run([containerd, "--config", str(config), "config", "dump"])
+    assert_ok(result, "containerd config dump")
+    assert "level=warning" not in result.stderr, result.stderr  # no migration, no deprecated key
+    return tomllib.loads(result.stdout)
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
-def test_containerd_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
-    containerd = require_tool("containerd", "the render tier runs `containerd config dump`")
+def test_containerd2_accepts_the_config_and_applies_it(name: str, tmp_path: Path) -> None:
+    """The default (containerd 2.x) config through the real containerd 2 binary."""
+    containerd = containerd2()
     spec, _, _ = _stack(name)
-    config = write(tmp_path / "config.toml", k.containerd_config(_config(spec)))
+    dump = _dump(containerd, k.containerd_config(_config(spec)), tmp_path)
+    images = dump["plugins"]["io.containerd.cri.v1.images"]
+    runtime = dump["plugins"]["io.containerd.cri.v1.runtime"]
+    assert images["pinned_images"]["sandbox"] == k.sandbox_image(_config(spec))
+    assert images["registry"]["config_path"] == "/etc/containerd/certs.d"
+    runc = runtime["containerd"]["runtimes"]["runc"]
+    assert runc["runtime_type"] == "io.containerd.runc.v2"
+    assert runc["options"]["SystemdCgroup"] is True and runc["options"]["BinaryName"] == "/usr/local/sbin/runc"
+    assert runtime["cni"]["bin_dirs"] == ["/opt/cni/bin"]
+
+
+def test_containerd1_config_for_kubernetes_1_35(tmp_path: Path) -> None:
+    """Kubernetes 1.35 still runs on containerd 1.7: its version-2 config through a real 1.x binary."""
+    containerd = require_tool("containerd", "the render tier runs `containerd config dump` (Debian's 1.x)")
+    spec, _, _ = _stack("Pulumi.prod.yaml")
+    old = _with(spec, versions={"kubernetes": "1.35.8", "containerd": "1.7.28"})
+    config = write(tmp_path / "config.toml", k.containerd_config(_config(old)))
     result = run([containerd, "--config", str(config), "config", "dump"])
     assert_ok(result, "containerd config dump")
-    dump = tomllib.loads(result.stdout)
-    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["sandbox_image"] == k.sandbox_image(_config(spec))
+    cri = tomllib.loads(result.stdout)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
-    assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
-    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
 
 
 def test_containerd_rejects_a_broken_config(tmp_path: Path) -> None:
-    containerd = require_tool("containerd")
+    containerd = containerd2()
     spec, _, _ = _stack("Pulumi.dev.yaml")
     broken = write(tmp_path / "config.toml", k.containerd_config(_config(spec)).replace("[plugins]", "[plugins"))
     assert run([containerd, "--config", str(broken), "config", "dump"]).returncode != 0
@@ -386,8 +418,9 @@ SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-dra
 
 # Check-then-act guards that make a second run a no-op, per script.
 GUARDS = {
-    "k8s-node.sh": ['if [ ! -s "$K8SHA_KUBE_KEYRING" ]', "k8sha_service containerd restart /etc/containerd/config.toml",
-                    'apt-mark showhold', '[ "$(k8s_installed_version "$pkg")" = "$K8SHA_KUBE_PACKAGE_VERSION" ]'],
+    "k8s-node.sh": ['if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ]',
+                    "k8sha_service containerd restart /etc/containerd/config.toml",
+                    'k8sha_fetch "$url" "$sha" "$file"', 'if ! systemctl is-enabled --quiet kubelet'],
     "k8s-init.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ "$left" -lt "$K8S_TOKEN_MARGIN" ]',
                     'if [ "$left" -lt "$K8S_CERTS_MARGIN" ]', "kubeadm config validate --config"],
     "k8s-join.sh": ['[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes', 'if [ "$joined_before" = no ]',
@@ -452,16 +485,22 @@ def test_pki_goes_to_the_first_master_only_and_secrets_are_private() -> None:
 
 
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
-def test_node_step_repository_pins_and_files(name: str) -> None:
+def test_node_step_pins_every_release_file(name: str) -> None:
     spec, placement, material = _stack(name)
     step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     env = dict(step.env)
-    assert env["K8SHA_KUBE_PACKAGE_VERSION"] == "1.32.4-1.1"
-    repo = spec.mirrors.kubernetes_packages.format(minor="1.32")
-    assert env["K8SHA_KUBE_KEY_URL"] == repo + "Release.key"
-    assert env["K8SHA_KUBE_KEYRING"] == "/etc/apt/keyrings/kubernetes-1.32.asc"
-    source = _file(step, "/etc/apt/sources.list.d/kubernetes.list").content
-    assert f"deb [signed-by=/etc/apt/keyrings/kubernetes-1.32.asc] {repo} /" in source
+    assert env["K8SHA_KUBE_VERSION"] == "1.36.4"
+    records = [line.split() for line in env["K8SHA_FILES"].splitlines()]
+    assert [r[0] for r in records] == ["kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl"]
+    for component, version, sha, url in records:
+        assert RELEASE_SHA256[component][version] == sha
+        base = spec.artifacts.files_repo
+        assert url.startswith(f"{base}/" if base else "https://"), url
+    kubeadm = "dl.k8s.io/release/v1.36.4/bin/linux/amd64/kubeadm"
+    assert f"{spec.artifacts.files_repo or 'https:/'}/{kubeadm}" in env["K8SHA_FILES"]
+    assert "ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS" in _file(
+        step, "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").content
+    assert "ExecStart=/usr/local/bin/containerd" in _file(step, "/etc/systemd/system/containerd.service").content
     assert _file(step, "/etc/containerd/config.toml").content == k.containerd_config(_config(spec, placement))
     assert "br_netfilter" in _file(step, "/etc/modules-load.d/k8s-ha-kubernetes.conf").content
     sysctls = _file(step, "/etc/sysctl.d/99-k8s-ha-kubernetes.conf").content
@@ -470,9 +509,11 @@ def test_node_step_repository_pins_and_files(name: str) -> None:
     assert not step.secret
 
 
-def test_staging_uses_its_mirror_for_packages() -> None:
+def test_staging_fetches_every_file_through_its_files_mirror() -> None:
     spec, _, _ = _stack("Pulumi.staging.yaml")
-    assert k.package_key_url(_config(spec)) == "https://mirrors.aliyun.com/kubernetes-new/core/stable/v1.32/deb/Release.key"
+    urls = [f.url for f in _config(spec).node_files()]
+    assert "http://files.staging.internal/k8s-ha/dl.k8s.io/release/v1.36.4/bin/linux/amd64/kubeadm" in urls
+    assert all(url.startswith("http://files.staging.internal/k8s-ha/") for url in urls)
 
 
 def test_admin_kubeconfig_points_at_the_vip() -> None:
@@ -564,13 +605,10 @@ echo "crictl $*" >>"$K8STEST_STATE/calls"
 if [ "$1" = ps ]; then echo c0ffee; fi
 """,
     "curl": r"""#!/bin/bash
-# The package key download (-o FILE URL) gets a fake armoured key; probes just succeed.
-while [ "$#" -gt 0 ]; do
-  if [ "$1" = -o ]; then
-    printf -- '-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n' >"$2"
-    echo "curl key" >>"$K8STEST_STATE/calls"
-  fi
-  shift
+# Downloads from the test's files mirror on loopback go through the real curl (and are logged);
+# every other call (a probe such as the kubelet's healthz) just succeeds.
+for arg; do
+  case "$arg" in http://127.0.0.1:*/files/*) echo "curl $arg" >>"$K8STEST_STATE/calls"; exec /usr/bin/curl "$@" ;; esac
 done
 """,
 }
@@ -636,7 +674,11 @@ case "$*" in
     while IFS='= ' read -r k v; do case "$k" in ''|'#'*) ;; *) echo "$v" >"$d/$k" ;; esac; done <"${*: -1}" ;;
 esac
 """,
-    "modprobe": "#!/bin/bash\necho \"modprobe $*\" >>\"$K8STEST_STATE/calls\"\nmkdir -p \"/sys/module/$1\"\n",
+    "modprobe": r"""#!/bin/bash
+echo "modprobe $*" >>"$K8STEST_STATE/calls"
+if [ "$1" = --dry-run ]; then ! grep -qx "$2" "$K8STEST_STATE/absent-modules" 2>/dev/null; exit; fi
+mkdir -p "/sys/module/$1"
+""",
     "swapon": "#!/bin/bash\n[ -f \"$K8STEST_STATE/swap\" ] && echo '/swapfile file 1G 0B -2'\nexit 0\n",
     "swapoff": "#!/bin/bash\necho \"swapoff $*\" >>\"$K8STEST_STATE/calls\"\nrm -f \"$K8STEST_STATE/swap\"\n",
 }
@@ -648,13 +690,21 @@ class Host:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.state = root / "state"
-        for sub in ("upper", "work", "var-upper", "var-work", "bin", "state"):
+        for sub in ("upper", "work", "var-upper", "var-work", "usr-local-upper", "usr-local-work", "opt-upper",
+                    "opt-work", "bin", "state"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         for name, text in {**STUBS, **NODE_STUBS}.items():
             stub = write(root / "bin" / name, text)
             stub.chmod(0o755)
 
-    def run(self, step: Step, action: str = "apply") -> str:
+    def run(self, step: Step, action: str = "apply", *, cgroup: str = "cgroup2") -> str:
+        """Run `step` in the sandbox; `cgroup` is what the host has at /sys/fs/cgroup (cgroup2 or tmpfs)."""
+        result = self.attempt(step, action, cgroup=cgroup)
+        assert result.returncode == 0, self.output
+        return result.stdout
+
+    def attempt(self, step: Step, action: str = "apply", *,
+                cgroup: str = "cgroup2") -> subprocess.CompletedProcess[str]:
         script = write(self.root / f"{step.name}.sh", bundle(step))
         (self.state / "calls").write_text("")
         modules = self.root / "modules"
@@ -663,21 +713,33 @@ class Host:
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={self.root}/upper,workdir={self.root}/work /etc"
             f" && mount -t overlay overlay -o lowerdir=/var,upperdir={self.root}/var-upper,"
             f"workdir={self.root}/var-work /var"
+            f" && mount -t overlay overlay -o lowerdir=/usr/local,upperdir={self.root}/usr-local-upper,"
+            f"workdir={self.root}/usr-local-work /usr/local"
+            f" && mount -t overlay overlay -o lowerdir=/opt,upperdir={self.root}/opt-upper,"
+            f"workdir={self.root}/opt-work /opt"
             f" && mount --bind {modules} /sys/module"  # loaded modules as the modprobe stand-in leaves them
+            f" && mount -t {cgroup} none /sys/fs/cgroup"  # the cgroup hierarchy the host boots with
             f" && mount -t tmpfs tmpfs /run"  # a running containerd keeps its socket across runs:
             f" && {{ [ ! -f {self.state}/units/containerd.active ] || {self.root}/bin/containerd-socket; }}"
             f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
         )
         result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
         self.output = result.stdout + result.stderr
-        assert result.returncode == 0, self.output
-        return result.stdout
+        return result
 
     def calls(self, prefix: str) -> list[str]:
         return [c for c in (self.state / "calls").read_text().splitlines() if c.startswith(prefix)]
 
     def etc(self, path: str) -> Path:
         return self.root / "upper" / path.removeprefix("/etc/")
+
+    def written(self, path: str) -> Path:
+        """Where the sandbox wrote the absolute `path` (its copy-on-write upper directories)."""
+        for prefix, upper in (("/etc/", "upper"), ("/var/", "var-upper"), ("/usr/local/", "usr-local-upper"),
+                              ("/opt/", "opt-upper")):
+            if path.startswith(prefix):
+                return self.root / upper / path.removeprefix(prefix)
+        raise ValueError(f"{path} is not under a sandboxed directory")
 
 
 @pytest.fixture
@@ -778,54 +840,139 @@ def test_membership_reconciles_labels_and_removes_stale_ones(fake_host: Host) ->
     assert any(f" drain {worker.name} " in c for c in fake_host.calls("kubectl"))
 
 
-def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host) -> None:
-    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
-    spec, placement, material = _stack("Pulumi.prod.yaml")
-    spec = _with(spec, versions={"containerd": "1.7.24"})  # a version bookworm does not offer
+class FilesMirror:
+    """A files mirror on loopback in the releases' layout (<host>/<path>), holding stand-in release
+    files whose sha256 the stack pins as a private build: the node step downloads them for real.
+    containerd's tarball carries the real containerd 2 binary (k8s-node.sh runs `config dump`)."""
+
+    def __init__(self, root: Path, containerd: str) -> None:
+        self.root = root
+        self.server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/files"
+        self.containerd = containerd
+        self.checksums: dict[str, dict[str, str]] = {}
+
+    def settings(self, spec: StackSpec) -> ArtifactSettings:
+        """Stand-ins for every node file at `spec`'s versions, published and pinned."""
+        v = spec.versions
+        wanted = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                                  cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
+        for f in release_files(wanted, ArtifactSettings()):
+            if f.component == "etcd":
+                continue
+            data = self._content(f.component)
+            path = self.root / "files" / f.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            self.checksums.setdefault(f.component, {})[f.version] = hashlib.sha256(data).hexdigest()
+        return ArtifactSettings(files_repo=self.base, checksums=self.checksums)
+
+    def _content(self, component: str) -> bytes:
+        script = f"#!/bin/sh\necho stand-in {component}\n".encode()
+        members: dict[str, bytes | str] = {
+            "crictl": {"crictl": script},
+            "containerd": {"bin/containerd": self.containerd, "bin/containerd-shim-runc-v2": script, "bin/ctr": script},
+            "cni-plugins": {name: script for name in ("bridge", "host-local", "loopback", "portmap")},
+        }.get(component, {})  # type: ignore[assignment]
+        if not members:
+            return script
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w:gz") as tar:
+            for name, body in members.items():
+                data = Path(body).read_bytes() if isinstance(body, str) else body
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+        return out.getvalue()
+
+    def corrupt(self, component: str) -> None:
+        for path in (self.root / "files").rglob("*"):
+            if path.is_file() and component in path.name:
+                path.write_bytes(path.read_bytes() + b"tampered")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files_mirror(tmp_path: Path) -> Iterator[FilesMirror]:
+    mirror = FilesMirror(tmp_path / "mirror", containerd2())
+    yield mirror
+    mirror.server.shutdown()
+
+
+def _node_spec(mirror: FilesMirror, name: str = "Pulumi.prod.yaml", **versions: str) -> Case:
+    spec, placement, material = _stack(name)
+    if versions:
+        spec = _with(spec, versions=versions)
+    return spec.model_copy(update={"artifacts": mirror.settings(spec)}), placement, material
+
+
+def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host, files_mirror: FilesMirror) -> None:
+    spec, placement, material = _node_spec(files_mirror)
     step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
     (fake_host.state / "swap").touch()
     fake_host.etc("/etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n")
     fake_host.run(step)
-    installed = " ".join(c for c in fake_host.calls("apt-get") if " install " in f"{c} ")
-    for pin in ("kubeadm=1.32.4-1.1", "kubelet=1.32.4-1.1", "kubectl=1.32.4-1.1"):
-        assert pin in installed
-    assert "containerd=" not in installed, "bookworm offers no containerd 1.7.24: the repository's version is kept"
-    assert fake_host.calls("curl key") and fake_host.calls("modprobe br_netfilter")
+    downloads = fake_host.calls("curl http://127.0.0.1")
+    assert len(downloads) == 7 and all(files_mirror.base in d for d in downloads)
+    for path in ("usr/local/bin/kubeadm", "usr/local/bin/kubelet", "usr/local/bin/kubectl", "usr/local/bin/crictl",
+                 "usr/local/bin/containerd", "usr/local/bin/containerd-shim-runc-v2", "usr/local/sbin/runc",
+                 "opt/cni/bin/bridge", "opt/cni/bin/host-local"):
+        assert os.access(fake_host.written("/" + path), os.X_OK), path
+    assert (fake_host.written("/var/lib/k8s-ha/installed/kubeadm")).read_text().startswith("1.36.4 ")
+    assert fake_host.calls("modprobe br_netfilter")
     assert fake_host.calls("swapoff -a") and "# disabled by k8s-ha" in fake_host.etc("/etc/fstab").read_text()
-    assert set((fake_host.state / "held").read_text().split()) == {"kubeadm", "kubelet", "kubectl"}
     assert (fake_host.state / "units" / "kubelet.enabled").exists()
+    assert (fake_host.state / "units" / "containerd.active").exists()
     assert (fake_host.state / "sysctl" / "net.ipv4.ip_forward").read_text().strip() == "1"
+    assert fake_host.etc("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf").exists()
 
+    # Again: nothing downloaded, installed or restarted, with no route out needed.
     assert fake_host.run(step).strip() == "k8s-ha k8s-node: no changes"
     assert not fake_host.calls("apt-get") and not fake_host.calls("curl") and not fake_host.calls("systemctl restart")
 
     # A new sandbox image: containerd's config changes and only containerd restarts.
     mirrored = _with(spec, mirrors={"image_repository": "harbor.example.com/k8s"})
     fake_host.run(k.k8s_node_step(_config(mirrored, placement), _cp(placement)[0], material))
-    assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("apt-get")
+    assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("curl")
 
-    # Another Kubernetes version is an upgrade, never done by a re-run.
-    newer = _with(mirrored, versions={"kubernetes": "1.32.5"})
-    with pytest.raises(AssertionError):
-        fake_host.run(k.k8s_node_step(_config(newer, placement), _cp(placement)[0], material))
-    assert "kubeadm 1.32.4-1.1 is installed but the stack wants 1.32.5-1.1" in fake_host.output
+    # Another Kubernetes version is an upgrade, never done by a re-run, and refused before any change.
+    newer = _with(mirrored, versions={"kubernetes": "1.36.3"})
+    result = fake_host.attempt(k.k8s_node_step(_config(newer, placement), _cp(placement)[0], material))
+    assert result.returncode != 0 and "kubeadm 1.36.4 is installed but the stack wants 1.36.3" in fake_host.output
+    assert not fake_host.calls("curl") and not fake_host.calls("apt-get")
 
 
-def test_node_preparation_needs_no_network_when_the_packages_are_there(fake_host: Host) -> None:
-    """Hosts without a route out (the lab, air-gapped sites with a baked image): with the
-    packages installed and the key present, no apt-get and no download happen at all."""
-    require_tool("containerd", "k8s-node.sh checks its config with `containerd config dump`")
-    spec, placement, material = _stack("Pulumi.staging.yaml")
-    spec = _with(spec, versions={"containerd": "1.7.24"})  # not offered: the installed one is kept
-    pkgs = fake_host.state / "pkgs"
-    pkgs.mkdir()
-    installed = {"containerd": "1.6.20~ds1-1+deb12u1", "kubeadm": "1.32.4-1.1", "kubelet": "1.32.4-1.1",
-                 "kubectl": "1.32.4-1.1", "ca-certificates": "1", "curl": "1", "systemd-timesyncd": "1"}
-    for name, version in installed.items():
-        (pkgs / name).write_text(version)
-    keyring = fake_host.etc("/etc/apt/keyrings/kubernetes-1.32.asc")
-    keyring.parent.mkdir(parents=True)
-    keyring.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n")
-    fake_host.run(k.k8s_node_step(_config(spec, placement), _worker(placement), material))
-    assert not fake_host.calls("apt-get") and not fake_host.calls("curl")
-    assert "versions.containerd 1.7.24 is not offered" in fake_host.output
+def test_a_corrupt_release_file_is_refused_by_name(fake_host: Host, files_mirror: FilesMirror) -> None:
+    spec, placement, material = _node_spec(files_mirror)
+    files_mirror.corrupt("runc")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material))
+    assert result.returncode != 0
+    assert "checksum mismatch for runc 1.4.3 from " + files_mirror.base in fake_host.output
+    assert not (fake_host.written("/usr/local/sbin/runc")).exists()
+    assert not (fake_host.written("/var/lib/k8s-ha/installed/runc")).exists()
+
+
+def test_a_cgroup_v1_host_is_refused_before_anything_changes(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="tmpfs")
+    assert result.returncode != 0
+    assert "/sys/fs/cgroup is tmpfs, not cgroup v2; the kubelet refuses cgroup v1" in fake_host.output
+    assert f"node {_cp(placement)[0].name}:" in fake_host.output
+    assert not fake_host.calls(""), "nothing may run on a host that is refused"
+    assert not any((fake_host.root / "upper").iterdir()), "nothing may be written"
+
+
+def test_a_kernel_without_the_modules_is_refused_before_anything_changes(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    (fake_host.state / "absent-modules").write_text("br_netfilter\n")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material))
+    assert result.returncode != 0
+    assert "the kernel has no br_netfilter module(s), which Kubernetes needs" in fake_host.output
+    assert [c for c in fake_host.calls("") if not c.startswith("modprobe --dry-run")] == []
+    assert not any((fake_host.root / "upper").iterdir())

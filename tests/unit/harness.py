@@ -170,10 +170,11 @@ def config_values(config: dict[str, Any]) -> dict[str, str]:
 
 
 def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, preview: bool = False,
-                program_file: Path = ROOT / "__main__.py") -> Graph:
-    """Run a Pulumi program (default: ROOT/__main__.py) under mocks with `config` (keys without namespace)."""
+                program_file: Path = ROOT / "__main__.py", mocks: Mocks | None = None) -> Graph:
+    """Run a Pulumi program (default: ROOT/__main__.py) under mocks with `config` (keys without namespace).
+    `mocks`: other provider outputs (the guests tier's real key material)."""
     graph = Graph()
-    mocks = Mocks()
+    mocks = mocks or Mocks()
     pulumi.runtime.settings.ROOT.set(None)  # a fresh stack per run, not the previous run's exports
     pulumi.runtime.set_mocks(mocks, project="k8s-ha", stack="test", preview=preview,
                              monitor=RecordingMonitor(mocks, graph))

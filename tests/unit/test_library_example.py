@@ -56,7 +56,7 @@ def test_each_bundle_configures_this_cluster() -> None:
     graph = run()
     bundle = graph.named("etcd-b-etcd-member").inputs["stdin"]
     assert "export K8SHA_ETCD_NAME=etcd-b" in bundle
-    assert "export K8SHA_ETCD_SOURCE=package" in bundle
+    assert "export K8SHA_ETCD_SOURCE=tarball" in bundle and "etcd-v3.6.14-linux-amd64.tar.gz" in bundle
     assert "export K8SHA_ETCD_ENDPOINTS=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379" in bundle
     env = staged_files(bundle)["/etc/etcd/etcd.env"]
     assert "ETCD_INITIAL_CLUSTER_TOKEN=k8s-ha-payments-etcd\n" in env  # keeps two clusters apart

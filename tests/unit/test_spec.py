@@ -142,6 +142,36 @@ def test_unsupported_versions(field: str, value: str, expected: str) -> None:
     assert message.startswith(f"versions.{field}: ") and expected in message
 
 
+def test_containerd_1_is_refused_from_kubernetes_1_36_with_the_reason() -> None:
+    config = prod()
+    config["versions"] = {"containerd": "1.7.28"}
+    message = one_problem(config)
+    assert message.startswith("versions.containerd: containerd 1.7.28 cannot run Kubernetes 1.36.4")
+    assert "Kubernetes 1.35 was the last release on containerd 1.x" in message
+    config["versions"] = {"kubernetes": "1.35.8", "containerd": "1.7.28",
+                          "crictl": "1.35.0"}
+    config["artifacts"] = {"checksums": {"containerd": {"1.7.28": "0" * 64}}}
+    parse_stack(config)  # 1.35 still runs on containerd 1.x
+
+
+def test_only_the_supported_window_is_accepted() -> None:
+    for version in ("1.34.4", "1.38.0"):
+        config = prod()
+        config["versions"] = {"kubernetes": version}
+        assert f"Kubernetes {version} is not supported (1.35 to 1.37" in one_problem(config)
+
+
+def test_a_version_without_a_pinned_checksum_is_refused_by_component() -> None:
+    config = prod()
+    config["versions"] = {"kubernetes": "1.37.2"}  # newer than the upstream table
+    found = problems(config)
+    assert found[0].startswith("versions.kubernetes: no pinned sha256 for kubeadm 1.37.2")
+    assert any("kubelet 1.37.2" in p for p in found) and any("kubectl 1.37.2" in p for p in found)
+    # A private build's checksums make it installable.
+    config["artifacts"] = {"checksums": {c: {"1.37.2": "a" * 64} for c in ("kubeadm", "kubelet", "kubectl")}}
+    parse_stack(config)
+
+
 def test_sizes_below_minimum_name_the_field() -> None:
     config = prod()
     config["controlPlane"]["nodes"][1].update(vcpu=1, memoryMib=1024)

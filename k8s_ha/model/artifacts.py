@@ -1,0 +1,215 @@
+"""Every release file and image a node needs, where it comes from, and the sha256 it must have.
+
+The way Kubespray's download role does it: each file is named by its upstream URL in the
+release's real layout, pinned by a sha256 from checksums.py (upstream facts) or from the stack's
+own table (`artifacts.checksums`, for a private build), and every URL is one setting away from a
+mirror: with `artifacts.filesRepo` set, `https://<host>/<path>` becomes `<filesRepo>/<host>/<path>`
+(Kubespray's files_repo convention), which is also how an offline bundle lays its files out.
+Images keep the names kubeadm pulls given `mirrors.imageRepository`; `artifacts.imageRegistry`
+is the registry mirror containerd pulls every image through.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from k8s_ha.model import versions
+from k8s_ha.model.checksums import RELEASE_SHA256
+
+ARCH = "amd64"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+REGISTRY_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
+MAX_CHECKSUM_ENTRIES = 1000
+
+# Add-on images that are not kubeadm's; the tags of the releases this project deploys.
+FLANNEL_TAG = "v0.28.4"
+FLANNEL_CNI_PLUGIN_TAG = "v1.9.0-flannel1"
+CALICO_TAG = "v3.31.3"
+METRICS_SERVER_TAG = "v0.8.0"
+KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+
+
+class ArtifactError(ValueError):
+    """A file or image that cannot be pinned; the message says which one and what to do."""
+
+
+def _files_repo(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{value!r} is not a base URL such as http://10.0.0.5:8080/files")
+    return value.rstrip("/")
+
+
+def _registry(value: str | None) -> str | None:
+    if value is not None and not REGISTRY_HOST.fullmatch(value):
+        raise ValueError(f"{value!r} is not a registry host such as 10.0.0.5:5000")
+    return value
+
+
+def _checksums(table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    entries = sum(len(v) for v in table.values())
+    if entries > MAX_CHECKSUM_ENTRIES:
+        raise ValueError(f"{entries} entries; at most {MAX_CHECKSUM_ENTRIES}")
+    for component, by_version in table.items():
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; one of {sorted(COMPONENTS)}")
+        for version, digest in by_version.items():
+            if versions.parse(version) is None or not SHA256.fullmatch(digest):
+                raise ValueError(f"{component} {version!r}: {digest!r} is not a version and a lowercase sha256")
+    return table
+
+
+class ArtifactSettings(BaseModel):
+    """The stack's `artifacts:` block: the two mirror settings and an optional private checksum table."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    files_repo: Annotated[str | None, AfterValidator(_files_repo)] = None
+    image_registry: Annotated[str | None, AfterValidator(_registry)] = None
+    checksums: Annotated[dict[str, dict[str, str]], AfterValidator(_checksums)] = {}
+
+
+@dataclass(frozen=True)
+class ArtifactVersions:
+    """The versions that decide which files and images a cluster needs."""
+
+    kubernetes: str = versions.DEFAULT_KUBERNETES
+    containerd: str = versions.DEFAULT_CONTAINERD
+    runc: str = versions.DEFAULT_RUNC
+    cni_plugins: str = versions.DEFAULT_CNI_PLUGINS
+    crictl: str = versions.DEFAULT_CRICTL
+    etcd: str = versions.DEFAULT_ETCD
+    cni: Literal["calico", "flannel"] = "calico"
+    metrics_server: bool = False
+    image_repository: str = DEFAULT_IMAGE_REPOSITORY
+
+    @property
+    def minor(self) -> int:
+        parsed = versions.parse(self.kubernetes)
+        if parsed is None:
+            raise ArtifactError(f"Kubernetes version {self.kubernetes!r} is not MAJOR.MINOR.PATCH")
+        return parsed[1]
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """One release file: what it is, where upstream publishes it, where nodes fetch it, its digest."""
+
+    component: str
+    version: str
+    upstream: str
+    url: str
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.upstream.rsplit("/", 1)[1]
+
+    @property
+    def path(self) -> str:
+        """`<host>/<path>`: its place under a files mirror and in a bundle."""
+        return files_path(self.upstream)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image: the reference nodes pull, and its repository path under a registry mirror."""
+
+    component: str
+    ref: str
+
+    @property
+    def registry(self) -> str:
+        return self.ref.split("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        """`name:tag` without the registry host: where a registry mirror serves it."""
+        return self.ref.split("/", 1)[1]
+
+
+def files_path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+# component -> (upstream URL template); {v} is the version without a leading "v".
+UPSTREAM: dict[str, str] = {
+    "kubeadm": "https://dl.k8s.io/release/v{v}/bin/linux/{arch}/kubeadm",
+    "kubelet": "https://dl.k8s.io/release/v{v}/bin/linux/{arch}/kubelet",
+    "kubectl": "https://dl.k8s.io/release/v{v}/bin/linux/{arch}/kubectl",
+    "containerd": "https://github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-{arch}.tar.gz",
+    "runc": "https://github.com/opencontainers/runc/releases/download/v{v}/runc.{arch}",
+    "cni-plugins": "https://github.com/containernetworking/plugins/releases/download/v{v}/cni-plugins-linux-{arch}-v{v}.tgz",
+    "crictl": "https://github.com/kubernetes-sigs/cri-tools/releases/download/v{v}/crictl-v{v}-linux-{arch}.tar.gz",
+    "etcd": "https://github.com/etcd-io/etcd/releases/download/v{v}/etcd-v{v}-linux-{arch}.tar.gz",
+}
+COMPONENTS = frozenset(UPSTREAM)
+
+
+def checksum_table(settings: ArtifactSettings) -> dict[str, dict[str, str]]:
+    """The upstream table with the stack's own entries laid over it (a private build wins)."""
+    table = {c: dict(v) for c, v in RELEASE_SHA256.items()}
+    for component, by_version in settings.checksums.items():
+        table.setdefault(component, {}).update(by_version)
+    return table
+
+
+def release_files(ver: ArtifactVersions, settings: ArtifactSettings) -> list[ReleaseFile]:
+    """Every file a node installs, pinned; ArtifactError lists each version with no known sha256."""
+    table = checksum_table(settings)
+    wanted = {
+        "kubeadm": ver.kubernetes, "kubelet": ver.kubernetes, "kubectl": ver.kubernetes,
+        "containerd": ver.containerd, "runc": ver.runc, "cni-plugins": ver.cni_plugins,
+        "crictl": ver.crictl, "etcd": ver.etcd,
+    }
+    out: list[ReleaseFile] = []
+    missing: list[str] = []
+    for component, version in wanted.items():
+        version = version.removeprefix("v")
+        upstream = UPSTREAM[component].format(v=version, arch=ARCH)
+        digest = table.get(component, {}).get(version)
+        if digest is None:
+            missing.append(f"{component} {version}")
+            continue
+        url = f"{settings.files_repo}/{files_path(upstream)}" if settings.files_repo else upstream
+        out.append(ReleaseFile(component, version, upstream, url, digest))
+    if missing:
+        raise ArtifactError(
+            f"no pinned sha256 for {', '.join(missing)}: add the release's published checksum to "
+            "k8s_ha/model/checksums.py, choose a version that has one, or supply "
+            "artifacts.checksums in the stack for a private build"
+        )
+    return out
+
+
+def images(ver: ArtifactVersions) -> list[Image]:
+    """Every image the cluster pulls, named as kubeadm and the add-on manifests name them."""
+    repo = ver.image_repository
+    tag = "v" + ver.kubernetes.removeprefix("v")
+    minor = ver.minor
+    if minor not in versions.PAUSE_TAGS:
+        raise ArtifactError(f"no pause/CoreDNS tags known for Kubernetes 1.{minor} (versions.py)")
+    out = [Image(name, f"{repo}/{name}:{tag}") for name in KUBEADM_IMAGES]
+    out.append(Image("pause", f"{repo}/pause:{versions.PAUSE_TAGS[minor]}"))
+    # kubeadm's GetDNSImage: only the default registry keeps CoreDNS under coredns/coredns.
+    dns_repo = f"{repo}/coredns" if repo == DEFAULT_IMAGE_REPOSITORY else repo
+    out.append(Image("coredns", f"{dns_repo}/coredns:{versions.COREDNS_TAGS[minor]}"))
+    if ver.cni == "flannel":
+        out.append(Image("flannel", f"ghcr.io/flannel-io/flannel:{FLANNEL_TAG}"))
+        out.append(Image("flannel-cni-plugin", f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_TAG}"))
+    else:
+        for name in ("node", "cni", "kube-controllers"):
+            out.append(Image(f"calico-{name}", f"quay.io/calico/{name}:{CALICO_TAG}"))
+    if ver.metrics_server:
+        out.append(Image("metrics-server", f"registry.k8s.io/metrics-server/metrics-server:{METRICS_SERVER_TAG}"))
+    return out
