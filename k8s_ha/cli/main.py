@@ -11,12 +11,17 @@ import json
 import sys
 from pathlib import Path
 
+from k8s_ha.cli.bundle_cmd import COMMANDS as BUNDLE_COMMANDS
+from k8s_ha.cli.bundle_cmd import main as bundle_main
 from k8s_ha.model.errors import SpecError
 from k8s_ha.placement.plan import load_plan
 from k8s_ha.placement.report import format_plan, plan_data
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in BUNDLE_COMMANDS:
+        return bundle_main(argv)
     parser = argparse.ArgumentParser(prog="python -m k8s_ha", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (

@@ -126,6 +126,11 @@ class Image:
 
     component: str
     ref: str
+    upstream: str = ""  # the same image under its upstream name; sources are looked up by it
+
+    @property
+    def upstream_path(self) -> str:
+        return (self.upstream or self.ref).split("/", 1)[1]
 
     @property
     def registry(self) -> str:
@@ -164,8 +169,11 @@ def checksum_table(settings: ArtifactSettings) -> dict[str, dict[str, str]]:
     return table
 
 
-def release_files(ver: ArtifactVersions, settings: ArtifactSettings) -> list[ReleaseFile]:
-    """Every file a node installs, pinned; ArtifactError lists each version with no known sha256."""
+def release_files(
+    ver: ArtifactVersions, settings: ArtifactSettings, only: frozenset[str] | None = None
+) -> list[ReleaseFile]:
+    """Every file a node installs (or the `only` components), pinned; ArtifactError lists each
+    version with no known sha256."""
     table = checksum_table(settings)
     wanted = {
         "kubeadm": ver.kubernetes, "kubelet": ver.kubernetes, "kubectl": ver.kubernetes,
@@ -175,6 +183,8 @@ def release_files(ver: ArtifactVersions, settings: ArtifactSettings) -> list[Rel
     out: list[ReleaseFile] = []
     missing: list[str] = []
     for component, version in wanted.items():
+        if only is not None and component not in only:
+            continue
         version = version.removeprefix("v")
         upstream = UPSTREAM[component].format(v=version, arch=ARCH)
         digest = table.get(component, {}).get(version)
@@ -199,11 +209,14 @@ def images(ver: ArtifactVersions) -> list[Image]:
     minor = ver.minor
     if minor not in versions.PAUSE_TAGS:
         raise ArtifactError(f"no pause/CoreDNS tags known for Kubernetes 1.{minor} (versions.py)")
-    out = [Image(name, f"{repo}/{name}:{tag}") for name in KUBEADM_IMAGES]
-    out.append(Image("pause", f"{repo}/pause:{versions.PAUSE_TAGS[minor]}"))
+    up = DEFAULT_IMAGE_REPOSITORY
+    out = [Image(name, f"{repo}/{name}:{tag}", f"{up}/{name}:{tag}") for name in KUBEADM_IMAGES]
+    pause = versions.PAUSE_TAGS[minor]
+    out.append(Image("pause", f"{repo}/pause:{pause}", f"{up}/pause:{pause}"))
     # kubeadm's GetDNSImage: only the default registry keeps CoreDNS under coredns/coredns.
     dns_repo = f"{repo}/coredns" if repo == DEFAULT_IMAGE_REPOSITORY else repo
-    out.append(Image("coredns", f"{dns_repo}/coredns:{versions.COREDNS_TAGS[minor]}"))
+    dns = versions.COREDNS_TAGS[minor]
+    out.append(Image("coredns", f"{dns_repo}/coredns:{dns}", f"{up}/coredns/coredns:{dns}"))
     if ver.cni == "flannel":
         out.append(Image("flannel", f"ghcr.io/flannel-io/flannel:{FLANNEL_TAG}"))
         out.append(Image("flannel-cni-plugin", f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_TAG}"))

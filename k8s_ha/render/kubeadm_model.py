@@ -4,13 +4,12 @@ Why a model of our own: kubeadm's Go types accept far more than we write, and `k
 validate` (the authoritative check, run by k8s-init.sh / k8s-join.sh on the node before
 init or join) needs the kubeadm binary. The render tier has no kubeadm, so it checks every
 rendered document against these models instead: `extra="forbid"` everywhere, so a misspelt or
-misplaced key, a field of the wrong apiVersion (v1beta3's `timeoutForControlPlane` in a v1beta4
-document, v1beta4's `timeouts` in a v1beta3 one), a map where a list belongs (extraArgs) or a
-malformed token, hash, duration or address is an error.
+misplaced key, a field of an older apiVersion (v1beta3's `timeoutForControlPlane`), a map where a
+list belongs (extraArgs) or a malformed token, hash, duration or address is an error.
 
 Field names are the YAML keys (camelCase) on purpose: this file is a schema, and reads like the
-kubeadm reference (kubeadm.k8s.io/v1beta3 and /v1beta4, kubelet.config.k8s.io/v1beta1).
-One model set per apiVersion; they share what is identical.
+kubeadm reference (kubeadm.k8s.io/v1beta4, kubelet.config.k8s.io/v1beta1). Every supported
+Kubernetes minor (1.35 to 1.37) takes v1beta4; v1beta3 (1.29, 1.30) left with those releases.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-V1BETA3 = "kubeadm.k8s.io/v1beta3"
 V1BETA4 = "kubeadm.k8s.io/v1beta4"
 KUBELET_V1BETA1 = "kubelet.config.k8s.io/v1beta1"
 
@@ -77,7 +75,7 @@ CriSocket = Literal["unix:///run/containerd/containerd.sock"]
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*$")]
 
 
-# ---- shared by v1beta3 and v1beta4 ------------------------------------------------------------
+# ---- the documents' parts ---------------------------------------------------------------------
 
 
 class BootstrapToken(Strict):
@@ -201,68 +199,10 @@ class JoinConfigurationV1beta4(Strict):
     timeouts: JoinTimeoutsV1beta4
 
 
-# ---- v1beta3 (Kubernetes 1.29, 1.30): flag maps, per-field timeouts ---------------------------
-
-
-class NodeRegistrationV1beta3(Strict):
-    name: Name
-    criSocket: CriSocket
-    kubeletExtraArgs: dict[FlagName, str]
-
-
-class ControlPlaneComponentV1beta3(Strict):
-    extraArgs: dict[FlagName, str]
-
-
-class APIServerV1beta3(Strict):
-    certSANs: list[str] = Field(min_length=1)
-    timeoutForControlPlane: Duration
-
-
-class InitConfigurationV1beta3(Strict):
-    apiVersion: Literal["kubeadm.k8s.io/v1beta3"]
-    kind: Literal["InitConfiguration"]
-    bootstrapTokens: list[BootstrapToken] = Field(min_length=1)
-    certificateKey: CertificateKey
-    localAPIEndpoint: APIEndpoint
-    nodeRegistration: NodeRegistrationV1beta3
-
-
-class ClusterConfigurationV1beta3(Strict):
-    apiVersion: Literal["kubeadm.k8s.io/v1beta3"]
-    kind: Literal["ClusterConfiguration"]
-    clusterName: Name
-    kubernetesVersion: Version
-    controlPlaneEndpoint: HostPort
-    imageRepository: str
-    networking: Networking
-    etcd: Etcd
-    apiServer: APIServerV1beta3
-    controllerManager: ControlPlaneComponentV1beta3
-    scheduler: ControlPlaneComponentV1beta3
-
-
-class DiscoveryV1beta3(Strict):
-    bootstrapToken: BootstrapTokenDiscovery
-    tlsBootstrapToken: Token
-    timeout: Duration
-
-
-class JoinConfigurationV1beta3(Strict):
-    apiVersion: Literal["kubeadm.k8s.io/v1beta3"]
-    kind: Literal["JoinConfiguration"]
-    discovery: DiscoveryV1beta3
-    nodeRegistration: NodeRegistrationV1beta3
-    controlPlane: JoinControlPlane | None = None
-
-
 MODELS: dict[tuple[str, str], type[Strict]] = {
     (V1BETA4, "InitConfiguration"): InitConfigurationV1beta4,
     (V1BETA4, "ClusterConfiguration"): ClusterConfigurationV1beta4,
     (V1BETA4, "JoinConfiguration"): JoinConfigurationV1beta4,
-    (V1BETA3, "InitConfiguration"): InitConfigurationV1beta3,
-    (V1BETA3, "ClusterConfiguration"): ClusterConfigurationV1beta3,
-    (V1BETA3, "JoinConfiguration"): JoinConfigurationV1beta3,
     (KUBELET_V1BETA1, "KubeletConfiguration"): KubeletConfiguration,
 }
 

@@ -82,7 +82,7 @@ K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Bounded waits inside kubeadm (v1beta4 `timeouts`, v1beta3 per-field timeouts)."""
+    """Bounded waits inside kubeadm (v1beta4 `timeouts`)."""
 
     control_plane: str = "4m0s"
     kubelet: str = "4m0s"
@@ -233,8 +233,8 @@ def pool_membership(spec: StackSpec, placement: Placement, pool: str) -> PoolMem
 
 
 def kubeadm_api_version(config: KubernetesConfig) -> str:
-    """kubeadm.k8s.io/v1beta4 from Kubernetes 1.31 on, v1beta3 for 1.29 and 1.30."""
-    return "kubeadm.k8s.io/v1beta4" if config.version.minor >= 31 else "kubeadm.k8s.io/v1beta3"
+    """kubeadm.k8s.io/v1beta4, which every supported minor (1.35 to 1.37) reads."""
+    return "kubeadm.k8s.io/v1beta4"
 
 
 def sandbox_image(config: KubernetesConfig) -> str:

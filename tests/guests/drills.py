@@ -31,7 +31,8 @@ from tests.lab.drills import first_outage, first_write
 
 PROBE = Path(__file__).resolve().parents[1] / "lab" / "probe.py"
 WATCH_INTERVAL_S = 0.1
-STALE_S = 1.0
+STALE_S = 5.0  # a guest silent this long is off (a starved TCG guest can lag a few seconds)
+BOTH_WINDOW_S = 0.5  # two "I hold it" reports this close, with nothing in between, are a split brain
 API_PORT = 6443
 ETCD_PORT = 2379
 
@@ -106,11 +107,11 @@ class VipWatch:
         for watcher in self.watchers.values():
             watcher.stop()
 
-    def holders_at(self, t: float) -> tuple[str, ...]:
+    def holders_at(self, t: float, stale: float = STALE_S) -> tuple[str, ...]:
         held = []
         for name, watcher in self.watchers.items():
             last = [(s, text) for s, text in list(watcher.lines) if s <= t]
-            if last and t - last[-1][0] <= STALE_S and last[-1][1] == "1":
+            if last and t - last[-1][0] <= stale and last[-1][1] == "1":
                 held.append(name)
         return tuple(held)
 
@@ -118,9 +119,10 @@ class VipWatch:
         return self.holders_at(time.monotonic())
 
     def both_samples(self, since: float) -> list[float]:
-        """Instants (after `since`) at which both LBs reported holding the VIP."""
+        """Instants (after `since`) at which both LBs reported holding the VIP within BOTH_WINDOW_S
+        of each other (a powered-off guest's last report never pairs with the survivor's takeover)."""
         stamps = sorted(s for w in self.watchers.values() for s, _ in list(w.lines) if s >= since)
-        return [round(s - since, 3) for s in stamps if len(self.holders_at(s)) == 2]
+        return [round(s - since, 3) for s in stamps if len(self.holders_at(s, BOTH_WINDOW_S)) == 2]
 
 
 def _probe_argv(stack: GuestStack, *args: str) -> list[str]:
@@ -169,7 +171,7 @@ def etcd_leader(stack: GuestStack) -> str | None:
     except json.JSONDecodeError:
         return None
     ids = {s["Status"]["header"]["member_id"]: by_url.get(s["Endpoint"]) for s in status}
-    leaders = {s["Status"]["leader"] for s in status}
+    leaders = {s["Status"].get("leader", 0) for s in status}  # 0 (omitted): this member knows no leader
     return ids.get(leaders.pop()) if len(leaders) == 1 else None
 
 
@@ -200,15 +202,21 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
     """`virsh destroy` of the LB holding the VIP; seconds until VIP:6443 accepts TCP again. Then the
     cut guest is started again and must rejoin as BACKUP without taking the VIP (nopreempt)."""
     with VipWatch(stack) as watch, _probe_span(stack, 600) as probe:
-        wait_for(lambda: len(watch.holders()) == 1, "exactly one LB holding the VIP", 60)
+        wait_for(lambda: len(watch.holders()) == 1, "exactly one LB holding the VIP", 300, 1)
         (victim,) = watch.holders()
         survivor = next(n for n in LB_NAMES if n != victim)
         time.sleep(1.0)
         t0 = time.monotonic()
         stack.driver.domain(victim).destroy()
-        wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
-        wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
+        try:
+            wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
+            wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
+        except DrillError:
+            stack.driver.domain(victim).create()  # leave the pair whole for what runs next
+            raise
         outage = first_outage(samples(probe), t0)
+        stack.log(f"power cut of {victim}: VIP answers again after {outage['recovered_s']} s "
+                  f"({outage['failed_probes']} failed probes); both held it at {watch.both_samples(t0 - 1.0)}")
         t1 = time.monotonic()
         stack.driver.domain(victim).create()
         back_s = _wait_back(stack, victim, t1)
@@ -226,6 +234,7 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
 def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
     """`virsh destroy` of the etcd leader; seconds to the first successful write. Then it is started
     again and must be a healthy member."""
+    wait_for(lambda: etcd_leader(stack) is not None, "an agreed etcd leader", 300, 2)
     leader = etcd_leader(stack)
     if leader is None:
         raise DrillError("no agreed etcd leader before the drill")
@@ -236,10 +245,15 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
         t0 = time.monotonic()
         stack.driver.domain(leader).destroy()
         dead = time.monotonic()  # writes started from here on cannot have been served by the old leader
-        wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
+        try:
+            wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
+        except DrillError:
+            stack.driver.domain(leader).create()  # leave the cluster whole for what runs next
+            raise
         first = first_write(samples(writes), dead, t0)
     finally:
         writes.stop()
+    stack.log(f"power cut of etcd leader {leader}: first successful write after {first} s")
     t1 = time.monotonic()
     stack.driver.domain(leader).create()
     back_s = _wait_back(stack, leader, t1)
@@ -272,6 +286,8 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
             write_s = first_write(samples(writes), dead, t0)
         finally:
             writes.stop()
+        stack.log(f"loss of {hv} ({lost}): VIP back after {outage['recovered_s']} s, first etcd write after "
+                  f"{write_s} s")
         t1 = time.monotonic()
         stack.hvs.restart_daemon(hv)  # autostart brings its guests back
         back = {n: round(_wait_back(stack, n, t1), 1) for n in lost}

@@ -33,8 +33,17 @@ from tests.guests.real_mocks import RealMaterialMocks
 from tests.unit.harness import Graph, Registered, run_program
 
 SSH_TIMEOUT_S = 2400.0  # TCG on a busy 2-core machine: 5 guests took over 15 min to first SSH
-STEP_TIMEOUT_S = 600.0
+STEP_TIMEOUT_S = 1800.0  # a loadbalancer step took over 600 s on starved TCG guests
 COMMAND = "command:remote:Command"
+# Like pulumi-command's dial retries: a starved guest's sshd can miss the banner deadline.
+DIAL_TIMEOUT_S = 30
+DIAL_RETRIES = 10
+DIAL_ERRORS = ("banner exchange", "Connection timed out", "Connection refused", "No route to host",
+               "Connection reset", "Connection closed by")
+
+
+def _dial_failed(done: subprocess.CompletedProcess[str]) -> bool:
+    return done.returncode == 255 and any(e in done.stderr for e in DIAL_ERRORS)
 __all__ = ["BOOTED", "ETCD_NAMES", "LB_NAMES", "GuestStack"]
 
 
@@ -114,15 +123,18 @@ class GuestStack:
             "ssh", "-F", "/dev/null", "-i", str(self.ssh_dir / "id"), "-p", str(access.port),
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={known_hosts or self.ssh_dir / f'{name}.known_hosts'}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={DIAL_TIMEOUT_S}", "-o", "LogLevel=ERROR",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
             f"{access.user}@{access.host}"])
 
     def run(self, name: str, script: str, *, stdin: str = "", timeout: float = 60.0,
             check: bool = True) -> subprocess.CompletedProcess[str]:
         """A script as root on the guest (sudo; the program's user has NOPASSWD sudo)."""
-        done = subprocess.run([*self.ssh_argv(name), f"sudo bash -c {shlex.quote(script)}"], input=stdin,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        for _ in range(DIAL_RETRIES):
+            done = subprocess.run([*self.ssh_argv(name), f"sudo bash -c {shlex.quote(script)}"], input=stdin,
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+            if not _dial_failed(done):
+                break
         if check and done.returncode != 0:
             raise GuestError(f"{name}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
@@ -180,9 +192,12 @@ class GuestStack:
         """One recorded remote.Command, as pulumi-command runs it: command text, bundle on stdin."""
         name = next(n for n in BOOTED if self.ip(n) == command.inputs["connection"]["host"])
         started = time.monotonic()
-        done = subprocess.run([*self.ssh_argv(name), str(command.inputs[action])],
-                              input=str(command.inputs.get("stdin", "")), capture_output=True, text=True,
-                              timeout=STEP_TIMEOUT_S, check=False)
+        for _ in range(DIAL_RETRIES):  # the steps are idempotent: a re-run after a lost connection is safe
+            done = subprocess.run([*self.ssh_argv(name), str(command.inputs[action])],
+                                  input=str(command.inputs.get("stdin", "")), capture_output=True, text=True,
+                                  timeout=STEP_TIMEOUT_S, check=False)
+            if not _dial_failed(done):
+                break
         if done.returncode != 0:
             tail = "\n".join(f"{done.stdout}\n{done.stderr}".strip().splitlines()[-25:])
             raise GuestError(f"step {command.name} on {name} exited {done.returncode}:\n{tail}")

@@ -30,7 +30,7 @@ BUILTIN_GROUPS = re.compile(r"^(v1|apps/v1|policy/v1|rbac\.authorization\.k8s\.i
 
 def schema_version(minor: int) -> str:
     """The kubernetes-validate schema set for a Kubernetes minor: the same minor when the tool
-    ships it (1.25 to 1.37 in kubernetes-validate 1.37, which covers every supported 1.29-1.34),
+    ships it (1.25 to 1.37 in kubernetes-validate 1.37, which covers every supported 1.35-1.37),
     else the nearest one it has."""
     shipped = sorted({tuple(int(x) for x in v.split(".")[:2]) for v in all_versions()})
     best = min(shipped, key=lambda v: (abs(v[1] - minor), -v[1]))
@@ -112,7 +112,7 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("version", ["1.29.10", "1.32.4", "1.34.1"])
+@pytest.mark.parametrize("version", ["1.35.8", "1.36.4", "1.37.2"])
 def test_coredns_patch_is_valid_on_kubeadms_deployment(version: str, tmp_path: Path) -> None:
     spec = _with_version(_full(_spec("Pulumi.prod.yaml")), version)
     patches = a.coredns_patches(spec)
@@ -129,16 +129,16 @@ def test_the_validator_rejects_a_wrong_manifest(tmp_path: Path) -> None:
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["topologySpreadConstraint"] = []  # misspelt
     with pytest.raises(AssertionError):
-        validate_strict([broken], 32, tmp_path)
+        validate_strict([broken], 36, tmp_path)
     constraint = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
                   "nodeTaintPolicy": "Honor"}  # misspelt: nodeTaintsPolicy
     typo = merge(COREDNS_SKELETON, {"spec": {"template": {"spec": {"topologySpreadConstraints": [constraint]}}}})
     with pytest.raises(AssertionError):
-        validate_strict([typo], 32, tmp_path)
+        validate_strict([typo], 36, tmp_path)
 
 
 @pytest.mark.parametrize(("minor", "expected"), [
-    (29, "1.29.0"), (32, "1.32.0"), (34, "1.34.0"), (19, "1.25.0"), (99, "1.37.0"),
+    (35, "1.35.0"), (36, "1.36.0"), (37, "1.37.0"), (19, "1.25.0"), (99, "1.37.0"),
 ])
 def test_schema_version_choice(minor: int, expected: str) -> None:
     shipped = {".".join(v.split(".")[:2]) for v in all_versions()}

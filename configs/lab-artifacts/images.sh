@@ -1,0 +1,93 @@
+# shellcheck shell=bash
+# The lab's images, packed as OCI layouts from binaries built here (sourced by scripts/lab-artifacts).
+# Control-plane images are a static binary on an empty base, like distroless/static; kube-proxy and
+# flannel also need iptables/nft/conntrack (and cp for flannel's init containers), which come from
+# Debian packages unpacked into one shared layer. Layouts land under source/images/<name>/<tag>, the
+# upstream names (registry host dropped) that `python -m k8s_ha bundle --images-source` looks up.
+
+# Debian packages of the netfilter layer; apt resolves nothing here, so the list is complete.
+NETFILTER_DEBS=(libc6 libgcc-s1 coreutils libacl1 libattr1 libselinux1 libpcre2-8-0 libgmp10
+  iptables libip4tc2 libip6tc2 libxtables12 libnftnl11 libmnl0 libnetfilter-conntrack3 libnfnetlink0
+  conntrack nftables libnftables1 libjansson4 libedit2 libbsd0 libmd0 libtinfo6 libxxhash0 libcap2)
+
+image() { # image NAME:TAG [imagepack args...]
+  local ref=$1; shift
+  local out=$SRC/images/${ref/://}
+  "$BIN/imagepack" -out "$out.tmp" -ref "registry.k8s.io/$ref" "$@"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_netfilter_layer() {
+  local dir=$CACHE/stage/netfilter; rm -rf "$dir"; mkdir -p "$dir/debs" "$dir/root"
+  (cd "$dir/debs" && apt-get download "${NETFILTER_DEBS[@]}" >/dev/null)
+  local deb; for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+  # Debian's postinst would set these alternatives; kube-proxy and flannel call iptables by name.
+  local t; for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -sf xtables-nft-multi "$dir/root/usr/sbin/$t"
+  done
+  rm -rf "$dir/root/usr/share/doc" "$dir/root/usr/share/man" "$dir/root/usr/share/locale"
+  # Debian's merged /usr: /bin, /sbin, /lib, /lib64 are links into /usr.
+  for t in bin sbin lib lib64; do [ -e "$dir/root/$t" ] || ln -s "usr/$t" "$dir/root/$t"; done
+  tar --sort=name --owner=0 --group=0 --mtime=@0 -C "$dir/root" -cf "$CACHE/stage/netfilter.tar" .
+}
+
+build_pause() {
+  local src; src=$(cd "$CACHE/mod/kubernetes-$KUBERNETES_VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+  mkdir -p "$CACHE/stage/pause"
+  gcc -Os -static -Wall -Werror -DVERSION="v$PAUSE_VERSION-lab" -o "$CACHE/stage/pause/pause" "$src/build/pause/linux/pause.c"
+  strip "$CACHE/stage/pause/pause"
+}
+
+build_coredns() {
+  local v=$COREDNS_VERSION; local dir=$CACHE/mod/coredns-$v
+  builder "$dir" "github.com/coredns/coredns@v$v"
+  (cd "$dir" && go build -ldflags "-s -w" -o "$CACHE/stage/coredns" github.com/coredns/coredns)
+}
+
+build_metrics_server() {
+  local v=$METRICS_SERVER_VERSION; local dir=$CACHE/mod/metrics-server-$v
+  builder "$dir" "sigs.k8s.io/metrics-server@v$v"
+  (cd "$dir" && go build -ldflags "-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=v$v" \
+    -o "$CACHE/stage/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
+}
+
+build_flannel() {
+  local v=$FLANNEL_VERSION; local dir=$CACHE/mod/flannel-$v
+  builder "$dir" "github.com/flannel-io/flannel@v$v"
+  (cd "$dir" && go build -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=v$v" \
+    -o "$CACHE/stage/flanneld" github.com/flannel-io/flannel)
+  # github.com/flannel-io/cni-plugin is not on the Go proxy; the same plugin's last home,
+  # containernetworking/plugins v0.9.1 (plugins/meta/flannel), stands in for it in the lab.
+  dir=$CACHE/mod/flannel-cni-0.9.1
+  builder "$dir" "github.com/containernetworking/plugins@v0.9.1"
+  (cd "$dir" && go build -ldflags "-s -w" -o "$CACHE/stage/flannel" github.com/containernetworking/plugins/plugins/meta/flannel)
+}
+
+pack_images() {
+  local k=$BIN/kubernetes-$KUBERNETES_VERSION tag=v$KUBERNETES_VERSION n
+  for n in kube-apiserver kube-controller-manager kube-scheduler; do
+    image "$n:$tag" -entrypoint "/usr/local/bin/$n" "$k/$n=/usr/local/bin/$n"
+  done
+  image "kube-proxy:$tag" -entrypoint /usr/local/bin/kube-proxy -layer-tar "$CACHE/stage/netfilter.tar" \
+    "$k/kube-proxy=/usr/local/bin/kube-proxy"
+  image "pause:$PAUSE_VERSION" -entrypoint /pause -user 65535:65535 "$CACHE/stage/pause/pause=/pause"
+  image "coredns/coredns:v$COREDNS_VERSION" -entrypoint /coredns -user 65532 "$CACHE/stage/coredns=/coredns"
+  image "metrics-server/metrics-server:v$METRICS_SERVER_VERSION" -entrypoint /metrics-server -user 65532 \
+    "$CACHE/stage/metrics-server=/metrics-server"
+  local f=$SRC/images/flannel-io
+  "$BIN/imagepack" -out "$f/flannel/v$FLANNEL_VERSION" -ref "ghcr.io/flannel-io/flannel:v$FLANNEL_VERSION" \
+    -entrypoint /opt/bin/flanneld -layer-tar "$CACHE/stage/netfilter.tar" "$CACHE/stage/flanneld=/opt/bin/flanneld"
+  "$BIN/imagepack" -out "$f/flannel-cni-plugin/$FLANNEL_CNI_PLUGIN_VERSION" \
+    -ref "ghcr.io/flannel-io/flannel-cni-plugin:$FLANNEL_CNI_PLUGIN_VERSION" \
+    -layer-tar "$CACHE/stage/netfilter.tar" "$CACHE/stage/flannel=/flannel"
+}
+
+build_images() {
+  timed "netfilter-layer" build_netfilter_layer
+  timed "pause-$PAUSE_VERSION" build_pause
+  timed "coredns-$COREDNS_VERSION" build_coredns
+  timed "metrics-server-$METRICS_SERVER_VERSION" build_metrics_server
+  timed "flannel-$FLANNEL_VERSION" build_flannel
+  rm -f "$CACHE/stamps/images-packed"
+  timed "images-packed" pack_images
+}

@@ -1,0 +1,95 @@
+"""The lab's private build as a stack sees it (run by scripts/lab-artifacts): the checksum table of
+the files built here, a stack file that pins it, the bundle made through the product's own
+`bundle` command from the local source, and the build times in bench/results/artifacts.json.
+
+    python -m tests.support.lab_artifacts CACHE_DIR [--times-only]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8s_ha.cli.bundle import sha256_file
+from k8s_ha.cli.main import main as cli
+from k8s_ha.model.artifacts import UPSTREAM, ArtifactVersions, files_path
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_STACK = ROOT / "Pulumi.dev.yaml"
+
+
+def lab_versions(env: Path) -> ArtifactVersions:
+    """The versions configs/lab-artifacts/components.env builds."""
+    values = dict(line.split("=", 1) for line in env.read_text().splitlines() if line and not line.startswith("#"))
+    return ArtifactVersions(
+        kubernetes=values["KUBERNETES_VERSION"], containerd=values["CONTAINERD_VERSION"],
+        runc=values["RUNC_VERSION"], cni_plugins=values["CNI_PLUGINS_VERSION"],
+        crictl=values["CRICTL_VERSION"], etcd=values["ETCD_VERSION"], cni="flannel", metrics_server=True,
+    )
+
+
+def private_table(files: Path, ver: ArtifactVersions) -> dict[str, dict[str, str]]:
+    """sha256 of each file the lab built, by component and version (artifacts.checksums)."""
+    wanted = {"kubeadm": ver.kubernetes, "kubelet": ver.kubernetes, "kubectl": ver.kubernetes,
+              "containerd": ver.containerd, "runc": ver.runc, "cni-plugins": ver.cni_plugins,
+              "crictl": ver.crictl, "etcd": ver.etcd}
+    table: dict[str, dict[str, str]] = {}
+    for component, version in wanted.items():
+        path = files / files_path(UPSTREAM[component].format(v=version, arch="amd64"))
+        if path.is_file():
+            table[component] = {version: sha256_file(path)}
+    return table
+
+
+def lab_stack(ver: ArtifactVersions, table: dict[str, dict[str, str]], out: Path) -> Path:
+    """The dev stack with the lab's versions, flannel, metrics-server and the private table."""
+    document = yaml.safe_load(BASE_STACK.read_text())
+    config = document["config"]
+    config["k8s-ha:versions"] = {"kubernetes": ver.kubernetes, "containerd": ver.containerd, "runc": ver.runc,
+                                 "cniPlugins": ver.cni_plugins, "crictl": ver.crictl, "etcd": ver.etcd}
+    config.setdefault("k8s-ha:kubernetes", {}).update({"cni": "flannel", "metricsServer": True})
+    config["k8s-ha:artifacts"] = {"checksums": table}
+    out.write_text(yaml.safe_dump(document, sort_keys=False))
+    return out
+
+
+def main(cache: Path, times_only: bool = False) -> int:
+    """Make the lab bundle (unless `times_only`: then only record the builds done so far)."""
+    code, bundle_s = -1, 0.0
+    if not times_only:
+        ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
+        source = cache / "source"
+        table = private_table(source / "files", ver)
+        (source / "checksums.json").write_text(json.dumps(table, indent=2) + "\n")
+        stack = lab_stack(ver, table, cache / "Pulumi.lab.yaml")
+        t0 = time.monotonic()
+        code = cli(["bundle", "--stack-file", str(stack), "--out", str(cache / "bundle"),
+                    "--files-source", str(source / "files"), "--images-source", str(source / "images")])
+        bundle_s = time.monotonic() - t0
+    times = sorted((json.loads(p.read_text()) for p in (cache / "times").glob("*.json")),
+                   key=lambda t: str(t["component"]))
+    parts = sorted((json.loads(p.read_text()) for p in (cache / "times" / "parts").glob("*.json")),
+                   key=lambda t: str(t["component"]))
+    result: dict[str, Any] = {"builds": times, "kubernetes_binaries": parts,
+                              "build_seconds_total": sum(int(t["seconds"]) for t in times),
+                              "bundle_exit": code if not times_only else "not run",
+                              "bundle_seconds": round(bundle_s, 1)}
+    manifest_file = cache / "bundle" / "manifest.json"
+    if code == 0 and manifest_file.is_file():
+        manifest = json.loads(manifest_file.read_text())
+        result["bundle_files"] = {e["name"]: e["size"] for e in manifest["files"]}
+        result["bundle_images"] = {e["ref"]: e["size"] for e in manifest["images"]}
+        result["bundle_bytes"] = sum(result["bundle_files"].values()) + sum(result["bundle_images"].values())
+    out = ROOT / "bench" / "results" / "artifacts.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if not k.startswith("bundle_") or k == "bundle_bytes"}, indent=2))
+    return max(code, 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), "--times-only" in sys.argv[2:]))
