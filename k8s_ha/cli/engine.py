@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,8 +103,7 @@ class EventPrinter:
             hypervisor = self.hypervisor_of(diag.urn or "")
             if hypervisor is not None:
                 name, uri = hypervisor
-                first = message.splitlines()[0]
-                message = f"hypervisor {name} ({uri}) cannot be used: {first}"
+                message = f"hypervisor {name} ({uri}) cannot be used: {_cause(message)}"
             self.errors.append(f"{where}: {message}")
         if severity in ("error", "warning", "info") or (severity == "info#err"):
             self._line(f"{severity}: {where}: {message}")
@@ -115,6 +115,13 @@ class EventPrinter:
             return None
         name = _name(provider).removeprefix("hv-")
         return name, self.hypervisor_uris.get(name, "?")
+
+
+def _cause(message: str) -> str:
+    """The first line that says something: providers wrap errors in "1 error occurred:" and "* " bullets."""
+    lines = [line.strip().removeprefix("* ").strip() for line in message.splitlines()]
+    useful = [line for line in lines if line and not re.fullmatch(r"\d+ errors? occurred:?", line)]
+    return useful[0] if useful else message.strip()
 
 
 def _name(urn: str) -> str:
