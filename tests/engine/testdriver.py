@@ -16,16 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-LIBVIRTD_CONF = """\
-unix_sock_dir = "{runtime}"
-unix_sock_ro_perms = "0700"
-unix_sock_rw_perms = "0700"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
-listen_tls = 0
-listen_tcp = 0
-log_outputs = "3:file:{state}/libvirtd.log"
-"""
+from tests.support.libvirtd import lab_libvirtd_conf
 
 
 class TestDriverDaemon:
@@ -49,7 +40,7 @@ class TestDriverDaemon:
     def __enter__(self) -> TestDriverDaemon:
         for sub in (self.runtime, self.state / "etc", self.state / "lib", self.state / "cache"):
             sub.mkdir(parents=True, exist_ok=True)
-        (self.state / "etc/libvirtd.conf").write_text(LIBVIRTD_CONF.format(runtime=self.runtime, state=self.state))
+        (self.state / "etc/libvirtd.conf").write_text(lab_libvirtd_conf(self.runtime, self.state))
         private = {"/etc/libvirt": self.state / "etc", "/var/lib/libvirt": self.state / "lib",
                    "/var/cache/libvirt": self.state / "cache"}
         mounts = "".join(f"mount --bind {source} {target}\n" for target, source in private.items())

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.guests.binding import libvirt
+from tests.support.libvirtd import lab_libvirtd_conf
 
 PREFIX = "k8sguests"
 BRIDGE = "br0"
@@ -39,17 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE_ROOT = ROOT / ".cache" / "guests"
 PRIVATE_DIRS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
 
-LIBVIRTD_CONF = """\
-# k8s-ha guests tier: one of two daemons on this machine; reachable only through this socket.
-unix_sock_dir = "{runtime}"
-unix_sock_ro_perms = "0700"
-unix_sock_rw_perms = "0700"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
-listen_tls = 0
-listen_tcp = 0
-log_outputs = "3:file:{log}/libvirtd.log"
-"""
 
 # PID 1 here is not systemd and there is no cgroup delegation, AppArmor, or virtlogd: QEMU runs as
 # root without them. Lab-only settings; real hypervisors keep libvirt's defaults.
@@ -165,7 +155,7 @@ class LabHypervisors:
         for sub in ("etc", "lib", "log", "cache", "images"):
             (hv.state / sub).mkdir(parents=True, exist_ok=True)
         hv.runtime.mkdir(parents=True, exist_ok=True)
-        (hv.state / "etc" / "libvirtd.conf").write_text(LIBVIRTD_CONF.format(runtime=hv.runtime, log=hv.state / "log"))
+        (hv.state / "etc" / "libvirtd.conf").write_text(lab_libvirtd_conf(hv.runtime, hv.state / "log"))
         (hv.state / "etc" / "qemu.conf").write_text(QEMU_CONF)
         private = {"/etc/libvirt": hv.state / "etc", "/var/lib/libvirt": hv.state / "lib",
                    "/var/log/libvirt": hv.state / "log", "/var/cache/libvirt": hv.state / "cache"}
