@@ -65,8 +65,12 @@ def test_a_corrupt_bundle_is_not_served(tmp_path: Path) -> None:
 
 
 def crane_binary() -> str:
-    lab = Path(__file__).resolve().parents[2] / ".cache" / "lab-artifacts" / "bin" / "crane"
-    return str(lab) if lab.is_file() else require_tool("crane", "pulls images from a registry source")
+    """The lab build's crane, or the one scripts/test builds, or one on PATH."""
+    cache = Path(__file__).resolve().parents[2] / ".cache"
+    for built in (cache / "lab-artifacts/bin/crane", cache / "tools/crane-v0.22.1/crane"):
+        if built.is_file():
+            return str(built)
+    return require_tool("crane", "pulls images from a registry source (scripts/test builds it)")
 
 
 def test_a_bundle_collects_images_from_a_registry_source(tmp_path: Path) -> None:
