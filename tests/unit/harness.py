@@ -190,9 +190,15 @@ def run_program(config: dict[str, Any], secret_keys: tuple[str, ...] = (), *, pr
         return pulumi.Output.all(*exports.values())
 
     program()
-    for key, output in exports.items():  # the test loop has resolved every future by now
-        data = output._data.result()
-        graph.stack_outputs[key] = data.value
-        if data.is_secret:
-            graph.secret_outputs.add(key)
+    record_exports(exports, graph.stack_outputs, graph.secret_outputs)
     return graph
+
+
+def record_exports(exports: dict[str, pulumi.Output[Any]], values: dict[str, Any], secrets: set[str]) -> None:
+    """Each export's resolved value into `values`, its name into `secrets` when it is secret; call
+    after the `pulumi.runtime.test` program returned (the test loop has resolved every future)."""
+    for key, output in exports.items():
+        data = output._data.result()
+        values[key] = data.value
+        if data.is_secret:
+            secrets.add(key)

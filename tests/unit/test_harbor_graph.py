@@ -34,7 +34,7 @@ from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.pki import ClusterPki
 from k8s_ha.resources.remote import MaterialViews
 from k8s_ha.resources.vm import ExistingHost, Host, Hypervisors, LibvirtVm
-from tests.unit.harness import Graph, Mocks, RecordingMonitor, Registered
+from tests.unit.harness import Graph, Mocks, RecordingMonitor, Registered, record_exports
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = "command:remote:Command"
@@ -117,11 +117,7 @@ def run_harbor(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Har
         return pulumi.Output.all(*exports.values())
 
     program()
-    for key, value in exports.items():
-        data = value._data.result()  # resolved by the test loop
-        run.outputs[key] = data.value
-        if data.is_secret:
-            run.secret_outputs.add(key)
+    record_exports(exports, run.outputs, run.secret_outputs)
     return run
 
 

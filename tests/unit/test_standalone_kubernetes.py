@@ -17,7 +17,7 @@ from k8s_ha.resources.control_plane import ControlPlane, ControlPlaneArgs
 from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.target import Target
 from k8s_ha.resources.workers import WorkerPool, WorkerPoolArgs
-from tests.unit.harness import Graph, RecordingMonitor
+from tests.unit.harness import Graph, RecordingMonitor, record_exports
 from tests.unit.test_harbor_graph import HarborMocks, staged_files
 
 REGISTRY = "registry.alone.example"
@@ -115,11 +115,7 @@ def standalone() -> Run:
         return pulumi.Output.all(*exports.values())
 
     program()
-    for key, value in exports.items():
-        data = value._data.result()  # resolved by the test loop
-        run.outputs[key] = data.value
-        if data.is_secret:
-            run.secret_outputs.add(key)
+    record_exports(exports, run.outputs, run.secret_outputs)
     return run
 
 
