@@ -174,7 +174,7 @@ def tarball(settings: EtcdSettings) -> tuple[str, str] | None:
         if not source.url or not source.sha256:
             raise ValueError("etcd.source.kind=tarball needs a url and its sha256: no download is trusted unchecked")
         return source.url.replace("{version}", version), source.sha256
-    (pinned,) = [f for f in release_files(ArtifactVersions(etcd=version), settings.artifacts) if f.component == "etcd"]
+    (pinned,) = release_files(ArtifactVersions(etcd=version), settings.artifacts, only=frozenset({"etcd"}))
     return pinned.url, pinned.sha256
 
 

@@ -49,7 +49,7 @@ JOIN_CONFIG = f"{STATE_DIR}/kubeadm-join.yaml"
 CERTS_DIR = "/etc/containerd/certs.d"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 
-NODE_COMPONENTS = ("kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl")
+NODE_COMPONENTS = frozenset({"kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl"})
 TOKEN_TTL = "24h0m0s"
 
 
@@ -169,7 +169,7 @@ class KubernetesConfig:
 
     def node_files(self) -> list[ReleaseFile]:
         """The release files every node installs (etcd's is the etcd layer's), pinned by sha256."""
-        return [f for f in release_files(self.artifact_versions(), self.artifacts) if f.component in NODE_COMPONENTS]
+        return release_files(self.artifact_versions(), self.artifacts, only=NODE_COMPONENTS)
 
 
 @dataclass(frozen=True)
