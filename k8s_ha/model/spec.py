@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from k8s_ha.model import versions
-from k8s_ha.model.artifacts import ArtifactSettings, checksum_table
+from k8s_ha.model.artifacts import ArtifactError, ArtifactSettings, ArtifactVersions, release_files
 from k8s_ha.model.errors import Problem, SpecError
 
 PROJECT = "k8s-ha"
@@ -650,18 +650,20 @@ def _check_release_checksums(spec: StackSpec) -> list[Problem]:
     v = spec.versions
     if any(_walk(v, "versions")):
         return []  # an unsupported version is reported as that, not as a missing checksum
-    wanted = {"kubeadm": ("kubernetes", v.kubernetes), "kubelet": ("kubernetes", v.kubernetes),
-              "kubectl": ("kubernetes", v.kubernetes), "containerd": ("containerd", v.containerd),
-              "runc": ("runc", v.runc), "cni-plugins": ("cniPlugins", v.cni_plugins), "crictl": ("crictl", v.crictl)}
-    if spec.etcd.source.kind == "release":  # otherwise the package, or the stack's own tarball and sha256
-        wanted["etcd"] = ("etcd", v.etcd)
-    table = checksum_table(spec.artifacts)
-    return [
-        Problem(f"versions.{key}", f"no pinned sha256 for {component} {version}: choose a version in "
-                "k8s_ha/model/checksums.py, or give the checksum of your own build in artifacts.checksums")
-        for component, (key, version) in wanted.items()
-        if version.removeprefix("v") not in table.get(component, {})
-    ]
+    pinned = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                              cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
+    # The config key each release file's version comes from; etcd only when it is the upstream
+    # release (otherwise the distribution's package, or the stack's own tarball and sha256).
+    keys = {"kubernetes": {"kubeadm", "kubelet", "kubectl"}, "containerd": {"containerd"}, "runc": {"runc"},
+            "cniPlugins": {"cni-plugins"}, "crictl": {"crictl"},
+            "etcd": {"etcd"} if spec.etcd.source.kind == "release" else set()}
+    problems = []
+    for key, components in keys.items():
+        try:
+            release_files(pinned, spec.artifacts, only=frozenset(components))
+        except ArtifactError as error:
+            problems.append(Problem(f"versions.{key}", str(error)))
+    return problems
 
 
 def _check_harbor_download(spec: StackSpec) -> list[Problem]:
