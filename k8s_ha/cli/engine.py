@@ -70,7 +70,8 @@ class EventPrinter:
     def __call__(self, event: Any) -> None:
         if event.resource_pre_event is not None:
             meta = event.resource_pre_event.metadata
-            self.providers[meta.urn] = meta.provider.split("::")[0] if meta.provider else ""
+            # a provider reference is "URN::ID", and URNs contain "::" themselves
+            self.providers[meta.urn] = meta.provider.rsplit("::", 1)[0] if meta.provider else ""
             op = getattr(meta.op, "value", str(meta.op))
             if op == "same":
                 self.unchanged += 1
@@ -110,8 +111,8 @@ class EventPrinter:
 
     def hypervisor_of(self, urn: str) -> tuple[str, str] | None:
         """The hypervisor behind a failed libvirt provider, or behind a resource that uses one."""
-        provider = urn if "::pulumi:providers:libvirt::" in urn else self.providers.get(urn, "")
-        if "::pulumi:providers:libvirt::" not in provider:
+        provider = urn if _is_libvirt_provider(urn) else self.providers.get(urn, "")
+        if not _is_libvirt_provider(provider):
             return None
         name = _name(provider).removeprefix("hv-")
         return name, self.hypervisor_uris.get(name, "?")
@@ -122,6 +123,12 @@ def _cause(message: str) -> str:
     lines = [line.strip().removeprefix("* ").strip() for line in message.splitlines()]
     useful = [line for line in lines if line and not re.fullmatch(r"\d+ errors? occurred:?", line)]
     return useful[0] if useful else message.strip()
+
+
+def _is_libvirt_provider(urn: str) -> bool:
+    """A URN's type is its third "::" field; a parented provider's reads "Parent$pulumi:providers:libvirt"."""
+    fields = urn.split("::")
+    return len(fields) >= 4 and fields[2].rsplit("$", 1)[-1] == "pulumi:providers:libvirt"
 
 
 def _name(urn: str) -> str:

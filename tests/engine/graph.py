@@ -16,8 +16,14 @@ from tests.unit.harness import SECRET_SIG, SIG_KEY, Graph
 
 
 def logical(urn: str) -> str:
-    """A URN without its stack and project (`type$type::name`), so two stacks' graphs compare."""
-    return urn.split("::", 2)[2] if urn.startswith("urn:pulumi:") else urn
+    """A URN as `type::name`: without stack and project, so two stacks' graphs compare, and without
+    the parents' types (the real engine qualifies a child's type with its whole parent chain, the SDK's
+    mock monitor with the immediate parent's only; parents are compared as a field of their own)."""
+    if not urn.startswith("urn:pulumi:"):
+        return urn
+    qualified, name = urn.split("::", 2)[2].rsplit("::", 1)
+    typ = qualified.rsplit("$", 1)[-1]
+    return typ if typ == "pulumi:pulumi:Stack" else f"{typ}::{name}"  # the stack's name is the stack's
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,22 @@ def _secret_keys(inputs: dict[str, Any]) -> frozenset[str]:
 
 
 def provider_of(reference: str) -> str:
-    """A provider reference is `URN::ID`; keep the URN part, logically."""
+    """A provider reference is `URN::ID`; keep the URN part, logically. A default provider (the engine
+    makes one per package and version for resources the program gives none) reads as none, as under mocks."""
     if not reference:
         return ""
-    return logical(reference.rsplit("::", 1)[0])
+    urn = logical(reference.rsplit("::", 1)[0])
+    return "" if urn.split("::")[-1].startswith("default") else urn
+
+
+def remote_components(path: Path) -> set[str]:
+    """Components a provider constructs (kubernetes' `yaml/v2` ConfigFile/ConfigGroup): the provider
+    registers them inside its Construct call, so the plan's goal for them records neither the provider
+    nor the `dependsOn` the program passed (the provider applies those to the children it makes)."""
+    plan = json.loads(path.read_text())
+    return {logical(urn) for urn, rp in plan["resourcePlans"].items()
+            if (goal := rp.get("goal")) and not goal.get("custom") and not goal["type"].startswith(
+                ("k8s-ha:", "pulumi:"))}
 
 
 def from_plan(path: Path) -> dict[str, Node]:
