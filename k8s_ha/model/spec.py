@@ -275,6 +275,21 @@ class IngressFrontend(Model):
     https_node_port: Annotated[int, between(30000, 32767)] = 30443
 
 
+class HaproxyCheck(Model):
+    """keepalived's check that the local HAProxy accepts connections (its track script). A failed
+    check moves the node to FAULT and the VIP to the peer. Each run forks a shell, so on slow or
+    starved hosts (TCG guests) a longer interval and timeout keep the check from timing out by itself."""
+
+    interval_s: Annotated[int, between(1, 60)] = 1
+    timeout_s: Annotated[int, between(1, 60)] = 1
+    fall: Annotated[int, between(1, 10)] = 1
+    rise: Annotated[int, between(1, 10)] = 2
+
+    def checks(self) -> Iterator[tuple[str, str]]:
+        if self.timeout_s > self.interval_s:
+            yield "timeoutS", "must not exceed intervalS (keepalived skips a run while the last one is still running)"
+
+
 def _centiseconds(value: int) -> str | None:
     if value % 10:
         return "VRRPv3 adverts are in centiseconds: use a multiple of 10 ms"
@@ -292,6 +307,7 @@ class LoadBalancerSpec(Model):
     vrrp_version: Literal[2, 3] = 3
     advert_interval_ms: Annotated[int, Check(_centiseconds)] = 500
     haproxy: HaproxySettings = HaproxySettings()
+    haproxy_check: HaproxyCheck = HaproxyCheck()
     harbor_frontend: bool = False
     ingress: IngressFrontend = IngressFrontend()
 

@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from k8s_ha.model.spec import HaproxySettings, IngressFrontend, Role, StackSpec, derived_virtual_router_id
+from k8s_ha.model.spec import HaproxyCheck, HaproxySettings, IngressFrontend, Role, StackSpec, derived_virtual_router_id
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.members import Endpoint, Member, endpoints
@@ -36,6 +36,7 @@ class FrontDoor:
     advert_interval_ms: int = 500
     nopreempt: bool = False
     haproxy: HaproxySettings = field(default_factory=HaproxySettings)
+    haproxy_check: HaproxyCheck = field(default_factory=HaproxyCheck)
     harbor: Endpoint | None = None
     ingress: tuple[Endpoint, ...] = ()
     ingress_ports: IngressFrontend = field(default_factory=IngressFrontend)
@@ -63,6 +64,7 @@ def front_door(spec: StackSpec, placement: Placement) -> FrontDoor:
         advert_interval_ms=lb.advert_interval_ms,
         nopreempt=lb.nopreempt,
         haproxy=lb.haproxy,
+        haproxy_check=lb.haproxy_check,
         harbor=harbor[0] if harbor else None,
         ingress=endpoints(placement.by_role(Role.WORKER)) if lb.ingress.enabled else (),
         ingress_ports=lb.ingress,
@@ -109,6 +111,7 @@ def keepalived_conf(config: LoadBalancerConfig, node: Member, material: m.Materi
         node_ip=node.ip,
         peer_ip=peer.ip,
         stats_port=door.haproxy.stats_port,
+        check=door.haproxy_check,
         instance=f"{door.cluster.replace('-', '_')}_apiserver",
         interface=door.interface,
         virtual_router_id=door.virtual_router_id or derived_virtual_router_id(door.cluster),

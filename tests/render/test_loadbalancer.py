@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.model.spec import HaproxyCheck, Role, StackSpec
 from k8s_ha.placement.place import Placement
 from k8s_ha.render.loadbalancer import (
     CHECK_SCRIPT,
@@ -112,3 +114,24 @@ def test_backends_are_the_control_plane_and_stats_are_private(example: tuple[Sta
     assert "admin:admin" not in cfg and material["loadbalancer/stats-password"] in cfg
     step = loadbalancer_step(loadbalancer_config(spec, placement), lb, material)
     assert {f.path: f.secret for f in step.files}["/etc/haproxy/haproxy.cfg"] is True
+
+
+def test_track_script_timings_follow_the_stack(example: tuple[StackSpec, Placement]) -> None:
+    spec, placement = example
+    material = generate(spec, placement)
+    lb = placement.by_role(Role.LOAD_BALANCER)[0]
+    slow = spec.model_copy(update={"load_balancer": spec.load_balancer.model_copy(
+        update={"haproxy_check": HaproxyCheck(interval_s=3, timeout_s=2, fall=2, rise=3)})})
+    conf = keepalived_conf(loadbalancer_config(slow, placement), lb, material)
+    script = conf.split("vrrp_script chk_haproxy {", 1)[1].split("}", 1)[0].split()
+    assert script[-8:] == ["interval", "3", "timeout", "2", "fall", "2", "rise", "3"]
+
+
+def test_the_check_script_asks_haproxy_for_a_connection(tmp_path: Path) -> None:
+    script = write(tmp_path / "check-haproxy", read("loadbalancer/check-haproxy.sh"))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert subprocess.run(["bash", str(script), "127.0.0.1", str(port)]).returncode == 0
+    assert subprocess.run(["bash", str(script), "127.0.0.1", str(port)], capture_output=True).returncode != 0

@@ -154,6 +154,12 @@ def test_containerd_1_is_refused_from_kubernetes_1_36_with_the_reason() -> None:
     parse_stack(config)  # 1.35 still runs on containerd 1.x
 
 
+def test_a_haproxy_check_timeout_beyond_its_interval_is_refused() -> None:
+    config = prod()
+    config["loadBalancer"]["haproxyCheck"] = {"intervalS": 2, "timeoutS": 3}
+    assert one_problem(config).startswith("loadBalancer.haproxyCheck.timeoutS: must not exceed intervalS")
+
+
 def test_only_the_supported_window_is_accepted() -> None:
     for version in ("1.34.4", "1.38.0"):
         config = prod()
