@@ -7,7 +7,8 @@ Order: loss of hv-a (its libvirtd and QEMUs SIGKILLed: the MASTER LB and one etc
 power cut (`virsh destroy`) of whichever LB holds the VIP, then of the etcd leader; each cut guest
 is started again and must rejoin before the next drill. Prints a table and writes
 bench/results/guests.json: image build, domain type, define->SSH per guest, QEMU memory per
-guest, step times, drill seconds and details, wall time.
+guest, QEMU CPU per guest (booted and idle; serving its role), step times, drill seconds and
+details, wall time.
 """
 
 from __future__ import annotations
@@ -29,29 +30,12 @@ from tests.guests import drills  # noqa: E402
 from tests.guests.domain_type import DomainTypeProbe, probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.stack import BOOTED, GuestStack  # noqa: E402
+from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
 
 OUT = ROOT / "bench/results/guests.json"
 GOALS = {"power-cut-vip-holder": 1.2, "power-cut-etcd-leader": 1.5}
 NAMESPACE_HOSTS = {"power-cut-vip-holder": "1.69 s (host loss, bench/results/lab.json)",
                    "power-cut-etcd-leader": "etcd leader SIGKILL on namespace hosts (bench/results/lab.json)"}
-
-
-def qemu_memory(hvs: LabHypervisors, stack: GuestStack) -> dict[str, int]:
-    """Resident MiB of each guest's QEMU process (guest RAM it touched + QEMU + TCG cache)."""
-    out: dict[str, int] = {}
-    for pid in hvs._pids():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        if not cmdline or b"qemu-system" not in cmdline[0]:
-            continue
-        name = next((n for n in BOOTED if f"guest=k8s-ha-guests-{n},".encode() in b" ".join(cmdline)), None)
-        rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        if name:
-            out[name] = rss // 1024
-    return out
 
 
 def drill_all(stack: GuestStack) -> list[drills.Measurement]:
@@ -61,7 +45,8 @@ def drill_all(stack: GuestStack) -> list[drills.Measurement]:
 
 
 def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProbe, reachable: dict[str, float],
-           steps: dict[str, float], memory: dict[str, int], measurements: list[drills.Measurement]) -> dict[str, Any]:
+           steps: dict[str, float], usage: dict[str, dict[str, float]],
+           measurements: list[drills.Measurement]) -> dict[str, Any]:
     return {
         "benchmark": "guests_failover",
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "load_average": os.getloadavg()},
@@ -70,7 +55,7 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
         "domain_type": {"chosen": probe.domain_type, "reason": probe.reason},
         "guests": {n: {"vcpu": int(stack.driver.vms[n].domain.inputs["vcpu"]),
                        "memory_mib": int(stack.driver.vms[n].domain.inputs["memory"]),
-                       "define_to_ssh_s": reachable[n], "qemu_rss_mib": memory.get(n)} for n in BOOTED},
+                       "define_to_ssh_s": reachable[n], **usage.get(n, {})} for n in BOOTED},
         "steps_s": steps,
         "drills": [{"drill": m.drill, "seconds": m.seconds, "goal_s": GOALS.get(m.drill),
                     "namespace_hosts": NAMESPACE_HOSTS.get(m.drill), **m.details} for m in measurements],
@@ -100,9 +85,14 @@ def main() -> int:
         try:
             reachable = stack.boot()
             print(f"define -> SSH (s): {reachable}")
+            pids = qemu_pids(hvs, BOOTED)
+            booted_cpu = cpu_percent(pids)
             steps = stack.bootstrap()
-            result = report(stack, image, image_s, probe, reachable, steps, qemu_memory(hvs, stack),
-                            drill_all(stack))
+            serving_cpu = cpu_percent(pids)
+            usage = {n: {"qemu_rss_mib": rss_mib(pid), "cpu_pct_of_a_core_booted_idle": booted_cpu[n],
+                         "cpu_pct_of_a_core_serving": serving_cpu[n]} for n, pid in pids.items()}
+            print(f"QEMU CPU, % of a core over 30 s: booted {booted_cpu}; serving {serving_cpu}")
+            result = report(stack, image, image_s, probe, reachable, steps, usage, drill_all(stack))
         finally:
             failed = stack.close()
     result["teardown_failures"] = failed

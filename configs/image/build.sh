@@ -43,6 +43,13 @@ datasource_list: [NoCloud, None]
 system_info:
   network:
     renderers: [netplan, networkd]
+# Only the modules the program's user-data uses (configs/cloudinit/user-data.yaml.j2). Each module is
+# Python imported and run on first boot, and TCG guests pay 20-30x for that: the stock lists made
+# cloud-init about three quarters of a guest's first boot (measured: 250 of 318 s of userspace).
+cloud_init_modules: [growpart, resizefs, disk_setup, mounts, set_hostname, update_hostname,
+                     update_etc_hosts, users-groups, ssh]
+cloud_config_modules: [set-passwords, apt-configure, timezone]
+cloud_final_modules: [final-message]
 EOF
 # Each guest gets its own identity on first boot: no shared machine-id, no shared SSH host keys
 # (cloud-init installs the program's pinned key before sshd starts).
@@ -57,6 +64,13 @@ for unit in haproxy keepalived etcd; do
 done
 rm -rf "$root/var/lib/etcd/default" "$root/var/lib/etcd/member"
 chroot "$root" systemctl enable systemd-networkd.service >/dev/null 2>&1 || true
+# First-boot work that is the same on every guest is done once here: the linker cache and journal
+# catalog (20 s each on a TCG guest's first boot otherwise). No binfmt handlers and no unattended
+# apt runs on cluster nodes (the bootstrap steps own the packages; the guests may have no route out).
+chroot "$root" ldconfig
+chroot "$root" journalctl --update-catalog >/dev/null 2>&1 || true
+chroot "$root" systemctl mask systemd-binfmt.service proc-sys-fs-binfmt_misc.automount >/dev/null 2>&1 || true
+chroot "$root" systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
 chroot "$root" apt-get clean
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/log/"*.log "$root/debootstrap" "$root/var/cache/apt/"*.bin
 

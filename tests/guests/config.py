@@ -36,7 +36,10 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
                          "baseImage": str(image)} for name, uri in hypervisors.items()],
         "network": {"cidr": f"{subnet}.0/24", "gateway": client_ip, "dns": [client_ip],
                     "vip": f"{subnet}.200", "interface": "eth0"},
-        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True},
+        # Lab-only timing: keepalived's track script forks a shell per run, which a TCG guest runs
+        # 20-30x slower; at the 1 s default it timed out by itself and no LB ever took the VIP.
+        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True,
+                         "haproxyCheck": {"intervalS": 3, "timeoutS": 3}},
         # Guests have no route out: etcd is the package baked into the role image (Debian 13's 3.5),
         # not the upstream release the default downloads.
         "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")],
