@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -154,8 +154,11 @@ class RunResult:
 
 def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.stdout,
         extra_env: dict[str, str] | None = None, on_event: Callable[[Any], None] | None = None,
-        plan_file: Path | None = None, expect_no_changes: bool = False) -> RunResult:
-    """Validate, check plugins, then run `action` on `stack` in `project_dir` with live output."""
+        plan_file: Path | None = None, expect_no_changes: bool = False,
+        exclude: Sequence[str] = ()) -> RunResult:
+    """Validate, check plugins, then run `action` on `stack` in `project_dir` with live output.
+    `exclude`: URNs left alone together with everything that depends on them (`pulumi --exclude
+    --exclude-dependents`), e.g. the machines of a layer that cannot be built where this runs."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
@@ -202,14 +205,16 @@ def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.
         target = auto.create_or_select_stack(stack_name=stack, project_name="k8s-ha",
                                              program=pulumi_program, opts=workspace)
         print(f"== {action} of stack {stack} ({len(spec.hypervisors)} hypervisor(s))", file=out, flush=True)
+        left_out: dict[str, Any] = {"exclude": list(exclude), "exclude_dependents": True} if exclude else {}
         if action == "preview":
             target.preview(on_event=events, plan=str(plan_file) if plan_file else None,
-                           expect_no_changes=expect_no_changes or None)
+                           expect_no_changes=expect_no_changes or None, **left_out)
         elif action == "up":
-            target.up(on_event=events, show_secrets=False, expect_no_changes=expect_no_changes or None)
+            target.up(on_event=events, show_secrets=False, expect_no_changes=expect_no_changes or None,
+                      **left_out)
         elif action == "refresh":
-            target.refresh(on_event=events)
-        else:
+            target.refresh(on_event=events, **left_out)
+        else:  # destroy removes everything: there is nothing to leave out
             target.destroy(on_event=events)
         outputs = {k: ("[secret]" if v.secret else v.value) for k, v in target.outputs().items()}
     except auto.errors.CommandError as error:

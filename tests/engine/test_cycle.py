@@ -13,69 +13,17 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from k8s_ha.cli.engine import EXIT_ENGINE, cli_path, run
+from k8s_ha.cli.engine import EXIT_ENGINE, run
 from tests.engine.conftest import Project, make_project, on_hypervisor, stack_config
+from tests.engine.state import assert_no_secret_in_clear, deployment, own_type
 from tests.engine.testdriver import TestDriverDaemon
-from tests.unit.harness import SECRET_SIG, SIG_KEY
 
 pytestmark = pytest.mark.engine
-
-
-def pulumi(project: Project, *args: str) -> str:
-    cli = cli_path()
-    assert cli is not None
-    done = subprocess.run([cli, *args, "--stack", project.stack, "--cwd", str(project.directory)],
-                          env={**os.environ, **project.env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
-                          capture_output=True, text=True, timeout=300, check=True)
-    return done.stdout
-
-
-def deployment(project: Project, *, show_secrets: bool = False) -> dict[str, Any]:
-    args = ["stack", "export"] + (["--show-secrets"] if show_secrets else [])
-    exported: dict[str, Any] = json.loads(pulumi(project, *args))
-    return exported["deployment"]
-
-
-def secret_plaintexts(value: Any) -> list[str]:
-    """Every string inside a decrypted secret of an exported deployment."""
-    found: list[str] = []
-
-    def strings(item: Any) -> None:
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            for v in item.values():
-                strings(v)
-        elif isinstance(item, list):
-            for v in item:
-                strings(v)
-
-    def walk(item: Any) -> None:
-        if isinstance(item, dict):
-            if item.get(SIG_KEY) == SECRET_SIG and "plaintext" in item:
-                strings(json.loads(item["plaintext"]))
-                return
-            for v in item.values():
-                walk(v)
-        elif isinstance(item, list):
-            for v in item:
-                walk(v)
-
-    walk(value)
-    return [s for s in found if len(s) >= 8]
-
-
-def _type(urn: str) -> str:
-    """The resource's own type: the engine prefixes it with its parents' types (`Parent$Child`)."""
-    return urn.split("::")[2].rsplit("$", 1)[-1]
 
 
 def steps(project: Project) -> dict[str, str]:
@@ -107,18 +55,10 @@ def test_up_change_destroy_on_the_test_driver(engine_ready: None, test_driver: T
 
     created = {r["urn"] for r in deployment(project).get("resources", [])
                if not r["type"].startswith("pulumi:pulumi:Stack")}
-    custom = {u for u in created if not _type(u).startswith(("pulumi:providers:", "k8s-ha:"))}
+    custom = {u for u in created if not own_type(u).startswith(("pulumi:providers:", "k8s-ha:"))}
     assert len(custom) >= 10, f"up created too little to test on: {sorted(custom)}"
 
-    # The state never holds a generated secret in clear.
-    secrets = secret_plaintexts(deployment(project, show_secrets=True))
-    assert any("PRIVATE KEY" in s for s in secrets) and len(secrets) >= 5, "expected keys and passwords in state"
-    state_files = list(project.state_dir.rglob("*.json"))
-    assert state_files
-    for state_file in state_files:
-        text = state_file.read_text()
-        leaked = [s[:12] for s in secrets if s in text or json.dumps(s)[1:-1] in text]
-        assert not leaked, f"{state_file.name} holds secrets in clear (first characters: {leaked})"
+    assert_no_secret_in_clear(project)
 
     # Second preview: nothing that exists changes.
     touched = {u: op for u, op in steps(project).items() if u in created and op != "same"}

@@ -145,8 +145,12 @@ class GuestStack:
         deadline = since + timeout
         last = ""
         while time.monotonic() < deadline:
-            done = subprocess.run([*self.ssh_argv(name), "true"], capture_output=True, text=True, timeout=30,
-                                  check=False)
+            try:  # a booting guest can accept TCP and then stall the SSH handshake: try again
+                done = subprocess.run([*self.ssh_argv(name), "true"], capture_output=True, text=True,
+                                      timeout=DIAL_TIMEOUT_S + 30, check=False)
+            except subprocess.TimeoutExpired:
+                last = "the SSH handshake stalled"
+                continue
             if done.returncode == 0:
                 return time.monotonic() - since
             last = done.stderr.strip()

@@ -1,0 +1,75 @@
+"""A stack's state as the engine keeps it, read back through the CLI, and the check that no generated
+secret sits in it in clear (the engine tiers share these)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any
+
+from k8s_ha.cli.engine import cli_path
+from tests.engine.conftest import Project
+from tests.unit.harness import SECRET_SIG, SIG_KEY
+
+
+def pulumi(project: Project, *args: str) -> str:
+    cli = cli_path()
+    assert cli is not None
+    done = subprocess.run([cli, *args, "--stack", project.stack, "--cwd", str(project.directory)],
+                          env={**os.environ, **project.env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+                          capture_output=True, text=True, timeout=300, check=True)
+    return done.stdout
+
+
+def deployment(project: Project, *, show_secrets: bool = False) -> dict[str, Any]:
+    args = ["stack", "export"] + (["--show-secrets"] if show_secrets else [])
+    exported: dict[str, Any] = json.loads(pulumi(project, *args))
+    return exported["deployment"]
+
+
+def secret_plaintexts(value: Any) -> list[str]:
+    """Every string inside a decrypted secret of an exported deployment."""
+    found: list[str] = []
+
+    def strings(item: Any) -> None:
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            for v in item.values():
+                strings(v)
+        elif isinstance(item, list):
+            for v in item:
+                strings(v)
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict):
+            if item.get(SIG_KEY) == SECRET_SIG and "plaintext" in item:
+                strings(json.loads(item["plaintext"]))
+                return
+            for v in item.values():
+                walk(v)
+        elif isinstance(item, list):
+            for v in item:
+                walk(v)
+
+    walk(value)
+    return [s for s in found if len(s) >= 8]
+
+
+def own_type(urn: str) -> str:
+    """The resource's own type: the engine prefixes it with its parents' types (`Parent$Child`)."""
+    return urn.split("::")[2].rsplit("$", 1)[-1]
+
+
+def assert_no_secret_in_clear(project: Project, *, at_least: int = 5) -> None:
+    """Every generated password, token and private key is in the state only encrypted: grep the state
+    files for the decrypted values themselves."""
+    secrets = secret_plaintexts(deployment(project, show_secrets=True))
+    assert any("PRIVATE KEY" in s for s in secrets) and len(secrets) >= at_least, "expected keys and passwords in state"
+    state_files = list(project.state_dir.rglob("*.json"))
+    assert state_files
+    for state_file in state_files:
+        text = state_file.read_text()
+        leaked = [s[:12] for s in secrets if s in text or json.dumps(s)[1:-1] in text]
+        assert not leaked, f"{state_file.name} holds secrets in clear (first characters: {leaked})"

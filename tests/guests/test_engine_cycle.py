@@ -1,0 +1,128 @@
+"""The real engine on the lab hypervisors: `up` of the guests stack's load balancers and etcd members
+with the program itself (pulumi-libvirt defines the guests, pulumi-command bootstraps them over the
+pinned SSH host keys), then a preview with no changes, an in-place change that touches only what it
+must, and a `destroy` that leaves no guest, volume or state entry.
+
+The control-plane machines are left out (`--exclude` with dependents): their kubeadm steps need the
+Kubernetes release files, which these guests cannot download (issue 12's cluster tier). Runs where the
+pulumi CLI and every provider plugin are installed; otherwise skips naming what is missing. The engine
+runs inside the lab network namespace (tests/guests/engine_run.py): the guests live on its bridge.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine.conftest import Project, make_project
+from tests.engine.state import assert_no_secret_in_clear, deployment
+from tests.guests.config import PINS, stack_config
+from tests.guests.domain_type import probe_domain_type
+from tests.guests.engine_run import OPS_PREFIX
+from tests.guests.hypervisors import LabHypervisors
+from tests.guests.stack import BOOTED
+
+pytestmark = pytest.mark.guests
+
+ROOT = Path(__file__).resolve().parents[2]
+LEFT_OUT = re.compile(r"^cp\d+-(root|cloudinit)$")  # the control plane's disks; dependents follow
+ENGINE_TIMEOUT_S = 2400
+
+
+@pytest.fixture(scope="module")
+def engine_installed() -> None:
+    from k8s_ha.cli.engine import cli_path
+    from k8s_ha.cli.plugins import missing_message, missing_plugins
+
+    if cli_path() is None:
+        pytest.skip("no pulumi CLI (scripts/engine builds it): the binding driver covers these guests")
+    if missing := missing_plugins():
+        pytest.skip(f"engine path skipped: {missing_message(missing)}")
+
+
+def engine(hvs: LabHypervisors, project: Project, action: str,
+           exclude: list[str] | None = None) -> tuple[int, dict[str, str], str]:
+    """Run `action` in the lab namespace; exit code, URN -> operation, and the display."""
+    exclude = exclude or []
+    argv = [sys.executable, "-m", "tests.guests.engine_run", action, str(project.directory), project.stack,
+            *[f"--exclude={urn}" for urn in exclude], *[f"--env={k}={v}" for k, v in project.env.items()]]
+    done = subprocess.run(hvs.netns_argv(argv), capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_TIMEOUT_S,
+                          check=False)
+    print(done.stdout[-4000:], done.stderr[-4000:])
+    ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
+    ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
+    return done.returncode, ops, done.stdout + done.stderr
+
+
+def changed_names(ops: dict[str, str], existing: set[str]) -> dict[str, str]:
+    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items() if urn in existing and op != "same"}
+
+
+def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None, base_image: Path,
+                                                        work_dir: Path) -> None:
+    probe = probe_domain_type(base_image)
+    with LabHypervisors() as hvs:
+        config: dict[str, Any] = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip,
+                                              base_image, probe.domain_type)
+        project = make_project(work_dir / "engine-project", "guests", config)
+        try:
+            code, planned, text = engine(hvs, project, "preview")
+            assert code == 0, text
+            exclude = [urn for urn in planned if LEFT_OUT.match(urn.rsplit("::", 1)[1])]
+            assert len(exclude) == 6, exclude
+
+            code, _, text = engine(hvs, project, "up", exclude)
+            assert code == 0, text
+            existing = {r["urn"] for r in deployment(project).get("resources", [])}
+            names = {urn.rsplit("::", 1)[1] for urn in existing}
+            assert {f"{n}-ready" for n in BOOTED} <= names and "etcd-health" in names, sorted(names)
+            assert not {n for n in names if re.match(r"cp\d+-", n)}, "a left-out machine was made"
+            for name in BOOTED:  # each guest runs on the hypervisor placement pinned it to
+                domain = hvs[PINS[name]].connect().lookupByName(f"k8s-ha-guests-{name}")
+                assert domain.isActive(), name
+            vip = str(config["network"]["vip"])
+            tcp = subprocess.run(hvs.netns_argv(["bash", "-c", f"exec 3<>/dev/tcp/{vip}/6443"]), timeout=30,
+                                 check=False)
+            assert tcp.returncode == 0, "HAProxy on the VIP does not accept"
+            assert_no_secret_in_clear(project)
+
+            code, ops, text = engine(hvs, project, "preview", exclude)
+            assert code == 0 and not changed_names(ops, existing), (changed_names(ops, existing), text)
+
+            project.config = copy.deepcopy(config)
+            project.config["loadBalancer"]["haproxy"] = {"clientTimeoutS": 1234}
+            project.write()
+            code, ops, text = engine(hvs, project, "preview", exclude)
+            assert code == 0, text
+            assert set(changed_names(ops, existing)) == {"lb1-loadbalancer", "lb2-loadbalancer"}, changed_names(
+                ops, existing)
+
+            project.config = copy.deepcopy(config)
+            project.config["workerPools"] = [{"name": "worker", "count": 1, "firstIp": "10.212.0.41", "vcpu": 1,
+                                              "memoryMib": 1024, "diskGib": 10}]
+            project.write()
+            code, ops, text = engine(hvs, project, "preview", exclude)
+            assert code == 0, text
+            assert not changed_names(ops, existing), changed_names(ops, existing)
+            added = {urn.rsplit("::", 1)[1] for urn, op in ops.items() if urn not in existing and op == "create"}
+            assert {"worker-1-root", "worker-1-domain"} <= added, sorted(added)
+        finally:
+            project.config = config
+            project.write()
+            code, _, text = engine(hvs, project, "destroy")
+        assert code == 0, text
+        after = deployment(project)
+        assert not after.get("resources") and not after.get("pending_operations"), after
+        for hv in hvs.hypervisors.values():
+            conn = hv.connect()
+            assert not conn.listAllDomains(), [d.name() for d in conn.listAllDomains()]
+            volumes = [v.name() for pool in conn.listAllStoragePools() for v in pool.listAllVolumes()]
+            assert not volumes, volumes
+    assert not hvs.leftovers(), hvs.leftovers()
