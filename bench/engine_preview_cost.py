@@ -30,6 +30,8 @@ from tests.engine.conftest import PASSPHRASE, make_project, on_hypervisor  # noq
 from tests.engine.testdriver import TestDriverDaemon  # noqa: E402
 from tests.unit.harness import run_program  # noqa: E402
 
+OUT = ROOT / "bench/results/engine_preview_cost.json"
+
 
 def inline_preview(directory: Path, stack: str, count: int) -> float:
     """Preview an SDK-only inline program with `count` trivial resources; seconds of wall time."""
@@ -82,20 +84,29 @@ def main() -> None:
             graph = run_program(config, preview=True)
             mocks_s = time.perf_counter() - program_only
             custom = sum(1 for r in graph.resources.values() if not r.type.startswith(("k8s-ha:", "pulumi:pulumi:")))
+            # What each registration carries to the engine (and the engine to the providers' Check/Diff)
+            input_kib = sum(len(json.dumps(r.inputs, default=str)) for r in graph.resources.values()) / 1024
+            edges = sum(len(r.dependencies) for r in graph.resources.values())
             trivial_s = inline_preview(work / f"trivial-{size}", f"t{size}", created - 1)  # minus the stack
             row = {"workers": size, "resources": created, "custom_resources": custom,
                    "ours_s": round(ours_s, 2), "trivial_sdk_s": round(trivial_s, 2),
                    "empty_program_s": round(empty_s, 2),
                    "program_under_mocks_s": round(mocks_s, 2), "ratio": round(ours_s / trivial_s, 2),
+                   "input_kib": round(input_kib), "dependency_edges": edges,
                    "ratio_above_empty": round((ours_s - empty_s) / max(trivial_s - empty_s, 1e-9), 2)}
             rows.append(row)
             print(f"{size:>5} workers, {created:>5} resources: ours {ours_s:.1f} s, "
                   f"trivial SDK program {trivial_s:.1f} s "
                   f"(x{row['ratio']}; above the empty program's {empty_s:.1f} s: x{row['ratio_above_empty']}); "
-                  f"our program alone under mocks {mocks_s:.1f} s", flush=True)
-    out = ROOT / "bench/results/engine_preview_cost.json"
-    out.write_text(json.dumps({"benchmark": "engine_preview_cost", "runs": 1, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+                  f"our program alone under mocks {mocks_s:.1f} s; {input_kib:,.0f} KiB of inputs, "
+                  f"{edges:,} dependency edges", flush=True)
+            write(rows)
+    print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+def write(rows: list[dict[str, Any]]) -> None:
+    """After every size, so a long run that is stopped keeps what it measured."""
+    OUT.write_text(json.dumps({"benchmark": "engine_preview_cost", "runs": 1, "results": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
