@@ -146,8 +146,8 @@ class LibvirtVm(Host):
             running=True,
             cpu=libvirt.DomainCpuArgs(mode="host-passthrough") if hv.domain_type == "kvm" else None,
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
-            # Under TCG (no KVM) QEMU's default translation cache is large; cap it (DESIGN: ~600 MiB/guest).
-            xml=libvirt.DomainXmlArgs(xslt=read("libvirt/tcg-cache.xsl")) if hv.domain_type == "qemu" else None,
+            # Headless (no default SPICE display), and under TCG a capped translation cache: configs/libvirt.
+            xml=libvirt.DomainXmlArgs(xslt=read("libvirt/domain.xsl")),
             opts=on_hv,
         )
         self.access = HostAccess(

@@ -195,8 +195,10 @@ class LibvirtDriver:
         return path
 
     def domain_xml(self, vm: RecordedVm, iso: str) -> str:
-        """The domain pulumi-libvirt defines for these inputs (its defaults: hvm, ACPI/APIC, virtio
-        disks and NICs, a virtio RNG, the cloud-init disk as an IDE CD-ROM, no graphics asked)."""
+        """The domain pulumi-libvirt defines for these inputs (its defaults, terraform-provider-libvirt
+        0.8.1 `newDomainDef`: hvm, ACPI/APIC/PAE, a SPICE display with autoport when no graphics are
+        asked for, the guest agent's virtio channel, a virtio RNG; virtio disks and NICs, the cloud-init
+        disk as an IDE CD-ROM), then the program's `xml.xslt`."""
         inputs = vm.domain.inputs
         typ = str(inputs.get("type", "kvm"))
         disks = []
@@ -227,6 +229,8 @@ class LibvirtDriver:
                f"<features><acpi/><apic/><pae/></features>{cpu}<clock offset='utc'/>"
                f"<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>"
                f"<devices>{''.join(disks)}{''.join(nics)}{''.join(consoles)}"
+               "<graphics type='spice' autoport='yes'/>"
+               "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng></devices></domain>")
         xslt = (inputs.get("xml") or {}).get("xslt")
         if xslt:

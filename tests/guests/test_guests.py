@@ -65,6 +65,7 @@ def test_guests_are_what_the_program_defined(stack: GuestStack) -> None:
         assert nic.find("source").get("bridge") == recorded_nic["bridge"]  # type: ignore[union-attr]
         if inputs["type"] == "qemu":  # the program's XSLT caps TCG's translation cache
             assert xml.find("features/tcg/tb-cache") is not None
+        assert xml.find("devices/graphics") is None  # and drops pulumi-libvirt's default display
         root = next(v for v in vm.volumes if v.name.endswith("-root"))
         pool = stack.driver.connect(vm).storagePoolLookupByName(root.inputs["pool"])
         info = pool.storageVolLookupByName(root.inputs["name"]).info()
