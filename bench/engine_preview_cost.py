@@ -68,7 +68,7 @@ def ours(directory: Path, config: dict[str, Any]) -> tuple[float, int]:
     return elapsed, result.printer.changes.get("create", 0)
 
 
-def main() -> None:
+def main(sizes: tuple[int, ...] = SIZES) -> None:
     missing = missing_plugins()
     if missing:
         print(f"engine_preview_cost: SKIPPED: {missing_message(missing)}")
@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="k8sha-bench-") as tmp, TestDriverDaemon(Path(tmp) / "libvirtd") as daemon:
         work = Path(tmp)
         empty_s = inline_preview(work / "empty", "empty", 0)
-        for size in SIZES:
+        for size in sizes:
             config = on_hypervisor(prod_with_workers(size), daemon.uri)
             ours_s, created = ours(work / f"ours-{size}", config)
             program_only = time.perf_counter()
@@ -110,4 +110,4 @@ def write(rows: list[dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(tuple(int(a) for a in sys.argv[1:]) or SIZES)  # e.g. `10 100` for a shorter run

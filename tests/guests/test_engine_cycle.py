@@ -75,8 +75,12 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
         try:
             code, planned, text = engine(hvs, project, "preview")
             assert code == 0, text
-            exclude = [urn for urn in planned if LEFT_OUT.match(urn.rsplit("::", 1)[1])]
-            assert len(exclude) == 6, exclude
+            # The kubernetes provider is named too: the engine (v3.274.1) creates an explicit provider
+            # whose dependency was excluded and then refuses its own snapshot ("refers to missing
+            # dependency ...cp1-k8s-init"), so --exclude-dependents does not reach providers.
+            exclude = [urn for urn in planned if LEFT_OUT.match(urn.rsplit("::", 1)[1])
+                       or urn.split("::")[2].endswith("pulumi:providers:kubernetes")]
+            assert len(exclude) == 7, exclude
 
             code, _, text = engine(hvs, project, "up", exclude)
             assert code == 0, text
