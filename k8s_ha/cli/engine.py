@@ -125,10 +125,15 @@ def _cause(message: str) -> str:
     return useful[0] if useful else message.strip()
 
 
-def _is_libvirt_provider(urn: str) -> bool:
-    """A URN's type is its third "::" field; a parented provider's reads "Parent$pulumi:providers:libvirt"."""
+def own_type(urn: str) -> str:
+    """A resource's own type from its URN: the third "::" field, which the engine qualifies with the
+    parents' types ("Parent$pulumi:providers:libvirt"); "" for anything that is not a URN."""
     fields = urn.split("::")
-    return len(fields) >= 4 and fields[2].rsplit("$", 1)[-1] == "pulumi:providers:libvirt"
+    return fields[2].rsplit("$", 1)[-1] if len(fields) >= 4 else ""
+
+
+def _is_libvirt_provider(urn: str) -> bool:
+    return own_type(urn) == "pulumi:providers:libvirt"
 
 
 def _name(urn: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from k8s_ha.cli.engine import own_type
 from tests.unit.harness import SECRET_SIG, SIG_KEY, Graph
 
 
@@ -21,9 +22,8 @@ def logical(urn: str) -> str:
     mock monitor with the immediate parent's only; parents are compared as a field of their own)."""
     if not urn.startswith("urn:pulumi:"):
         return urn
-    qualified, name = urn.split("::", 2)[2].rsplit("::", 1)
-    typ = qualified.rsplit("$", 1)[-1]
-    return typ if typ == "pulumi:pulumi:Stack" else f"{typ}::{name}"  # the stack's name is the stack's
+    typ = own_type(urn)
+    return typ if typ == "pulumi:pulumi:Stack" else f"{typ}::{urn.rsplit('::', 1)[1]}"  # a stack's name is the stack's
 
 
 @dataclass(frozen=True)

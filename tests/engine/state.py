@@ -57,11 +57,6 @@ def secret_plaintexts(value: Any) -> list[str]:
     return [s for s in found if len(s) >= 8]
 
 
-def own_type(urn: str) -> str:
-    """The resource's own type: the engine prefixes it with its parents' types (`Parent$Child`)."""
-    return urn.split("::")[2].rsplit("$", 1)[-1]
-
-
 def assert_no_secret_in_clear(project: Project, *, at_least: int = 5) -> None:
     """Every generated password, token and private key is in the state only encrypted: grep the state
     files for the decrypted values themselves."""

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from k8s_ha.cli.engine import EXIT_ENGINE, run
+from k8s_ha.cli.engine import EXIT_ENGINE, own_type, run
 from tests.engine.conftest import Project, make_project, on_hypervisor, stack_config
-from tests.engine.state import assert_no_secret_in_clear, deployment, own_type
+from tests.engine.state import assert_no_secret_in_clear, deployment
 from tests.engine.testdriver import TestDriverDaemon
 
 pytestmark = pytest.mark.engine
