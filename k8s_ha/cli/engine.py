@@ -160,10 +160,12 @@ class RunResult:
 def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.stdout,
         extra_env: dict[str, str] | None = None, on_event: Callable[[Any], None] | None = None,
         plan_file: Path | None = None, expect_no_changes: bool = False,
-        exclude: Sequence[str] = ()) -> RunResult:
+        exclude: Sequence[str] = (), continue_on_error: bool = False) -> RunResult:
     """Validate, check plugins, then run `action` on `stack` in `project_dir` with live output.
     `exclude`: URNs left alone together with everything that depends on them (`pulumi --exclude
-    --exclude-dependents`), e.g. the machines of a layer that cannot be built where this runs."""
+    --exclude-dependents`), e.g. the machines of a layer that cannot be built where this runs.
+    `continue_on_error`: an `up` goes on with everything that does not depend on a failed resource
+    (`pulumi up --continue-on-error`), so what it creates does not depend on which failure came first."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
@@ -216,7 +218,7 @@ def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.
                            expect_no_changes=expect_no_changes or None, **left_out)
         elif action == "up":
             target.up(on_event=events, show_secrets=False, expect_no_changes=expect_no_changes or None,
-                      **left_out)
+                      continue_on_error=continue_on_error or None, **left_out)
         elif action == "refresh":
             target.refresh(on_event=events, **left_out)
         else:  # destroy removes everything: there is nothing to leave out

@@ -501,6 +501,9 @@ class Versions(Model):
 
 
 class KubernetesSettings(Model):
+    # false: machines, load balancers, etcd and Harbor only; no kubeadm, add-ons or kubernetes
+    # provider (stage a rollout, or run the front door and etcd where release files cannot reach yet).
+    bootstrap: bool = True
     pod_cidr: IPv4Net = ipaddress.IPv4Network("10.244.0.0/16")
     service_cidr: IPv4Net = ipaddress.IPv4Network("10.96.0.0/12")
     cni: Literal["calico", "flannel"] = "calico"

@@ -24,7 +24,10 @@ class Plan:
 
     @property
     def warnings(self) -> list[str]:
-        return list(self.placement.warnings)
+        staged = [] if self.spec.kubernetes.bootstrap else [
+            "kubernetes.bootstrap is false: machines, load balancers, etcd and Harbor only; no kubeadm, "
+            "add-ons or kubeconfig until it is set to true"]
+        return [*self.placement.warnings, *staged]
 
 
 def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Plan:

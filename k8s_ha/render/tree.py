@@ -33,6 +33,8 @@ from k8s_ha.render.steps import Step, bundle
 
 def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material: m.Material) -> list[Step]:
     steps = [ready_step(spec, node, material)]
+    if node.role in (Role.CONTROL_PLANE, Role.WORKER) and not spec.kubernetes.bootstrap:
+        return steps  # the machine only: `kubernetes.bootstrap: false` leaves kubeadm out
     if node.role is Role.LOAD_BALANCER:
         steps.append(loadbalancer_step(loadbalancer_config(spec, placement), node, material))
     elif node.role is Role.ETCD:

@@ -65,23 +65,32 @@ class HaCluster(pulumi.ComponentResource):
                 admin_password=self.pki.material[m.HARBOR_ADMIN_PASSWORD],
                 db_password=self.pki.material[m.HARBOR_DB_PASSWORD],
             ), pulumi.ResourceOptions(parent=self))
+        self.control_plane: ControlPlane | None = None
+        self.addons: ClusterAddons | None = None
+        self.worker_pools: list[WorkerPool] = []
+        if spec.kubernetes.bootstrap:
+            self._kubernetes(spec)
+        self.register_outputs({})
+
+    def _kubernetes(self, spec: StackSpec) -> None:
+        """kubeadm masters, add-ons and worker pools: the layer `kubernetes.bootstrap: false` leaves out."""
         # On a firewalled site kubeadm pulls its images through Harbor's proxy cache.
         harbor_ready = self.harbor.ready if self.harbor is not None else []
-        kubernetes = kubernetes_config(spec, placement)
-        self.control_plane = ControlPlane("control-plane", self._control_plane_args(
+        kubernetes = kubernetes_config(spec, self.placement)
+        control_plane = self.control_plane = ControlPlane("control-plane", self._control_plane_args(
             kubernetes, after=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
         ), pulumi.ResourceOptions(parent=self))
-        self.addons = ClusterAddons(
-            "addons", spec, self.control_plane.kubeconfig, prerequisites=[self.control_plane.init],
+        addons = self.addons = ClusterAddons(
+            "addons", spec, control_plane.kubeconfig, prerequisites=[control_plane.init],
             opts=pulumi.ResourceOptions(parent=self),
         )
         # A worker's Node only turns Ready once the CNI runs; its membership step waits for that.
         self.worker_pools = [
-            WorkerPool(f"workers-{pool.name}", self._worker_pool_args(kubernetes, pool.name, pool.labels),
+            WorkerPool(f"workers-{pool.name}",
+                       self._worker_pool_args(kubernetes, control_plane, addons, pool.name, pool.labels),
                        pulumi.ResourceOptions(parent=self))
             for pool in spec.worker_pools
         ]
-        self.register_outputs({})
 
     def hosts_of(self, role: Role) -> list[Host]:
         return [self.hosts[n.name] for n in self.placement.by_role(role)]
@@ -138,7 +147,8 @@ class HaCluster(pulumi.ComponentResource):
             after=after,
         )
 
-    def _worker_pool_args(self, kubernetes: KubernetesConfig, pool: str, labels: dict[str, str]) -> WorkerPoolArgs:
+    def _worker_pool_args(self, kubernetes: KubernetesConfig, control_plane: ControlPlane, addons: ClusterAddons,
+                          pool: str, labels: dict[str, str]) -> WorkerPoolArgs:
         workers = [n for n in self.placement.by_role(Role.WORKER) if n.pool == pool]
         return WorkerPoolArgs(
             workers=[self.hosts[n.name].target for n in workers],
@@ -146,12 +156,12 @@ class HaCluster(pulumi.ComponentResource):
             pool=pool,
             bootstrap_token=self.pki.material[m.BOOTSTRAP_TOKEN],
             discovery_hash=self.pki.material[m.DISCOVERY_HASH],
-            master=self.control_plane.first,
-            init=self.control_plane.init,
+            master=control_plane.first,
+            init=control_plane.init,
             labels=labels,
             failure_domains={n.name: n.failure_domain for n in workers},
             registry_certificate=self._registry_certificate(kubernetes),
-            cni=[self.addons.objects],
+            cni=[addons.objects],
         )
 
     def _automation_key(self, spec: StackSpec) -> None:
@@ -191,7 +201,6 @@ class HaCluster(pulumi.ComponentResource):
         })
         out: dict[str, Any] = {
             "vip": self.loadbalancer.vip,
-            "kubeconfig": self.control_plane.kubeconfig,
             "apiserverUrl": self.loadbalancer.endpoint,
             "etcdEndpoints": self.etcd.endpoints,
             "etcdClient": pulumi.Output.secret(self.etcd.client),
@@ -200,6 +209,8 @@ class HaCluster(pulumi.ComponentResource):
             "faultTolerance": fault_tolerance(self.placement),
             "automationPrivateKey": self.private_key,
         }
+        if self.control_plane is not None:
+            out["kubeconfig"] = self.control_plane.kubeconfig
         if self.public_key is not None:
             out["automationPublicKey"] = self.public_key
         if self.harbor is not None:

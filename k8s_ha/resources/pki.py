@@ -145,11 +145,14 @@ class ClusterPki(pulumi.ComponentResource):
 
     def _secrets(self, spec: StackSpec) -> None:
         opts = pulumi.ResourceOptions(parent=self)
+        # A RandomString's or RandomId's value is also its resource ID, which the state keeps in clear:
+        # fine for the token's public ID half, not for its secret or the certificate key. RandomPassword
+        # and RandomBytes keep their value secret and out of the ID.
         token_id = random.RandomString("bootstrap-token-id", length=6, special=False, upper=False, opts=opts)
-        token_secret = random.RandomString("bootstrap-token-secret", length=16, special=False, upper=False,
-                                           opts=opts)
+        token_secret = random.RandomPassword("bootstrap-token-secret", length=16, special=False, upper=False,
+                                             opts=opts)
         self._put(m.BOOTSTRAP_TOKEN, pulumi.Output.concat(token_id.result, ".", token_secret.result))
-        self._put(m.CERTIFICATE_KEY, random.RandomId("certificate-key", byte_length=32, opts=opts).hex)
+        self._put(m.CERTIFICATE_KEY, random.RandomBytes("certificate-key", length=32, opts=opts).hex)
         stats = random.RandomPassword("haproxy-stats-password", length=24, special=False, opts=opts)
         self._put(m.HAPROXY_STATS_PASSWORD, stats.result)
         vrrp = random.RandomPassword("vrrp-password", length=8, special=False, opts=opts)

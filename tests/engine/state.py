@@ -28,8 +28,20 @@ def deployment(project: Project, *, show_secrets: bool = False) -> dict[str, Any
     return exported["deployment"]
 
 
-def secret_plaintexts(value: Any) -> list[str]:
-    """Every string inside a decrypted secret of an exported deployment."""
+# Providers whose outputs are generated secrets: private keys, passwords, tokens, robot secrets.
+GENERATING = ("tls:", "random:", "harbor:")
+# A random resource's value, whether or not the provider marks it secret: a RandomString or RandomId
+# also stores it as its resource ID, in clear.
+RANDOM_VALUES = ("result", "hex", "base64", "b64Std", "b64Url", "dec")
+# Generated on purpose as public: a bootstrap token's ID half (kubeadm shows it in `token list`).
+PUBLIC = ("bootstrap-token-id",)
+
+
+def generated_secrets(deployment_: dict[str, Any]) -> list[str]:
+    """The values the program generates as secrets, decrypted (an exported deployment with
+    --show-secrets): every secret output of a generating resource and every random value. Not every
+    string inside any secret: a command's secret connection also holds host addresses and public
+    host keys, which rightly appear in clear elsewhere."""
     found: list[str] = []
 
     def strings(item: Any) -> None:
@@ -42,25 +54,21 @@ def secret_plaintexts(value: Any) -> list[str]:
             for v in item:
                 strings(v)
 
-    def walk(item: Any) -> None:
-        if isinstance(item, dict):
-            if item.get(SIG_KEY) == SECRET_SIG and "plaintext" in item:
-                strings(json.loads(item["plaintext"]))
-                return
-            for v in item.values():
-                walk(v)
-        elif isinstance(item, list):
-            for v in item:
-                walk(v)
-
-    walk(value)
+    for resource in deployment_.get("resources", []):
+        if not resource["type"].startswith(GENERATING) or resource["urn"].rsplit("::", 1)[1] in PUBLIC:
+            continue
+        for key, value in (resource.get("outputs") or {}).items():
+            if isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG and "plaintext" in value:
+                strings(json.loads(value["plaintext"]))
+            elif resource["type"].startswith("random:") and key in RANDOM_VALUES:
+                strings(value)
     return [s for s in found if len(s) >= 8]
 
 
 def assert_no_secret_in_clear(project: Project, *, at_least: int = 5) -> None:
     """Every generated password, token and private key is in the state only encrypted: grep the state
     files for the decrypted values themselves."""
-    secrets = secret_plaintexts(deployment(project, show_secrets=True))
+    secrets = generated_secrets(deployment(project, show_secrets=True))
     assert any("PRIVATE KEY" in s for s in secrets) and len(secrets) >= at_least, "expected keys and passwords in state"
     state_files = list(project.state_dir.rglob("*.json"))
     assert state_files

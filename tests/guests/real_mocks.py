@@ -150,7 +150,7 @@ class RealMaterialMocks(Mocks):
                                               bool(inputs.get("isCaCertificate")))
         elif typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             outputs["result"] = _random_text(inputs)
-        elif typ == "random:index/randomId:RandomId":
-            outputs["hex"] = secrets.token_hex(int(inputs.get("byteLength", 8)))
+        elif typ == "random:index/randomBytes:RandomBytes":
+            outputs["hex"] = secrets.token_hex(int(inputs.get("length", 32)))
         self.outputs[args.name] = outputs
         return resource_id, outputs

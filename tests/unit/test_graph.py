@@ -240,22 +240,41 @@ def test_kubeconfig_is_a_secret_export_pointing_at_the_vip() -> None:
     assert kubeconfig["users"][0]["user"]["client-key-data"]
 
 
+def test_kubernetes_bootstrap_false_builds_everything_but_the_kubernetes_layer() -> None:
+    """A staged rollout: the same machines, front door, etcd and Harbor; no kubeadm step, no add-on and
+    no kubernetes provider (whose kubeconfig would depend on a master that never initialises)."""
+    config = config_of("Pulumi.prod.yaml")
+    config["kubernetes"] = {**config.get("kubernetes", {}), "bootstrap": False}
+    staged, full = run_program(config), deployed("Pulumi.prod.yaml")
+    kubernetes_types = ("kubernetes:", "pulumi:providers:kubernetes", "k8s-ha:kubernetes:")
+    assert not [r for r in staged.resources.values() if r.type.startswith(kubernetes_types)]
+    assert not [s.name for s in staged.of_type(COMMAND) if "-k8s-" in s.name]
+    kept = {(r.type, r.name) for r in full.resources.values()
+            if not r.type.startswith(kubernetes_types)
+            and "-k8s-" not in r.name}
+    assert kept <= {(r.type, r.name) for r in staged.resources.values()}
+    assert len(staged.of_type(DOMAIN)) == len(full.of_type(DOMAIN))
+    assert "kubeconfig" not in staged.stack_outputs and "vip" in staged.stack_outputs
+
+
+@pytest.mark.parametrize("config_change", [{}, {"kubernetes": {"bootstrap": False}}], ids=["full", "staged"])
 @pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
-def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str) -> None:
+def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str, config_change: dict[str, Any]) -> None:
     """`python -m k8s_ha render` and `pulumi up` must agree on what every host runs."""
     import re
 
-    from k8s_ha.placement.plan import load_plan
+    from k8s_ha.placement.plan import load_plan, plan_stack
     from k8s_ha.render.material import Placeholders
     from k8s_ha.render.tree import host_steps
 
-    plan = load_plan(ROOT / stack)
+    config = {**config_of(stack), **config_change}
+    plan = load_plan(ROOT / stack) if not config_change else plan_stack(config)
     spec, placement = plan.spec, plan.placement
     rendered = {(step.host, step.name) for node in placement.nodes
                 for step in host_steps(spec, placement, node, Placeholders())}
     header = re.compile(r'^# k8s-ha step "([^"]+)" for host (\S+):', re.M)
     program = set()
-    for command in deployed(stack).of_type(COMMAND):
+    for command in (deployed(stack) if not config_change else run_program(config)).of_type(COMMAND):
         match = header.search(command.inputs["stdin"])
         assert match, command.name
         program.add((match[2], match[1]))
