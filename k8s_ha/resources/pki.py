@@ -145,14 +145,17 @@ class ClusterPki(pulumi.ComponentResource):
 
     def _secrets(self, spec: StackSpec) -> None:
         opts = pulumi.ResourceOptions(parent=self)
-        # A RandomString's or RandomId's value is also its resource ID, which the state keeps in clear:
-        # fine for the token's public ID half, not for its secret or the certificate key. RandomPassword
-        # and RandomBytes keep their value secret and out of the ID.
+        # A RandomString's, RandomId's or RandomBytes' value is also its resource ID, which the state
+        # keeps in clear: fine for the token's public ID half, not for its secret or the certificate
+        # key. Only RandomPassword keeps its value secret and out of the ID (the engine tier greps).
         token_id = random.RandomString("bootstrap-token-id", length=6, special=False, upper=False, opts=opts)
         token_secret = random.RandomPassword("bootstrap-token-secret", length=16, special=False, upper=False,
                                              opts=opts)
         self._put(m.BOOTSTRAP_TOKEN, pulumi.Output.concat(token_id.result, ".", token_secret.result))
-        self._put(m.CERTIFICATE_KEY, random.RandomBytes("certificate-key", length=32, opts=opts).hex)
+        # kubeadm's certificate key: 32 bytes as 64 hex digits, drawn uniformly from 0-9 and a-f.
+        certificate_key = random.RandomPassword("certificate-key", length=64, upper=False, lower=False,
+                                                numeric=True, special=True, override_special="abcdef", opts=opts)
+        self._put(m.CERTIFICATE_KEY, certificate_key.result)
         stats = random.RandomPassword("haproxy-stats-password", length=24, special=False, opts=opts)
         self._put(m.HAPROXY_STATS_PASSWORD, stats.result)
         vrrp = random.RandomPassword("vrrp-password", length=8, special=False, opts=opts)

@@ -1,13 +1,14 @@
 """up / no-change preview / in-place change / destroy of the dev stack on libvirt's test driver.
 
-The test driver accepts libvirt providers and pools but cannot upload volumes, so `up` (with
-`--continue-on-error`, so that what it creates does not depend on which upload fails first) creates
-everything that does not wait for a disk image (PKI, random material, providers, Harbor and
-cluster secrets) and fails at the uploads, naming the hypervisor. On what it created:
-a second preview changes none of it; adding a worker and changing a HAProxy setting change none of
-it either (the plan lists only the new worker's resources as creates); the state never holds a
-generated password, token or private key in clear; `destroy` leaves no resource and no pending
-operation. The full cycle on booted guests needs the guests tier's lab hypervisors (docs/engine.md).
+The stack leaves the Kubernetes layer out (`kubernetes.bootstrap: false`; test_preview previews the
+whole program). The test driver accepts libvirt providers and pools but cannot upload volumes, so
+`up --continue-on-error` (what it creates then does not depend on which upload fails first) creates
+everything that does not wait for a disk image (PKI, random material, providers, Harbor secrets) and
+fails at the uploads, naming the hypervisor. On what it created: a second preview changes none of
+it; adding a worker and changing a HAProxy setting change none of it either (the plan lists only the
+new worker's resources as creates); the state never holds a generated password, token or private
+key in clear; `destroy` leaves no resource and no pending operation. The full cycle on booted
+guests needs the guests tier's lab hypervisors (docs/engine.md).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def steps(project: Project) -> dict[str, str]:
 def test_up_change_destroy_on_the_test_driver(engine_ready: None, test_driver: TestDriverDaemon,
                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = on_hypervisor(stack_config("Pulumi.dev.yaml"), test_driver.uri, pool="default-pool")
+    # Without the Kubernetes layer: once the PKI exists the kubeconfig is known, and a preview of
+    # kubernetes' yaml/v2 ConfigFile then dials the API server, which the test driver never runs.
+    config["kubernetes"] = {**config.get("kubernetes", {}), "bootstrap": False}
     project = make_project(tmp_path / "project", "dev", config)
 
     out = io.StringIO()

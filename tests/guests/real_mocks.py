@@ -110,7 +110,7 @@ def _random_text(inputs: dict[str, Any]) -> str:
     if inputs.get("numeric", True):
         alphabet += string.digits
     if inputs.get("special", True):
-        alphabet += "!@#$%&*()-_=+[]{}<>:?"
+        alphabet += inputs.get("overrideSpecial", "!@#$%&*()-_=+[]{}<>:?")
     return "".join(secrets.choice(alphabet) for _ in range(int(inputs.get("length", 16))))
 
 
@@ -150,7 +150,5 @@ class RealMaterialMocks(Mocks):
                                               bool(inputs.get("isCaCertificate")))
         elif typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             outputs["result"] = _random_text(inputs)
-        elif typ == "random:index/randomBytes:RandomBytes":
-            outputs["hex"] = secrets.token_hex(int(inputs.get("length", 32)))
         self.outputs[args.name] = outputs
         return resource_id, outputs

@@ -154,8 +154,6 @@ class Mocks(pulumi.runtime.Mocks):
             outputs["certRequestPem"] = _fake_pem("CERTIFICATE REQUEST", name)
         elif typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             outputs["result"] = hashlib.sha256(name.encode()).hexdigest()[: int(args.inputs.get("length", 16))]
-        elif typ == "random:index/randomBytes:RandomBytes":
-            outputs["hex"] = hashlib.sha256(name.encode()).hexdigest()[: 2 * int(args.inputs.get("length", 32))]
         elif typ.startswith("command:remote:Command"):
             outputs.update(stdout="", stderr="")
         return f"{name}-id", outputs
