@@ -17,6 +17,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,10 @@ def engine(hvs: LabHypervisors, project: Project, action: str,
     exclude = exclude or []
     argv = [sys.executable, "-m", "tests.guests.engine_run", action, str(project.directory), project.stack,
             *[f"--exclude={urn}" for urn in exclude], *[f"--env={k}={v}" for k, v in project.env.items()]]
+    started = time.monotonic()
     done = subprocess.run(hvs.netns_argv(argv), capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_TIMEOUT_S,
                           check=False)
+    print(f"engine {action}: exit {done.returncode} after {time.monotonic() - started:.0f} s")
     print(done.stdout[-4000:], done.stderr[-4000:])
     ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
     ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
@@ -110,7 +113,7 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
 
             project.config = copy.deepcopy(config)
             project.config["workerPools"] = [{"name": "worker", "count": 1, "firstIp": "10.212.0.41", "vcpu": 1,
-                                              "memoryMib": 1024, "diskGib": 10}]
+                                              "memoryMib": 1024, "diskGib": 20}]
             project.write()
             code, ops, text = engine(hvs, project, "preview", exclude)
             assert code == 0, text
