@@ -2,8 +2,9 @@
 
 PKI and machines (+ readiness) -> load balancers, etcd members, Harbor and node preparation
 (parallel) -> etcd health -> first master -> other masters, workers and add-ons (parallel) ->
-worker membership (once the CNI runs). Every layer has a constant depth, so the critical path
-does not grow with the number of nodes (a unit test holds it to that).
+worker membership (once the CNI runs). `kubernetes.bootstrap: false` leaves out node preparation
+and every layer after etcd health. Every layer has a constant depth, so the critical path does not
+grow with the number of nodes (a unit test holds it to that).
 """
 
 from __future__ import annotations

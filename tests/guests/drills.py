@@ -186,6 +186,20 @@ def etcd_healthy(stack: GuestStack, names: tuple[str, ...] = ETCD_NAMES) -> bool
     return etcdctl(stack, "endpoint", "health", endpoints=endpoints).returncode == 0
 
 
+def _vip_onto(stack: GuestStack, watch: VipWatch, wanted: list[str]) -> tuple[str, ...]:
+    """Make one of `wanted` hold the VIP (a drill that loses the other LB's side proves nothing about
+    failover): restart keepalived on the current holder, whose peer then takes the VIP and, with
+    nopreempt, keeps it. The holders afterwards."""
+    holders = watch.holders()
+    if not wanted or set(holders) & set(wanted):
+        return holders
+    for holder in holders:
+        stack.run(holder, "systemctl restart keepalived")
+    wait_for(lambda: len(watch.holders()) == 1 and set(watch.holders()) <= set(wanted),
+             f"the VIP to move to {wanted}", 60)
+    return watch.holders()
+
+
 def keepalived_state(stack: GuestStack, name: str) -> str:
     """MASTER / BACKUP / FAULT from keepalived's own journal (its last state transition)."""
     done = stack.run(name, "systemctl is-active keepalived haproxy; journalctl -u keepalived --no-pager -o cat "
@@ -279,7 +293,7 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
         writes = etcd_probe(stack, 600, survivors)
         try:
             wait_for(lambda: len(watch.holders()) == 1, "exactly one LB holding the VIP", 60)
-            holder_before = watch.holders()
+            holder_before = _vip_onto(stack, watch, [n for n in lost if n in LB_NAMES])
             time.sleep(1.0)
             t0 = stack.hvs.kill_daemon_and_guests(hv)
             dead = time.monotonic() + 0.05  # SIGKILLed processes are gone within this

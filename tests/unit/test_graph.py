@@ -255,6 +255,9 @@ def test_kubernetes_bootstrap_false_builds_everything_but_the_kubernetes_layer()
     assert kept <= {(r.type, r.name) for r in staged.resources.values()}
     assert len(staged.of_type(DOMAIN)) == len(full.of_type(DOMAIN))
     assert "kubeconfig" not in staged.stack_outputs and "vip" in staged.stack_outputs
+    from k8s_ha.placement.plan import plan_stack
+
+    assert any("kubernetes.bootstrap is false" in w for w in plan_stack(config).warnings)
 
 
 @pytest.mark.parametrize("config_change", [{}, {"kubernetes": {"bootstrap": False}}], ids=["full", "staged"])
