@@ -38,6 +38,7 @@ COMMAND = "command:remote:Command"
 # Like pulumi-command's dial retries: a starved guest's sshd can miss the banner deadline.
 DIAL_TIMEOUT_S = 30
 DIAL_RETRIES = 10
+DIAL_BACKOFF_S = 3.0  # between dials, as pulumi-command backs off: sshd may be restarting (cloud-init)
 DIAL_ERRORS = ("banner exchange", "Connection timed out", "Connection refused", "No route to host",
                "Connection reset", "Connection closed by")
 
@@ -135,6 +136,7 @@ class GuestStack:
                                   capture_output=True, text=True, timeout=timeout, check=False)
             if not _dial_failed(done):
                 break
+            time.sleep(DIAL_BACKOFF_S)
         if check and done.returncode != 0:
             raise GuestError(f"{name}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
@@ -202,6 +204,7 @@ class GuestStack:
                                   timeout=STEP_TIMEOUT_S, check=False)
             if not _dial_failed(done):
                 break
+            time.sleep(DIAL_BACKOFF_S)
         if done.returncode != 0:
             tail = "\n".join(f"{done.stdout}\n{done.stderr}".strip().splitlines()[-25:])
             raise GuestError(f"step {command.name} on {name} exited {done.returncode}:\n{tail}")
