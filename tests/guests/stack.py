@@ -128,15 +128,21 @@ class GuestStack:
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
             f"{access.user}@{access.host}"])
 
+    def _dial(self, name: str, remote_command: str, stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """`remote_command` over SSH, dialled again (after a pause) while the connection itself fails."""
+        for attempt in range(DIAL_RETRIES):
+            if attempt:
+                time.sleep(DIAL_BACKOFF_S)
+            done = subprocess.run([*self.ssh_argv(name), remote_command], input=stdin, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+            if not _dial_failed(done):
+                break
+        return done
+
     def run(self, name: str, script: str, *, stdin: str = "", timeout: float = 60.0,
             check: bool = True) -> subprocess.CompletedProcess[str]:
         """A script as root on the guest (sudo; the program's user has NOPASSWD sudo)."""
-        for _ in range(DIAL_RETRIES):
-            done = subprocess.run([*self.ssh_argv(name), f"sudo bash -c {shlex.quote(script)}"], input=stdin,
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-            if not _dial_failed(done):
-                break
-            time.sleep(DIAL_BACKOFF_S)
+        done = self._dial(name, f"sudo bash -c {shlex.quote(script)}", stdin, timeout)
         if check and done.returncode != 0:
             raise GuestError(f"{name}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
@@ -198,13 +204,8 @@ class GuestStack:
         """One recorded remote.Command, as pulumi-command runs it: command text, bundle on stdin."""
         name = next(n for n in BOOTED if self.ip(n) == command.inputs["connection"]["host"])
         started = time.monotonic()
-        for _ in range(DIAL_RETRIES):  # the steps are idempotent: a re-run after a lost connection is safe
-            done = subprocess.run([*self.ssh_argv(name), str(command.inputs[action])],
-                                  input=str(command.inputs.get("stdin", "")), capture_output=True, text=True,
-                                  timeout=STEP_TIMEOUT_S, check=False)
-            if not _dial_failed(done):
-                break
-            time.sleep(DIAL_BACKOFF_S)
+        # The steps are idempotent: a re-run after a lost connection is safe.
+        done = self._dial(name, str(command.inputs[action]), str(command.inputs.get("stdin", "")), STEP_TIMEOUT_S)
         if done.returncode != 0:
             tail = "\n".join(f"{done.stdout}\n{done.stderr}".strip().splitlines()[-25:])
             raise GuestError(f"step {command.name} on {name} exited {done.returncode}:\n{tail}")
