@@ -500,6 +500,29 @@ class Versions(Model):
             )
 
 
+class Failover(Model):
+    """How fast the cluster reacts to a lost node or master (docs/configuration.md, "Failover").
+
+    Kubernetes' own defaults wait 5 minutes before moving pods off an unreachable node; an HA
+    cluster's users expect about a minute. Lower values trade speed for evictions on short blips.
+    """
+
+    # controller-manager --node-monitor-grace-period: a node without a heartbeat this long is NotReady.
+    node_monitor_grace_period_s: Annotated[int, between(20, 600)] = 40
+    # apiserver --default-{not-ready,unreachable}-toleration-seconds: pods then leave a NotReady node.
+    pod_eviction_timeout_s: Annotated[int, between(0, 3600)] = 60
+    # controller-manager and scheduler leader election (Kubernetes' defaults).
+    leader_lease_s: Annotated[int, between(5, 300)] = 15
+    leader_renew_deadline_s: Annotated[int, between(3, 300)] = 10
+    leader_retry_period_s: Annotated[int, between(1, 60)] = 2
+
+    def checks(self) -> Iterator[tuple[str, str]]:
+        if not self.leader_retry_period_s < self.leader_renew_deadline_s < self.leader_lease_s:
+            yield "leaderRenewDeadlineS", (
+                f"leader election needs retryPeriod < renewDeadline < lease, got {self.leader_retry_period_s} s, "
+                f"{self.leader_renew_deadline_s} s, {self.leader_lease_s} s")
+
+
 class KubernetesSettings(Model):
     # false: machines, load balancers, etcd and Harbor only; no kubeadm, add-ons or kubernetes
     # provider (stage a rollout, or run the front door and etcd where release files cannot reach yet).
@@ -510,6 +533,7 @@ class KubernetesSettings(Model):
     cluster_domain: str = "cluster.local"
     metrics_server: bool = False
     coredns_replicas: Annotated[int, between(2, 10)] = 2
+    failover: Failover = Failover()
 
 
 def _image_repository(value: str) -> str | None:

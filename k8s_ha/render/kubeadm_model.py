@@ -142,6 +142,7 @@ class ControlPlaneComponentV1beta4(Strict):
 
 class APIServerV1beta4(Strict):
     certSANs: list[str] = Field(min_length=1)
+    extraArgs: list[Arg] = []
 
 
 class InitTimeoutsV1beta4(Strict):

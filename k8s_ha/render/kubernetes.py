@@ -31,7 +31,7 @@ from typing import Protocol
 
 from k8s_ha.model import versions
 from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, ReleaseFile, images, release_files
-from k8s_ha.model.spec import KubernetesSettings, Mirrors, Role, StackSpec, Versions
+from k8s_ha.model.spec import Failover, KubernetesSettings, Mirrors, Role, StackSpec, Versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_endpoints
@@ -56,12 +56,25 @@ TOKEN_TTL = "24h0m0s"
 # Leader election for kube-controller-manager and kube-scheduler (seed 004): one active instance,
 # the others stand by. The values are the upstream defaults, written out so that the failover
 # time is visible: a dead leader is replaced within lease-duration (15 s) + retry-period (2 s).
-LEADER_ELECTION = (
-    ("leader-elect", "true"),
-    ("leader-elect-lease-duration", "15s"),
-    ("leader-elect-renew-deadline", "10s"),
-    ("leader-elect-retry-period", "2s"),
-)
+def leader_election_args(failover: Failover) -> list[tuple[str, str]]:
+    """controller-manager and scheduler: one active instance, handed over within the lease."""
+    return [
+        ("leader-elect", "true"),
+        ("leader-elect-lease-duration", f"{failover.leader_lease_s}s"),
+        ("leader-elect-renew-deadline", f"{failover.leader_renew_deadline_s}s"),
+        ("leader-elect-retry-period", f"{failover.leader_retry_period_s}s"),
+    ]
+
+
+def apiserver_args(failover: Failover) -> list[tuple[str, str]]:
+    """Pods get these tolerations by default: how long they stay on a NotReady/unreachable node."""
+    seconds = str(failover.pod_eviction_timeout_s)
+    return [("default-not-ready-toleration-seconds", seconds), ("default-unreachable-toleration-seconds", seconds)]
+
+
+def controller_manager_args(failover: Failover) -> list[tuple[str, str]]:
+    return [*leader_election_args(failover),
+            ("node-monitor-grace-period", f"{failover.node_monitor_grace_period_s}s")]
 
 # Harbor proxy-cache projects that the nodes pull through when Harbor is enabled with
 # proxyCache: registry -> (Harbor project name, the upstream registry's API endpoint). The Harbor
@@ -307,7 +320,9 @@ def _kubeadm_context(
         "etcd_endpoints": config.etcd_endpoints,
         "etcd_files": ETCD_PKI,
         "cert_sans": apiserver_cert_sans(config),
-        "leader_election_args": LEADER_ELECTION,
+        "apiserver_args": apiserver_args(config.settings.failover),
+        "controller_manager_args": controller_manager_args(config.settings.failover),
+        "scheduler_args": leader_election_args(config.settings.failover),
     }
 
 

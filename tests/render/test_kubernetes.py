@@ -228,8 +228,16 @@ def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: 
         "certFile": "/etc/kubernetes/pki/apiserver-etcd-client.crt",
         "keyFile": "/etc/kubernetes/pki/apiserver-etcd-client.key",
     }
+    failover = spec.kubernetes.failover
     for component in ("controllerManager", "scheduler"):
-        assert _args(cluster[component]["extraArgs"])["leader-elect"] == "true"
+        args = _args(cluster[component]["extraArgs"])
+        assert args["leader-elect"] == "true"
+        assert args["leader-elect-lease-duration"] == f"{failover.leader_lease_s}s"
+    assert _args(cluster["controllerManager"]["extraArgs"])["node-monitor-grace-period"] == (
+        f"{failover.node_monitor_grace_period_s}s")
+    api_args = _args(cluster["apiServer"]["extraArgs"])
+    assert api_args["default-unreachable-toleration-seconds"] == str(failover.pod_eviction_timeout_s)
+    assert api_args["default-not-ready-toleration-seconds"] == str(failover.pod_eviction_timeout_s)
     assert cluster["networking"] == {
         "podSubnet": str(spec.kubernetes.pod_cidr),
         "serviceSubnet": str(spec.kubernetes.service_cidr),

@@ -160,6 +160,15 @@ def test_a_haproxy_check_timeout_beyond_its_interval_is_refused() -> None:
     assert one_problem(config).startswith("loadBalancer.haproxyCheck.timeoutS: must not exceed intervalS")
 
 
+def test_failover_leader_election_must_be_ordered() -> None:
+    config = prod()
+    config["kubernetes"] = {"failover": {"leaderLeaseS": 10, "leaderRenewDeadlineS": 10}}
+    message = one_problem(config)
+    assert message.startswith("kubernetes.failover.leaderRenewDeadlineS: leader election needs retryPeriod")
+    config["kubernetes"] = {"failover": {"nodeMonitorGracePeriodS": 5}}
+    assert one_problem(config).startswith("kubernetes.failover.nodeMonitorGracePeriodS: 5 is outside 20..600")
+
+
 def test_only_the_supported_window_is_accepted() -> None:
     for version in ("1.34.4", "1.38.0"):
         config = prod()
