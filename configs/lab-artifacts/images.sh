@@ -63,6 +63,18 @@ build_flannel() {
   (cd "$dir" && go build -ldflags "-s -w" -o "$CACHE/stage/flannel" github.com/containernetworking/plugins/plugins/meta/flannel)
 }
 
+# agnhost, Kubernetes' own e2e test image (k8s.io/kubernetes/test/images/agnhost), is not a stack
+# image: the cluster tier's test Deployment runs its `netexec` HTTP server. Its tag is the module's
+# test/images/agnhost/VERSION.
+agnhost_version() {
+  cat "$(cd "$CACHE/mod/kubernetes-$KUBERNETES_VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/VERSION"
+}
+
+build_agnhost() {
+  (cd "$CACHE/mod/kubernetes-$KUBERNETES_VERSION" && go build -tags providerless -ldflags "-s -w" \
+    -o "$CACHE/stage/agnhost" k8s.io/kubernetes/test/images/agnhost)
+}
+
 pack_images() {
   local k=$BIN/kubernetes-$KUBERNETES_VERSION tag=v$KUBERNETES_VERSION n
   for n in kube-apiserver kube-controller-manager kube-scheduler; do
@@ -74,6 +86,7 @@ pack_images() {
   image "coredns/coredns:v$COREDNS_VERSION" -entrypoint /coredns -user 65532 "$CACHE/stage/coredns=/coredns"
   image "metrics-server/metrics-server:v$METRICS_SERVER_VERSION" -entrypoint /metrics-server -user 65532 \
     "$CACHE/stage/metrics-server=/metrics-server"
+  image "e2e-test-images/agnhost:$(agnhost_version)" -entrypoint /agnhost -user 65532 "$CACHE/stage/agnhost=/agnhost"
   local f=$SRC/images/flannel-io
   "$BIN/imagepack" -out "$f/flannel/v$FLANNEL_VERSION" -ref "ghcr.io/flannel-io/flannel:v$FLANNEL_VERSION" \
     -entrypoint /opt/bin/flanneld -layer-tar "$CACHE/stage/netfilter.tar" "$CACHE/stage/flanneld=/opt/bin/flanneld"
@@ -88,6 +101,7 @@ build_images() {
   timed "coredns-$COREDNS_VERSION" build_coredns
   timed "metrics-server-$METRICS_SERVER_VERSION" build_metrics_server
   timed "flannel-$FLANNEL_VERSION" build_flannel
+  timed "agnhost-$KUBERNETES_VERSION" build_agnhost
   rm -f "$CACHE/stamps/images-packed"
   timed "images-packed" pack_images
 }

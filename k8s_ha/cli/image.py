@@ -25,6 +25,8 @@ SUITES = {"trixie": "13", "bookworm": "12"}
 ROLE_PACKAGES = {
     "loadbalancer": ("haproxy", "keepalived"),
     "etcd": ("etcd-server", "etcd-client"),
+    # What k8s-node.sh would otherwise apt-get (release files bring the rest); kmod for modprobe.
+    "kubernetes": ("ca-certificates", "conntrack", "curl", "kmod", "systemd-timesyncd"),
 }
 TOOLS = ("debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "syslinux", "sfdisk", "qemu-img")
 

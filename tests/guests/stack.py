@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.guests.config import BOOTED, ETCD_NAMES, LB_NAMES, stack_config
 from tests.guests.driver import GuestError, LibvirtDriver
@@ -63,16 +64,19 @@ class GuestStack:
     """The recorded program and the guests made from it; `close()` removes every guest."""
 
     def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
-                 log: Callable[[str], None] = print) -> None:
-        self.hvs, self.work, self.log = hvs, work, log
+                 log: Callable[[str], None] = print, *, config: dict[str, Any] | None = None,
+                 booted: tuple[str, ...] = BOOTED) -> None:
+        """`config`: another stack config on these hypervisors (the cluster tier's); `booted`: the
+        hosts this stack boots and bootstraps (default: the guests tier's LBs and etcd members)."""
+        self.hvs, self.work, self.log, self.booted = hvs, work, log, booted
         work.mkdir(parents=True, exist_ok=True)
-        self.config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image,
-                                   domain_type)
+        self.config = config if config is not None else stack_config(
+            {n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type)
         self.mocks = RealMaterialMocks()
         self.graph: Graph = run_program(self.config, mocks=self.mocks)
         self.driver = LibvirtDriver(self.graph, work, log)
         self.commands = self.graph.of_type(COMMAND)
-        self.access = {name: self._access(name) for name in BOOTED}
+        self.access = {name: self._access(name) for name in booted}
         self.ssh_dir = work / "ssh"
         self.ssh_dir.mkdir(mode=0o700, exist_ok=True)
         for name, access in self.access.items():
@@ -173,19 +177,31 @@ class GuestStack:
         return self.work / f"{self.driver.vms[name].domain.inputs['name']}.console.log"
 
     # ------------------------------------------------------------- lifecycle
-    def boot(self, names: tuple[str, ...] = BOOTED) -> dict[str, float]:
+    def host_of(self, command: Registered) -> str:
+        """The booted host a recorded remote.Command runs on."""
+        return next(n for n in self.booted if self.ip(n) == command.inputs["connection"]["host"])
+
+    def boot(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """Make and start the VMs, wait for each one's SSH; returns define->SSH seconds per VM."""
+        names = names or self.booted
         self.started = self.driver.create(list(names))
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
             waits = {n: pool.submit(self.wait_for_ssh, n, self.started[n]) for n in names}
             self.reachable = {n: round(f.result(), 1) for n, f in waits.items()}
         return self.reachable
 
-    def step_order(self, names: tuple[str, ...] = BOOTED) -> list[list[Registered]]:
-        """The booted hosts' recorded commands in waves: each waits for everything before it."""
-        wanted = [c for n in names for c in self._host_commands(n)]
+    def step_order(self, names: tuple[str, ...] | None = None,
+                   also: Callable[[Registered], bool] = lambda r: False) -> list[list[Registered]]:
+        """The booted hosts' recorded commands (and the resources `also` selects) in waves: each
+        waits for everything before it."""
+        wanted = [c for n in names or self.booted for c in self._host_commands(n)]
+        wanted += [r for r in self.graph.resources.values() if also(r)]
         urns = {c.urn for c in wanted}
-        before = {c.urn: {a.urn for a in self.graph.ancestors(c) if a.type == COMMAND} for c in wanted}
+
+        def is_step(r: Registered) -> bool:
+            return r.type == COMMAND or also(r)
+
+        before = {c.urn: {a.urn for a in self.graph.ancestors(c) if is_step(a)} for c in wanted}
         for command in wanted:
             outside = [u for u in before[command.urn] if u not in urns]
             if outside:
@@ -202,7 +218,7 @@ class GuestStack:
 
     def run_command(self, command: Registered, action: str = "create") -> float:
         """One recorded remote.Command, as pulumi-command runs it: command text, bundle on stdin."""
-        name = next(n for n in BOOTED if self.ip(n) == command.inputs["connection"]["host"])
+        name = self.host_of(command)
         started = time.monotonic()
         # The steps are idempotent: a re-run after a lost connection is safe.
         done = self._dial(name, str(command.inputs[action]), str(command.inputs.get("stdin", "")), STEP_TIMEOUT_S)

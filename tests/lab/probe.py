@@ -12,7 +12,8 @@ Modes and their lines:
            black-holed SYN does not hide the moment the address answers again
            -> "START END 1" or "START END 0 ERROR"
   https    TLS verified against --ca (the name is not checked: a stand-in's certificate names its
-           backend, not the VIP), then GET --path -> "START END {json}" (ok, status, body, cn, error)
+           backend, not the VIP), optionally with a client certificate (--cert/--key), then GET
+           --path -> "START END {json}" (ok, status, body, cn, error)
   stats    HAProxy's CSV stats page, basic auth      -> "START END {json}": {server: status}
   etcdput  `etcdctl put` with client-certificate auth, a new one every --interval (they overlap,
            so one stuck in an election does not hide the next) -> "START END RC last-stderr-line"
@@ -54,6 +55,8 @@ def https_once(args: argparse.Namespace) -> str:
     address, _, port = args.target.rpartition(":")
     context = ssl.create_default_context(cafile=args.ca)
     context.check_hostname = False  # the chain is verified against the cluster CA
+    if args.cert:  # client-certificate auth (the cluster tier reads the API as the stack's admin)
+        context.load_cert_chain(args.cert, args.key)
     result: dict[str, object] = {"ok": False}
     try:
         with socket.create_connection((address, int(port)), timeout=args.timeout) as raw, \

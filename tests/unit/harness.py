@@ -78,9 +78,10 @@ class Graph:
         return self.resources[urn]
 
     def ancestors(self, resource: Registered) -> Iterator[Registered]:
-        """Everything `resource` waits for, through dependencies and their children."""
+        """Everything `resource` waits for, through dependencies, explicit providers (the engine
+        creates a provider before what uses it) and children."""
         seen: set[str] = set()
-        stack = list(resource.dependencies)
+        stack = [*resource.dependencies, resource.provider.rsplit("::", 1)[0]]
         while stack:
             urn = stack.pop()
             if urn in seen or urn not in self.resources:
@@ -89,6 +90,7 @@ class Graph:
             dep = self.resources[urn]
             yield dep
             stack.extend(dep.dependencies)
+            stack.append(dep.provider.rsplit("::", 1)[0])
             stack.extend(r.urn for r in self.resources.values() if r.parent == urn)  # a component = its children
 
     def depends_on(self, resource: Registered, other: Registered) -> bool:

@@ -1,0 +1,168 @@
+"""The seed 000 verification list, automated on the lab cluster. Each check observes and returns
+what it saw (the tests assert on it, and bench/results/cluster.json keeps it):
+
+* every node Ready; every kube-system pod Running (and its containers ready)
+* `etcdctl endpoint health` for every member
+* controller-manager and scheduler leases held (holder and the age of the last renewal)
+* HAProxy on each load balancer sees every apiserver UP (its admin socket's `show stat`)
+* a test Deployment spread across the workers serves through its Service
+* DNS resolves a Service name (from inside a pod: agnhost's /dial names the Service)
+* metrics-server answers (`kubectl top nodes`)
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.cluster import ClusterStack
+from tests.cluster.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
+from tests.guests.drills import etcdctl, wait_for
+
+NAMESPACE = "k8s-ha-checklist"
+SERVICE = "echo"
+LEASES = ("kube-controller-manager", "kube-scheduler")
+# HAProxy's admin socket, read with the guest's python3 (cloud-init's): no socat/nc in the image.
+SHOW_STAT = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+             "s.sendall(b'show stat\\n'); d = b''\nwhile (c := s.recv(65536)): d += c\nprint(d.decode())")
+
+
+def agnhost_image(cache: Path) -> tuple[Path, str]:
+    """The agnhost layout scripts/lab-artifacts built and its upstream repository path:tag."""
+    (layout,) = sorted((cache / "source" / "images" / "e2e-test-images" / "agnhost").glob("*/index.json"))
+    return layout.parent, f"e2e-test-images/agnhost:{layout.parent.name}"
+
+
+def nodes_ready(c: ClusterStack) -> dict[str, bool]:
+    nodes = c.kubectl_json("get", "nodes")["items"]
+    return {n["metadata"]["name"]: any(x["type"] == "Ready" and x["status"] == "True"
+                                       for x in n["status"].get("conditions", [])) for n in nodes}
+
+
+def kube_system_pods(c: ClusterStack) -> dict[str, str]:
+    """pod -> 'Running' when running with every container ready, else its phase and what is not ready."""
+    out = {}
+    for pod in c.kubectl_json("get", "pods", "-n", "kube-system")["items"]:
+        phase = pod["status"].get("phase", "?")
+        waiting = [s["name"] for s in pod["status"].get("containerStatuses", []) if not s.get("ready")]
+        out[pod["metadata"]["name"]] = phase if phase != "Running" or not waiting else f"Running, not ready: {waiting}"
+    return out
+
+
+def etcd_health(c: ClusterStack) -> dict[str, bool]:
+    out = {}
+    for name, endpoint in zip(ETCD_NAMES, c.etcd_endpoints(), strict=True):
+        done = etcdctl(c, "endpoint", "health", endpoints=[endpoint])
+        out[name] = done.returncode == 0 and "is healthy" in done.stdout + done.stderr
+    return out
+
+
+def leases(c: ClusterStack) -> dict[str, dict[str, Any]]:
+    """component -> holder node, seconds since its last renewal (by the API server's clock)."""
+    out = {}
+    now = datetime.datetime.now(datetime.UTC)
+    for name in LEASES:
+        spec = c.kubectl_json("get", "lease", "-n", "kube-system", name)["spec"]
+        renewed = datetime.datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+        out[name] = {"holder": spec["holderIdentity"].split("_")[0],
+                     "renewed_s_ago": round((now - renewed).total_seconds(), 1)}
+    return out
+
+
+def haproxy_backends(c: ClusterStack) -> dict[str, dict[str, str]]:
+    """LB -> {apiserver: status} from each HAProxy's admin socket."""
+    out = {}
+    for lb in LB_NAMES:
+        text = c.run(lb, f"python3 -c {shlex.quote(SHOW_STAT)}").stdout
+        header = text.splitlines()[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in text.splitlines()[1:] if line]
+        out[lb] = {r["svname"]: r["status"] for r in rows
+                   if r.get("pxname") == "kube-apiserver" and r["svname"] not in ("FRONTEND", "BACKEND")}
+    return out
+
+
+def deploy_echo(c: ClusterStack, image: str, replicas: int = len(WORKER_NAMES)) -> None:
+    """agnhost netexec behind a Service, one pod per worker preferred (soft: a lost worker's pod
+    can then be rescheduled onto the survivor)."""
+    labels = {"app": SERVICE}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels},
+             "spec": {"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                 {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                     "labelSelector": {"matchLabels": labels}}}]}},
+                      "containers": [{"name": "netexec", "image": image, "args": ["netexec", "--http-port=8080"],
+                                      "ports": [{"containerPort": 8080}],
+                                      "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8080},
+                                                         "periodSeconds": 5, "timeoutSeconds": 5}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
+    ]
+    c.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    c.kubectl("rollout", "status", "-n", NAMESPACE, f"deployment/{SERVICE}", "--timeout=900s", timeout=960)
+
+
+def echo_pods(c: ClusterStack) -> dict[str, dict[str, str]]:
+    """pod -> node, IP and phase of the test Deployment's pods (terminating ones left out)."""
+    pods = c.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", f"app={SERVICE}")["items"]
+    return {p["metadata"]["name"]: {"node": p["spec"].get("nodeName", ""), "ip": p["status"].get("podIP", ""),
+                                    "ready": str(any(x["type"] == "Ready" and x["status"] == "True"
+                                                     for x in p["status"].get("conditions", [])))}
+            for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+def service_answers(c: ClusterStack, tries: int = 12) -> set[str]:
+    """Pod names answering GET /hostname on the Service's ClusterIP, asked from worker1's host."""
+    ip = c.kubectl_json("get", "service", "-n", NAMESPACE, SERVICE)["spec"]["clusterIP"]
+    script = f"for i in $(seq {tries}); do curl -fsS --max-time 5 http://{ip}/hostname; echo; done"
+    return {line for line in c.run(WORKER_NAMES[0], script, timeout=120).stdout.split() if line}
+
+
+def dns_answers(c: ClusterStack) -> list[str]:
+    """From inside a pod: agnhost's /dial resolves the Service's name through CoreDNS and calls it."""
+    pod_ip = next(p["ip"] for p in echo_pods(c).values() if p["ip"])
+    name = f"{SERVICE}.{NAMESPACE}.svc.{c.config.get('kubernetes', {}).get('clusterDomain', 'cluster.local')}"
+    url = f"http://{pod_ip}:8080/dial?request=hostname&protocol=http&host={name}&port=80&tries=3"
+    out = c.run(WORKER_NAMES[0], f"curl -fsS --max-time 60 {shlex.quote(url)}", timeout=90).stdout
+    return list(json.loads(out).get("responses", []))
+
+
+def metrics_nodes(c: ClusterStack) -> dict[str, str]:
+    """`kubectl top nodes`: node -> CPU use; metrics-server scrapes every kubelet."""
+    done = c.kubectl("top", "nodes", "--no-headers", check=False)
+    return {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if line.strip()}
+
+
+def wait_all_ready(c: ClusterStack, timeout: float) -> float:
+    """Seconds until every node of the stack is Ready."""
+    expected = set(CP_NAMES) | set(WORKER_NAMES)
+
+    def ready() -> bool:
+        try:
+            seen = nodes_ready(c)
+        except Exception:  # the API can be briefly unreachable while the cluster heals
+            return False
+        return set(seen) >= expected and all(seen[n] for n in expected)
+
+    return wait_for(ready, "every node Ready", timeout, interval=2)
+
+
+def run_checklist(c: ClusterStack, image: str) -> dict[str, Any]:
+    """Every item once, in order; the test Deployment is created on the way."""
+    started = time.monotonic()
+    result: dict[str, Any] = {"nodes_ready": nodes_ready(c), "kube_system_pods": kube_system_pods(c),
+                              "etcd_health": etcd_health(c), "leases": leases(c),
+                              "haproxy": haproxy_backends(c)}
+    deploy_echo(c, image)
+    result["echo_pods"] = echo_pods(c)
+    result["service_answers"] = sorted(service_answers(c))
+    result["dns_answers"] = dns_answers(c)
+    result["metrics_nodes"] = metrics_nodes(c)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result

@@ -1,0 +1,128 @@
+"""The cluster tier's stack: the lab stack (tests/cluster/config.py) run by the program, every guest
+booted, and every recorded step applied in the graph's order - the remote.Command steps over the
+pinned SSH keys (as pulumi-command sends them) and the add-ons (as pulumi-kubernetes applies them:
+server-side apply of the recorded objects and patches, through the first master's admin.conf).
+
+    lab bundle (.cache/lab-artifacts/bundle) -> serve-bundle on the operator's address in the lab
+    namespace (files over HTTP, images from docker-registry) -> nodes install from it, no route out
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.config import CP_NAMES, NODES, stack_config
+from tests.guests.driver import GuestError
+from tests.guests.hypervisors import LabHypervisors
+from tests.guests.stack import COMMAND, GuestStack
+from tests.unit.harness import Registered
+
+ADMIN = "/etc/kubernetes/admin.conf"
+KUBECTL_TIMEOUT_S = 120
+# Which layer a recorded step belongs to, by its name (time-to-cluster per layer).
+LAYERS = (("loadbalancers", ("-loadbalancer",)), ("etcd", ("-etcd-member", "etcd-health")),
+          ("node prep", ("-k8s-node",)), ("kubeadm init", ("-k8s-init",)), ("kubeadm join", ("-k8s-join",)),
+          ("add-ons", ("objects", "patch-")), ("workers ready", ("-k8s-membership",)), ("host ready", ("-ready",)))
+
+
+def is_addon(resource: Registered) -> bool:
+    """The recorded pulumi-kubernetes resources the tier applies (the provider itself is not a step)."""
+    return resource.type.startswith("kubernetes:") and (
+        resource.type == "kubernetes:yaml/v2:ConfigGroup" or resource.type.endswith("Patch"))
+
+
+def layer_of(step: str) -> str:
+    for layer, marks in LAYERS:
+        if any(mark in step for mark in marks):
+            return layer
+    return "other"
+
+
+def _ints(value: Any) -> Any:
+    """Protobuf turned the program's integers into floats (2 -> 2.0); the API wants integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def addon_objects(resource: Registered) -> list[dict[str, Any]]:
+    """The objects pulumi-kubernetes would apply for one recorded add-on resource."""
+    inputs = _ints(resource.inputs)
+    if resource.type == "kubernetes:yaml/v2:ConfigGroup":
+        return list(inputs["objs"])
+    group_version, kind = resource.type.split(":")[1], resource.type.split(":")[2].removesuffix("Patch")
+    api_version = group_version.removeprefix("core/")
+    return [{"apiVersion": api_version, "kind": kind, **inputs}]
+
+
+class ClusterStack(GuestStack):
+    """Nine guests of the lab stack; `close()` removes every one."""
+
+    def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
+                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print) -> None:
+        config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type,
+                              checksums)
+        super().__init__(hvs, image, domain_type, work, log, config=config, booted=NODES)
+        self.kubectl_bin = kubectl
+        self.kubeconfig = self.ssh_dir / "kubeconfig"
+        self.kubeconfig.write_text(str(self.graph.stack_outputs["kubeconfig"]))  # the stack's export
+        self.kubeconfig.chmod(0o600)
+        self.step_spans: dict[str, tuple[float, float]] = {}
+
+    # ------------------------------------------------------------------ steps
+    def apply_addon(self, resource: Registered) -> float:
+        """Server-side apply on the first master, as pulumi-kubernetes does (patches force ownership)."""
+        started = time.monotonic()
+        document = json.dumps({"apiVersion": "v1", "kind": "List", "items": addon_objects(resource)})
+        self.run(CP_NAMES[0], f"kubectl --kubeconfig {ADMIN} apply --server-side --force-conflicts "
+                              "--field-manager=pulumi-kubernetes -f -", stdin=document, timeout=600)
+        return time.monotonic() - started
+
+    def _step(self, resource: Registered, t0: float) -> float:
+        started = time.monotonic() - t0
+        seconds = self.run_command(resource) if resource.type == COMMAND else self.apply_addon(resource)
+        self.step_spans[resource.name] = (round(started, 1), round(started + seconds, 1))
+        return seconds
+
+    def bootstrap(self) -> dict[str, float]:
+        """Every recorded step of every guest plus the add-ons, wave by wave, each wave in parallel."""
+        seconds: dict[str, float] = {}
+        t0 = time.monotonic()
+        for wave in self.step_order(also=is_addon):
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                runs = {r.name: pool.submit(self._step, r, t0) for r in wave}
+                for name, future in runs.items():
+                    seconds[name] = round(future.result(), 1)
+            self.log(f"{time.monotonic() - t0:6.0f} s  steps done: {sorted(runs)}")
+        return seconds
+
+    def layer_seconds(self) -> dict[str, float]:
+        """Wall-clock span of each layer's steps (layers overlap where the graph lets them)."""
+        spans: dict[str, list[tuple[float, float]]] = {}
+        for step, span in self.step_spans.items():
+            spans.setdefault(layer_of(step), []).append(span)
+        return {layer: round(max(e for _, e in s) - min(b for b, _ in s), 1) for layer, s in spans.items()}
+
+    # ------------------------------------------------------------------ kubectl
+    def kubectl(self, *args: str, timeout: float = KUBECTL_TIMEOUT_S, check: bool = True,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """kubectl from the operator's workstation, through the VIP, with the stack's exported kubeconfig."""
+        done = subprocess.run(self.hvs.netns_argv([str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig),
+                                                   "--request-timeout", "20s", *args]),
+                              input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise GuestError(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        return done
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
