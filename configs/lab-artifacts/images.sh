@@ -53,8 +53,13 @@ build_metrics_server() {
 
 build_flannel() {
   local v=$FLANNEL_VERSION; local dir=$CACHE/mod/flannel-$v
-  builder "$dir" "github.com/flannel-io/flannel@v$v"
-  (cd "$dir" && go build -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=v$v" \
+  # flannel's go.mod asks for tencentcloud common v1.3.79, which the Go proxy refuses ("not
+  # available"); v1.3.80, the next patch, is served (only flannel's tencentvpc backend uses it).
+  local tc=github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common
+  builder "$dir" "github.com/flannel-io/flannel@v$v" "$tc => $tc v1.3.80"
+  # As upstream's Makefile on amd64: cgo for the UDP backend's C proxy, linked statically.
+  (cd "$dir" && CGO_ENABLED=1 go build \
+    -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=v$v -extldflags -static" \
     -o "$CACHE/stage/flanneld" github.com/flannel-io/flannel)
   # github.com/flannel-io/cni-plugin is not on the Go proxy; the same plugin's last home,
   # containernetworking/plugins v0.9.1 (plugins/meta/flannel), stands in for it in the lab.
