@@ -118,8 +118,10 @@ k8sha_service() {
 }
 
 # k8sha_wait SECONDS WHAT COMMAND...: retry COMMAND every 0.5 s until it succeeds.
+# k8sha_wait SECONDS WHAT COMMAND...: until COMMAND succeeds, at most SECONDS times
+# K8SHA_WAIT_SCALE (kubernetes.waitScale, for slow hosts; default 1).
 k8sha_wait() {
-  local seconds=$1 what=$2 deadline
+  local seconds=$(($1 * ${K8SHA_WAIT_SCALE:-1})) what=$2 deadline
   shift 2
   deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do

@@ -534,6 +534,9 @@ class KubernetesSettings(Model):
     metrics_server: bool = False
     coredns_replicas: Annotated[int, between(2, 10)] = 2
     failover: Failover = Failover()
+    # Multiplies every bounded wait of the Kubernetes layer (kubeadm's timeouts, the steps' waits) for
+    # slow hosts: nested or emulated virtualisation (the lab's TCG guests use 5).
+    wait_scale: Annotated[int, between(1, 20)] = 1
 
 
 def _image_repository(value: str) -> str | None:

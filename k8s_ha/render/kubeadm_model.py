@@ -148,6 +148,7 @@ class APIServerV1beta4(Strict):
 class InitTimeoutsV1beta4(Strict):
     controlPlaneComponentHealthCheck: Duration
     kubeletHealthCheck: Duration
+    kubernetesAPICall: Duration | None = None
 
 
 class JoinTimeoutsV1beta4(Strict):
@@ -155,6 +156,7 @@ class JoinTimeoutsV1beta4(Strict):
     kubeletHealthCheck: Duration
     discovery: Duration
     tlsBootstrap: Duration
+    kubernetesAPICall: Duration | None = None
 
 
 class InitConfigurationV1beta4(Strict):

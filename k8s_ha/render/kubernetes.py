@@ -96,12 +96,33 @@ K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Bounded waits inside kubeadm (v1beta4 `timeouts`)."""
+    """Bounded waits inside kubeadm (v1beta4 `timeouts`): kubeadm's defaults times `scale`
+    (kubernetes.waitScale)."""
 
-    control_plane: str = "4m0s"
-    kubelet: str = "4m0s"
-    discovery: str = "5m0s"
-    tls_bootstrap: str = "5m0s"
+    scale: int = 1
+
+    def _minutes(self, minutes: int) -> str:
+        return f"{minutes * self.scale}m0s"
+
+    @property
+    def control_plane(self) -> str:
+        return self._minutes(4)
+
+    @property
+    def kubelet(self) -> str:
+        return self._minutes(4)
+
+    @property
+    def discovery(self) -> str:
+        return self._minutes(5)
+
+    @property
+    def tls_bootstrap(self) -> str:
+        return self._minutes(5)
+
+    @property
+    def kubernetes_api_call(self) -> str:
+        return self._minutes(1)
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,7 @@ class PoolMembership:
     master: str
     pool: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    wait_scale: int = 1
 
 
 def harbor_registry_host(spec: StackSpec, placement: Placement) -> str | None:
@@ -244,7 +266,8 @@ def control_plane_config(spec: StackSpec, placement: Placement) -> ControlPlaneC
 def pool_membership(spec: StackSpec, placement: Placement, pool: str) -> PoolMembership:
     """Membership of the stack's pool `pool`, run on the first master."""
     labels = next((p.labels for p in spec.worker_pools if p.name == pool), {})
-    return PoolMembership(placement.by_role(Role.CONTROL_PLANE)[0].name, pool, dict(labels))
+    return PoolMembership(placement.by_role(Role.CONTROL_PLANE)[0].name, pool, dict(labels),
+                          spec.kubernetes.wait_scale)
 
 
 # ---- derived values ------------------------------------------------------------------------------
@@ -310,7 +333,7 @@ def _kubeadm_context(
         "token_ttl": TOKEN_TTL,
         "certificate_key": material[m.CERTIFICATE_KEY] if certificate_key else "",
         "discovery_hash": material[m.DISCOVERY_HASH],
-        "timeouts": Timeouts(),
+        "timeouts": Timeouts(config.settings.wait_scale),
         "cluster_name": config.cluster,
         "kubernetes_version": config.version.tag,
         "image_repository": config.mirrors.image_repository,
@@ -467,6 +490,7 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
             ("K8SHA_SANDBOX_IMAGE", sandbox_image(config)),
             ("K8SHA_KERNEL_MODULES", " ".join(kernel_modules())),
             ("K8SHA_FILES", release),
+            _wait_scale_env(config.settings.wait_scale),
         ),
     )
 
@@ -485,7 +509,13 @@ def _common_env(config: KubernetesConfig, node: Member) -> tuple[tuple[str, str]
         ("K8SHA_NODE_IP", str(node.ip)),
         ("K8SHA_API_PORT", str(API_PORT)),
         ("K8SHA_ENDPOINT", control_plane_endpoint(config)),
+        _wait_scale_env(config.settings.wait_scale),
     )
+
+
+def _wait_scale_env(scale: int) -> tuple[str, str]:
+    """k8sha_wait multiplies every bounded wait of a step by this (kubernetes.waitScale)."""
+    return ("K8SHA_WAIT_SCALE", str(scale))
 
 
 def control_plane_init_step(config: ControlPlaneConfig, node: KubeNode, material: m.Material) -> Step:
@@ -576,6 +606,7 @@ def worker_membership_step(pool: PoolMembership, worker: Member, material: m.Mat
         env=(
             ("K8SHA_WORKER", worker.name),
             ("K8SHA_LABELS", " ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
+            _wait_scale_env(pool.wait_scale),
         ),
         delete_script="k8s-drain.sh",
     )

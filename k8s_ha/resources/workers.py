@@ -59,7 +59,7 @@ class WorkerPool(pulumi.ComponentResource):
         kubernetes = args.kubernetes
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
-        pool = PoolMembership(args.master.name, args.pool, dict(args.labels))
+        pool = PoolMembership(args.master.name, args.pool, dict(args.labels), kubernetes.settings.wait_scale)
         join_material = resolve({
             m.BOOTSTRAP_TOKEN: secret(args.bootstrap_token),
             m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),

@@ -95,10 +95,15 @@ class ClusterStack(GuestStack):
         return seconds
 
     def bootstrap(self) -> dict[str, float]:
-        """Every recorded step of every guest plus the add-ons, wave by wave, each wave in parallel."""
+        """Every recorded step of every guest plus the add-ons, wave by wave, each wave in parallel.
+        Steps already done are skipped: after a failure, a second call resumes (the steps are
+        idempotent, so re-running the one that failed is safe)."""
         seconds: dict[str, float] = {}
         t0 = time.monotonic()
-        for wave in self.step_order(also=is_addon):
+        for every in self.step_order(also=is_addon):
+            wave = [r for r in every if r.name not in self.step_spans]
+            if not wave:
+                continue
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
                 runs = {r.name: pool.submit(self._step, r, t0) for r in wave}
                 for name, future in runs.items():

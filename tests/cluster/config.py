@@ -62,7 +62,8 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
                          "nodes": [node("worker1", "41", "worker"), node("worker2", "42", "worker")]}],
         "versions": {"kubernetes": ver.kubernetes, "containerd": ver.containerd, "runc": ver.runc,
                      "cniPlugins": ver.cni_plugins, "crictl": ver.crictl, "etcd": ver.etcd},
-        "kubernetes": {"cni": "flannel", "metricsServer": True, "failover": LAB_FAILOVER},
+        # Lab-only waitScale: under TCG kubeadm init's first API calls outlast kubeadm's 1 min.
+        "kubernetes": {"cni": "flannel", "metricsServer": True, "failover": LAB_FAILOVER, "waitScale": 5},
         "artifacts": {"filesRepo": f"http://{client_ip}:{FILES_PORT}", "imageRegistry": f"{client_ip}:{REGISTRY_PORT}",
                       "checksums": checksums},
     }

@@ -120,8 +120,16 @@ class RealMaterialMocks(Mocks):
 
     def __init__(self) -> None:
         self.outputs: dict[str, dict[str, Any]] = {}
+        self._kept: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        """Outputs of a resource seen before are kept (a second run of the program, like a second
+        `pulumi up` against its state, gets the same keys and secrets)."""
+        if (args.typ, args.name) not in self._kept:
+            self._kept[(args.typ, args.name)] = self._new(args)
+        return self._kept[(args.typ, args.name)]
+
+    def _new(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         resource_id, outputs = super().new_resource(args)
         inputs, typ = _unwrap(args.inputs), args.typ  # secret inputs arrive wrapped
         if typ == "tls:index/privateKey:PrivateKey":

@@ -98,6 +98,12 @@ class GuestStack:
             path.write_text(text)
             path.chmod(0o600)
 
+    def rerun_program(self) -> None:
+        """Record the program again with the same key material (after a change to a step's script):
+        the next `run_command` sends the new text, as a second `pulumi up` would."""
+        self.graph = run_program(self.config, mocks=self.mocks)
+        self.commands = self.graph.of_type(COMMAND)
+
     def client_file(self, name: str) -> Path:
         return self.ssh_dir / name
 

@@ -204,6 +204,19 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
     assert init[0]["bootstrapTokens"][0]["ttl"] == "24h0m0s"
 
 
+def test_wait_scale_multiplies_kubeadm_timeouts_and_step_waits() -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    slow = _with(spec, kubernetes={"wait_scale": 5})
+    init = list(yaml.safe_load_all(k.kubeadm_init_config(_config(slow, placement), _cp(placement)[0], material)))[0]
+    assert init["timeouts"] == {"controlPlaneComponentHealthCheck": "20m0s", "kubeletHealthCheck": "20m0s",
+                                "kubernetesAPICall": "5m0s"}
+    join = yaml.safe_load(k.kubeadm_join_config(_config(slow, placement), _worker(placement), material,
+                                                control_plane=False))
+    assert join["timeouts"]["discovery"] == "25m0s" and join["timeouts"]["kubernetesAPICall"] == "5m0s"
+    step = k.control_plane_init_step(k.control_plane_config(slow, placement), _cp(placement)[0], material)
+    assert ("K8SHA_WAIT_SCALE", "5") in step.env
+
+
 def _args(value: Any) -> dict[str, str]:
     """extraArgs in either shape (v1beta4 list of {name, value}, v1beta3 map) as a dict."""
     return {a["name"]: a["value"] for a in value} if isinstance(value, list) else dict(value)
