@@ -69,10 +69,11 @@ class ClusterStack(GuestStack):
     """Nine guests of the lab stack; `close()` removes every one."""
 
     def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
-                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print) -> None:
+                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print,
+                 booted: tuple[str, ...] = NODES) -> None:
         config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type,
                               checksums)
-        super().__init__(hvs, image, domain_type, work, log, config=config, booted=NODES)
+        super().__init__(hvs, image, domain_type, work, log, config=config, booted=booted)
         self.kubectl_bin = kubectl
         self.kubeconfig = self.ssh_dir / "kubeconfig"
         self.kubeconfig.write_text(str(self.graph.stack_outputs["kubeconfig"]))  # the stack's export
@@ -94,13 +95,18 @@ class ClusterStack(GuestStack):
         self.step_spans[resource.name] = (round(started, 1), round(started + seconds, 1))
         return seconds
 
-    def bootstrap(self) -> dict[str, float]:
-        """Every recorded step of every guest plus the add-ons, wave by wave, each wave in parallel.
-        Steps already done are skipped: after a failure, a second call resumes (the steps are
-        idempotent, so re-running the one that failed is safe)."""
+    def bootstrap(self, through: str | None = None) -> dict[str, float]:
+        """Every recorded step of every booted guest plus the add-ons (or only step `through` and
+        what it waits for), wave by wave, each wave in parallel. Steps already done are skipped:
+        after a failure, a second call resumes (the steps are idempotent, so re-running the one
+        that failed is safe)."""
         seconds: dict[str, float] = {}
         t0 = time.monotonic()
-        for every in self.step_order(also=is_addon):
+        wanted = None
+        if through is not None:
+            last = self.graph.named(through)
+            wanted = {last.urn} | {a.urn for a in self.graph.ancestors(last) if a.type == COMMAND or is_addon(a)}
+        for every in self.step_order(also=is_addon, only=wanted):
             wave = [r for r in every if r.name not in self.step_spans]
             if not wave:
                 continue

@@ -55,7 +55,10 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
                     "vip": f"{subnet}.200", "interface": "eth0"},
         # Lab-only: keepalived's track script forks a shell per run, 20-30x slower under TCG.
         "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True,
-                         "haproxyCheck": {"intervalS": 3, "timeoutS": 3}},
+                         "haproxyCheck": {"intervalS": 3, "timeoutS": 3},
+                         # Lab-only: a TCG master answers /readyz in 1-2 s under load; at the default
+                         # 1 s check HAProxy marked the only apiserver DOWN and kubeadm join saw EOF.
+                         "haproxy": {"checkIntervalMs": 2000}},
         "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")]},
         "controlPlane": {"nodes": [node("cp1", "31", "cp"), node("cp2", "32", "cp")]},
         "workerPools": [{"name": "worker",

@@ -7,6 +7,7 @@ skipped with the command that builds them. Run alone: `scripts/test --cluster`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -33,11 +34,43 @@ def missing_artifacts(cache: Path = LAB_ARTIFACTS) -> str | None:
     return None
 
 
+SIZING = ROOT / "bench" / "results" / "cluster_sizing.json"
+HEADROOM = 0.8  # the share of the host's cores the idle cluster may use and still converge
+
+
+def over_capacity(domain_type: str, cores: int, sizing: Path = SIZING) -> str | None:
+    """Why this host cannot carry the lab stack, from bench/cluster_sizing.py's measurement of one
+    master's idle cost under the same domain type; None when it can (or nothing was measured)."""
+    if os.environ.get("K8SHA_CLUSTER_FORCE") == "1" or not sizing.is_file():
+        return None
+    measured = json.loads(sizing.read_text())
+    need = measured.get("projected_lab_stack_percent_without_workers")
+    if measured.get("domain_type") != domain_type or need is None or need <= 100 * cores * HEADROOM:
+        return None
+    return (f"the lab stack's idle control plane alone needs ~{need:.0f} % of a host core under {domain_type} "
+            f"(one master measured at {measured['idle_cpu_percent_of_a_core'].get('cp1')} %, "
+            f"{measured.get('measured_on')}: {sizing.relative_to(ROOT)}); this machine has {cores} core(s), "
+            f"so the cluster would not converge (leader elections lost, joins timed out). "
+            f"Run it where guests get hardware virtualisation or on >= {int(need / 100 / HEADROOM) + 1} cores; "
+            f"K8SHA_CLUSTER_FORCE=1 runs it anyway")
+
+
 @pytest.fixture(scope="session")
 def lab_artifacts(guests_available: None) -> Path:
     if (reason := missing_artifacts()) is not None:
         pytest.skip(f"cluster tier: {reason}")
     return LAB_ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def capacity(cluster_image: Path) -> str:
+    """The guests' domain type, once this host is known to carry the cluster (else a skip saying why)."""
+    from tests.guests.domain_type import probe_domain_type
+
+    probe = probe_domain_type(cluster_image)
+    if (reason := over_capacity(probe.domain_type, len(os.sched_getaffinity(0)))) is not None:
+        pytest.skip(f"cluster tier: {reason}")
+    return probe.domain_type
 
 
 @pytest.fixture(scope="session")

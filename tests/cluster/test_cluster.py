@@ -57,7 +57,7 @@ def _artifact_build_seconds(cache: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_image: Path, lab_artifacts: Path, work_dir: Path) -> Iterator[ClusterStack]:
+def cluster(cluster_image: Path, lab_artifacts: Path, capacity: str, work_dir: Path) -> Iterator[ClusterStack]:
     probe = probe_domain_type(cluster_image)
     print(f"domain type: {probe.domain_type} ({probe.reason})")
     RESULTS.clear()

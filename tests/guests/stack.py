@@ -196,12 +196,13 @@ class GuestStack:
             self.reachable = {n: round(f.result(), 1) for n, f in waits.items()}
         return self.reachable
 
-    def step_order(self, names: tuple[str, ...] | None = None,
-                   also: Callable[[Registered], bool] = lambda r: False) -> list[list[Registered]]:
-        """The booted hosts' recorded commands (and the resources `also` selects) in waves: each
-        waits for everything before it."""
+    def step_order(self, names: tuple[str, ...] | None = None, also: Callable[[Registered], bool] = lambda r: False,
+                   only: set[str] | None = None) -> list[list[Registered]]:
+        """The booted hosts' recorded commands (and the resources `also` selects; of those, only
+        the URNs in `only` when given) in waves: each waits for everything before it."""
         wanted = [c for n in names or self.booted for c in self._host_commands(n)]
         wanted += [r for r in self.graph.resources.values() if also(r)]
+        wanted = [r for r in wanted if only is None or r.urn in only]
         urns = {c.urn for c in wanted}
 
         def is_step(r: Registered) -> bool:

@@ -207,7 +207,8 @@ def test_joins_carry_the_programs_token_hash_and_certificate_key(case: Case) -> 
 def test_wait_scale_multiplies_kubeadm_timeouts_and_step_waits() -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
     slow = _with(spec, kubernetes={"wait_scale": 5})
-    init = list(yaml.safe_load_all(k.kubeadm_init_config(_config(slow, placement), _cp(placement)[0], material)))[0]
+    init, _cluster, _kubelet = yaml.safe_load_all(k.kubeadm_init_config(_config(slow, placement), _cp(placement)[0],
+                                                                         material))
     assert init["timeouts"] == {"controlPlaneComponentHealthCheck": "20m0s", "kubeletHealthCheck": "20m0s",
                                 "kubernetesAPICall": "5m0s"}
     join = yaml.safe_load(k.kubeadm_join_config(_config(slow, placement), _worker(placement), material,
