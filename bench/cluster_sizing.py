@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,7 +66,10 @@ def main() -> int:
     probe = probe_domain_type(image)
     work = ROOT / ".cache" / "guests" / "cluster-sizing"
     kubectl = next((LAB_ARTIFACTS / "bin").glob("kubernetes-*/kubectl"))
-    result: dict[str, object] = {"measured_on": datetime.date.today().isoformat(), "domain_type": probe.domain_type,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                            check=False).stdout.strip()
+    result: dict[str, object] = {"measured_on": datetime.date.today().isoformat(), "commit": commit,
+                                 "domain_type": probe.domain_type,
                                  "booted": list(BOOTED), "host_cores": len(os.sched_getaffinity(0))}
     with LabHypervisors() as hvs, LabBundleServer(hvs, LAB_ARTIFACTS / "bundle", work / "registry"):
         stack = ClusterStack(hvs, image, probe.domain_type, work / "stack", lab_checksums(LAB_ARTIFACTS), kubectl,
