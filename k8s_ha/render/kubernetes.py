@@ -94,35 +94,14 @@ ETCD_PKI = {
 K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """Bounded waits inside kubeadm (v1beta4 `timeouts`): kubeadm's defaults times `scale`
-    (kubernetes.waitScale)."""
+# kubeadm's v1beta4 `timeouts` defaults, in minutes (template name -> minutes).
+KUBEADM_TIMEOUT_MINUTES = {"control_plane": 4, "kubelet": 4, "discovery": 5, "tls_bootstrap": 5,
+                           "kubernetes_api_call": 1}
 
-    scale: int = 1
 
-    def _minutes(self, minutes: int) -> str:
-        return f"{minutes * self.scale}m0s"
-
-    @property
-    def control_plane(self) -> str:
-        return self._minutes(4)
-
-    @property
-    def kubelet(self) -> str:
-        return self._minutes(4)
-
-    @property
-    def discovery(self) -> str:
-        return self._minutes(5)
-
-    @property
-    def tls_bootstrap(self) -> str:
-        return self._minutes(5)
-
-    @property
-    def kubernetes_api_call(self) -> str:
-        return self._minutes(1)
+def kubeadm_timeouts(scale: int) -> dict[str, str]:
+    """Bounded waits inside kubeadm: its defaults times `scale` (kubernetes.waitScale)."""
+    return {name: f"{minutes * scale}m0s" for name, minutes in KUBEADM_TIMEOUT_MINUTES.items()}
 
 
 @dataclass(frozen=True)
@@ -333,7 +312,7 @@ def _kubeadm_context(
         "token_ttl": TOKEN_TTL,
         "certificate_key": material[m.CERTIFICATE_KEY] if certificate_key else "",
         "discovery_hash": material[m.DISCOVERY_HASH],
-        "timeouts": Timeouts(config.settings.wait_scale),
+        "timeouts": kubeadm_timeouts(config.settings.wait_scale),
         "cluster_name": config.cluster,
         "kubernetes_version": config.version.tag,
         "image_repository": config.mirrors.image_repository,

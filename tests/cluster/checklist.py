@@ -22,6 +22,7 @@ from typing import Any
 from tests.cluster.cluster import ClusterStack
 from tests.cluster.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
 from tests.guests.drills import etcdctl, wait_for
+from tests.lab.probe import server_status
 
 NAMESPACE = "k8s-ha-checklist"
 SERVICE = "echo"
@@ -77,11 +78,8 @@ def haproxy_backends(c: ClusterStack) -> dict[str, dict[str, str]]:
     """LB -> {apiserver: status} from each HAProxy's admin socket."""
     out = {}
     for lb in LB_NAMES:
-        text = c.run(lb, f"python3 -c {shlex.quote(SHOW_STAT)}").stdout
-        header = text.splitlines()[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in text.splitlines()[1:] if line]
-        out[lb] = {r["svname"]: r["status"] for r in rows
-                   if r.get("pxname") == "kube-apiserver" and r["svname"] not in ("FRONTEND", "BACKEND")}
+        lines = [line for line in c.run(lb, f"python3 -c {shlex.quote(SHOW_STAT)}").stdout.splitlines() if line]
+        out[lb] = server_status(lines, "kube-apiserver")
     return out
 
 

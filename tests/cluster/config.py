@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.guests.config import SIZES as GUEST_SIZES
+from tests.guests.config import lab_base, lab_nodes
 from tests.support.lab_artifacts import lab_versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,22 +44,14 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
                  checksums: dict[str, dict[str, str]], subnet: str = "10.212.0") -> dict[str, Any]:
     """`hypervisors`: name -> libvirt URI; `client_ip`: the operator's address on the bridge, where
     the bundle is served; `checksums`: the lab build's pin table (artifacts.checksums)."""
-    def node(name: str, ip: str, kind: str) -> dict[str, Any]:
-        return {"name": name, "ip": f"{subnet}.{ip}", "hypervisor": PINS[name], **SIZES[kind]}
-
+    node = lab_nodes(PINS, SIZES, subnet)
+    base = lab_base(CLUSTER, hypervisors, client_ip, image, domain_type, subnet, node)
+    # Lab-only: a TCG master answers /readyz in 1-2 s under load; at the default 1 s check HAProxy
+    # marked the only apiserver DOWN and kubeadm join saw EOF.
+    base["loadBalancer"]["haproxy"] = {"checkIntervalMs": 2000}
     ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
     return {
-        "cluster": {"name": CLUSTER},
-        "hypervisors": [{"name": name, "uri": uri, "domainType": domain_type, "attach": {"bridge": "br0"},
-                         "baseImage": str(image)} for name, uri in hypervisors.items()],
-        "network": {"cidr": f"{subnet}.0/24", "gateway": client_ip, "dns": [client_ip],
-                    "vip": f"{subnet}.200", "interface": "eth0"},
-        # Lab-only: keepalived's track script forks a shell per run, 20-30x slower under TCG.
-        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True,
-                         "haproxyCheck": {"intervalS": 3, "timeoutS": 3},
-                         # Lab-only: a TCG master answers /readyz in 1-2 s under load; at the default
-                         # 1 s check HAProxy marked the only apiserver DOWN and kubeadm join saw EOF.
-                         "haproxy": {"checkIntervalMs": 2000}},
+        **base,
         "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")]},
         "controlPlane": {"nodes": [node("cp1", "31", "cp"), node("cp2", "32", "cp")]},
         "workerPools": [{"name": "worker",

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.guests.conftest import guests_available, work_dir
+from tests.guests.domain_type import DomainTypeProbe, probe_domain_type
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_ARTIFACTS = Path(os.environ.get("K8SHA_LAB_ARTIFACTS", ROOT / ".cache" / "lab-artifacts"))
@@ -63,14 +64,12 @@ def lab_artifacts(guests_available: None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def capacity(cluster_image: Path) -> str:
-    """The guests' domain type, once this host is known to carry the cluster (else a skip saying why)."""
-    from tests.guests.domain_type import probe_domain_type
-
+def capacity(cluster_image: Path) -> DomainTypeProbe:
+    """The guests' domain type (probed once), when this host can carry the cluster; else a skip saying why."""
     probe = probe_domain_type(cluster_image)
     if (reason := over_capacity(probe.domain_type, len(os.sched_getaffinity(0)))) is not None:
         pytest.skip(f"cluster tier: {reason}")
-    return probe.domain_type
+    return probe
 
 
 @pytest.fixture(scope="session")

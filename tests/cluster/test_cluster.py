@@ -24,9 +24,10 @@ from tests.cluster.checklist import agnhost_image, nodes_ready, run_checklist, w
 from tests.cluster.cluster import ClusterStack
 from tests.cluster.config import CLUSTER, CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES, lab_checksums
 from tests.cluster.drill import seed_001
-from tests.guests.domain_type import probe_domain_type
+from tests.guests.domain_type import DomainTypeProbe
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib
+from tests.support.lab_artifacts import build_times
 
 pytestmark = pytest.mark.cluster
 
@@ -51,19 +52,15 @@ def _write_results() -> None:
     print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
 
 
-def _artifact_build_seconds(cache: Path) -> int:
-    times = [json.loads(p.read_text()) for p in (cache / "times").glob("*.json")]
-    return sum(int(t["seconds"]) for t in times)
-
-
 @pytest.fixture(scope="module")
-def cluster(cluster_image: Path, lab_artifacts: Path, capacity: str, work_dir: Path) -> Iterator[ClusterStack]:
-    probe = probe_domain_type(cluster_image)
+def cluster(cluster_image: Path, lab_artifacts: Path, capacity: DomainTypeProbe,
+            work_dir: Path) -> Iterator[ClusterStack]:
+    probe = capacity
     print(f"domain type: {probe.domain_type} ({probe.reason})")
     RESULTS.clear()
     RESULTS["topology"] = {"load_balancers": list(LB_NAMES), "etcd": list(ETCD_NAMES), "masters": list(CP_NAMES),
                            "workers": list(WORKER_NAMES), "domain_type": probe.domain_type}
-    RESULTS["artifact_build_seconds"] = _artifact_build_seconds(lab_artifacts)
+    RESULTS["artifact_build_seconds"] = sum(int(t["seconds"]) for t in build_times(lab_artifacts / "times"))
     kubectl = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
     hvs = LabHypervisors()
     with hvs, LabBundleServer(hvs, lab_artifacts / "bundle", work_dir / "registry") as served:

@@ -8,6 +8,7 @@ recommends; the program warns, and the drills measure the surviving side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,24 @@ SIZES = {"lb": {"vcpu": 1, "memoryMib": 512, "diskGib": 8}, "etcd": {"vcpu": 1, 
          "cp": {"vcpu": 2, "memoryMib": 1700, "diskGib": 20}}
 
 
-def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domain_type: str,
-                 subnet: str = "10.212.0") -> dict[str, Any]:
-    """`hypervisors`: name -> libvirt URI; `client_ip`: the operator's address on the bridge (the
-    nodes' gateway and DNS server: the spec wants one; nothing routes through it)."""
-    def node(name: str, ip: str, kind: str) -> dict[str, Any]:
-        return {"name": name, "ip": f"{subnet}.{ip}", "hypervisor": PINS[name], **SIZES[kind]}
+Node = Callable[[str, str, str], dict[str, Any]]
 
+
+def lab_nodes(pins: dict[str, str], sizes: dict[str, dict[str, int]], subnet: str) -> Node:
+    """node(name, last octet, kind): a node pinned to its hypervisor with its kind's size."""
+    def node(name: str, ip: str, kind: str) -> dict[str, Any]:
+        return {"name": name, "ip": f"{subnet}.{ip}", "hypervisor": pins[name], **sizes[kind]}
+
+    return node
+
+
+def lab_base(cluster: str, hypervisors: dict[str, str], client_ip: str, image: Path, domain_type: str,
+             subnet: str, node: Node) -> dict[str, Any]:
+    """What every lab stack shares: the hypervisors on the namespace's bridge, the network and the
+    LB pair with the lab's keepalived timing. `client_ip`: the operator's address on the bridge (the
+    nodes' gateway and DNS server: the spec wants one; nothing routes through it)."""
     return {
-        "cluster": {"name": CLUSTER},
+        "cluster": {"name": cluster},
         "hypervisors": [{"name": name, "uri": uri, "domainType": domain_type, "attach": {"bridge": "br0"},
                          "baseImage": str(image)} for name, uri in hypervisors.items()],
         "network": {"cidr": f"{subnet}.0/24", "gateway": client_ip, "dns": [client_ip],
@@ -40,11 +50,18 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
         # 20-30x slower; at the 1 s default it timed out by itself and no LB ever took the VIP.
         "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True,
                          "haproxyCheck": {"intervalS": 3, "timeoutS": 3}},
+    }
+
+
+def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domain_type: str,
+                 subnet: str = "10.212.0") -> dict[str, Any]:
+    """`hypervisors`: name -> libvirt URI; `client_ip`: the operator's address on the bridge."""
+    node = lab_nodes(PINS, SIZES, subnet)
+    return {
+        **lab_base(CLUSTER, hypervisors, client_ip, image, domain_type, subnet, node),
         # Guests have no route out: etcd is the package baked into the role image (Debian 13's 3.5),
         # not the upstream release the default downloads.
         "etcd": {"nodes": [node("etcd1", "21", "etcd"), node("etcd2", "22", "etcd"), node("etcd3", "23", "etcd")],
                  "source": {"kind": "package"}},
         "controlPlane": {"nodes": [node(f"cp{i}", f"3{i}", "cp") for i in (1, 2, 3)]},
     }
-
-

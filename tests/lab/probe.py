@@ -83,13 +83,18 @@ def stats_once(args: argparse.Namespace) -> str:
             lines = response.read().decode().splitlines()
     except OSError as error:
         return json.dumps({"error": f"{type(error).__name__}: {error}"})
+    return json.dumps(server_status(lines, args.backend))
+
+
+def server_status(lines: list[str], backend: str) -> dict[str, str]:
+    """{server: status} of one backend, from HAProxy's CSV stats (the stats page or `show stat`)."""
     header = lines[0].lstrip("# ").split(",")
     out = {}
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == args.backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
             out[row["svname"]] = row.get("status", "")
-    return json.dumps(out)
+    return out
 
 
 def etcdput(args: argparse.Namespace) -> None:

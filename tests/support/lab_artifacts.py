@@ -58,6 +58,11 @@ def lab_stack(ver: ArtifactVersions, table: dict[str, dict[str, str]], out: Path
     return out
 
 
+def build_times(directory: Path) -> list[dict[str, Any]]:
+    """The `{"component", "seconds"}` records scripts/lab-artifacts wrote, by component."""
+    return sorted((json.loads(p.read_text()) for p in directory.glob("*.json")), key=lambda t: str(t["component"]))
+
+
 def main(cache: Path, times_only: bool = False) -> int:
     """Make the lab bundle (unless `times_only`: then only record the builds done so far)."""
     code, bundle_s = -1, 0.0
@@ -71,10 +76,7 @@ def main(cache: Path, times_only: bool = False) -> int:
         code = cli(["bundle", "--stack-file", str(stack), "--out", str(cache / "bundle"),
                     "--files-source", str(source / "files"), "--images-source", str(source / "images")])
         bundle_s = time.monotonic() - t0
-    times = sorted((json.loads(p.read_text()) for p in (cache / "times").glob("*.json")),
-                   key=lambda t: str(t["component"]))
-    parts = sorted((json.loads(p.read_text()) for p in (cache / "times" / "parts").glob("*.json")),
-                   key=lambda t: str(t["component"]))
+    times, parts = build_times(cache / "times"), build_times(cache / "times" / "parts")
     result: dict[str, Any] = {"builds": times, "kubernetes_binaries": parts,
                               "build_seconds_total": sum(int(t["seconds"]) for t in times),
                               "bundle_exit": code if not times_only else "not run",
