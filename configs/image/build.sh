@@ -3,12 +3,14 @@
 # or mounts: debootstrap into a directory, `mkfs.ext4 -d` and `mkfs.vfat` + mtools into partition
 # images, syslinux (BIOS) on the FAT boot partition, then qcow2. Run as root (debootstrap chroots).
 #
-# Usage: build.sh OUT.qcow2 SUITE MIRROR ROOT_MIB "pkg,pkg,..."
+# Usage: build.sh OUT.qcow2 SUITE MIRROR ROOT_MIB "pkg,pkg,..." [ROOTFS.tar]
+# With ROOTFS.tar, the same configured root file system is also written as a tar: the root of the
+# lab's node containers (one recipe for VMs and system containers; the kernel in it goes unused).
 # Layout: p1 FAT /boot-loader (syslinux, kernel, initrd; active), p2 ext4 root labelled k8s-ha-root,
 # last, so cloud-init's growpart can grow it to the size the program gives the root volume.
 set -euo pipefail
 
-out=$1 suite=$2 mirror=$3 root_mib=$4 extra=${5:-}
+out=$1 suite=$2 mirror=$3 root_mib=$4 extra=${5:-} rootfs_tar=${6:-}
 work=$(mktemp -d "${out}.work.XXXXXX")
 cleanup() {
   for fs in proc sys dev/pts dev; do umount -l "$work/root/$fs" 2>/dev/null || true; done
@@ -73,6 +75,12 @@ chroot "$root" systemctl mask systemd-binfmt.service proc-sys-fs-binfmt_misc.aut
 chroot "$root" systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
 chroot "$root" apt-get clean
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/log/"*.log "$root/debootstrap" "$root/var/cache/apt/"*.bin
+
+if [ -n "$rootfs_tar" ]; then
+  log "root file system tar"
+  tar --numeric-owner --xattrs --acls -C "$root" -cf "$rootfs_tar.partial" .
+  mv "$rootfs_tar.partial" "$rootfs_tar"
+fi
 
 kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)
 initrd=$(ls "$root"/boot/initrd.img-* | sort -V | tail -1)

@@ -4,7 +4,7 @@
 # their release files, each checked against its pinned sha256 (the way Kubespray's download role
 # does it), plus containerd's config and units. Every action is check-then-act: a second run
 # changes nothing and downloads nothing.
-# Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_SANDBOX_IMAGE K8SHA_KERNEL_MODULES
+# Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_SANDBOX_IMAGE K8SHA_KERNEL_MODULES K8SHA_ALLOW_CGROUP_V1
 #      K8SHA_FILES: one release file a line, "component version sha256 url"
 set -euo pipefail
 # K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
@@ -17,13 +17,30 @@ export DEBIAN_FRONTEND=noninteractive
 
 # ---- preflight: a host Kubernetes cannot run on is refused before anything on it changes --------
 cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null) || cgroup_fs=missing
-[ "$cgroup_fs" = cgroup2fs ] ||
-  k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is $cgroup_fs, not cgroup v2; the kubelet refuses cgroup v1" \
-    "from Kubernetes 1.35 on. Boot with the unified hierarchy (the default since Debian 11 and Ubuntu 21.10;" \
-    "on older setups drop systemd.unified_cgroup_hierarchy=0 from the kernel command line), then re-run"
+if [ "$cgroup_fs" != cgroup2fs ]; then
+  # cgroup v1 (legacy or hybrid): a tmpfs with one mount per hierarchy.
+  [ "$cgroup_fs" = tmpfs ] && [ -d /sys/fs/cgroup/memory ] && [ -d /sys/fs/cgroup/pids ] ||
+    k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is $cgroup_fs, neither cgroup v2 nor a cgroup v1 hierarchy set"
+  [ "${K8SHA_ALLOW_CGROUP_V1:-0}" = 1 ] ||
+    k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is cgroup v1, which the kubelet refuses from Kubernetes 1.35 on." \
+      "Boot with the unified hierarchy (the default since Debian 11 and Ubuntu 21.10; on older setups drop" \
+      "systemd.unified_cgroup_hierarchy=0 from the kernel command line), or set kubernetes.allowCgroupV1: true" \
+      "in the stack (deprecated upstream), then re-run"
+  k8sha_log "WARNING: node $K8SHA_NODE runs on cgroup v1 (kubernetes.allowCgroupV1), which Kubernetes deprecates"
+fi
+# A module counts when the kernel has its feature, loaded or built in (a built-in module without
+# parameters has no /sys/module entry, and a container has no /lib/modules to ask modprobe).
+k8s_module_present() {
+  [ -d "/sys/module/$1" ] && return 0
+  case $1 in
+    overlay) grep -qw overlay /proc/filesystems ;;
+    br_netfilter) [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ;;
+    *) return 1 ;;
+  esac
+}
 absent=()
 for module in $K8SHA_KERNEL_MODULES; do
-  [ -d "/sys/module/$module" ] && continue
+  k8s_module_present "$module" && continue
   command -v modprobe >/dev/null 2>&1 ||
     k8sha_fail "node $K8SHA_NODE: kernel module $module is not loaded and modprobe is missing: install kmod, then re-run"
   modprobe --dry-run "$module" >/dev/null 2>&1 || absent+=("$module")
@@ -109,7 +126,7 @@ k8sha_install_files
 
 # ---- kernel modules -------------------------------------------------------------------------------
 for module in $K8SHA_KERNEL_MODULES; do  # the preflight made sure each one loads
-  [ -d "/sys/module/$module" ] && continue
+  k8s_module_present "$module" && continue
   modprobe "$module" || k8sha_fail "modprobe $module failed: the kernel needs $module for Kubernetes"
   k8s_note "loaded kernel module $module"
 done

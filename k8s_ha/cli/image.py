@@ -76,10 +76,16 @@ def verify(image: Path) -> str:
     return actual
 
 
-def build(recipe: ImageRecipe, out_dir: Path, *, force: bool = False) -> Path:
-    """Build (or reuse) the image for `recipe` in `out_dir`; returns its path."""
+def rootfs_path(image: Path) -> Path:
+    """The same recipe's root file system as a tar, beside the qcow2 (node containers boot it)."""
+    return image.with_name(image.name.removesuffix(".qcow2") + ".rootfs.tar")
+
+
+def build(recipe: ImageRecipe, out_dir: Path, *, force: bool = False, rootfs: bool = False) -> Path:
+    """Build (or reuse) the image for `recipe` in `out_dir`; returns its path. `rootfs`: also
+    write the configured root file system as a tar (`rootfs_path`) for system containers."""
     image = out_dir / recipe.file_name()
-    if image.exists() and not force:
+    if image.exists() and not force and (not rootfs or rootfs_path(image).is_file()):
         verify(image)
         return image
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -88,7 +94,7 @@ def build(recipe: ImageRecipe, out_dir: Path, *, force: bool = False) -> Path:
                          "dosfstools mtools syslinux syslinux-common fdisk qemu-utils)")
     out_dir.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["bash", str(SCRIPT), str(image), recipe.suite, recipe.mirror, str(recipe.root_mib),
-                           ",".join(recipe.packages)], check=False)
+                           ",".join(recipe.packages), *([str(rootfs_path(image))] if rootfs else [])], check=False)
     if done.returncode != 0:
         image.unlink(missing_ok=True)
         raise ImageError(f"building {image.name} failed (exit {done.returncode}; the build's log is above)")

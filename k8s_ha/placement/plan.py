@@ -27,7 +27,11 @@ class Plan:
         staged = [] if self.spec.kubernetes.bootstrap else [
             "kubernetes.bootstrap is false: machines, load balancers, etcd and Harbor only; no kubeadm, "
             "add-ons or kubeconfig until it is set to true"]
-        return [*self.placement.warnings, *staged]
+        cgroup_v1 = [
+            "kubernetes.allowCgroupV1 is true: the kubelet runs on cgroup v1, which Kubernetes deprecates "
+            "(kubeadm's SystemVerification preflight is skipped); move the nodes to cgroup v2 hosts when you can"
+        ] if self.spec.kubernetes.bootstrap and self.spec.kubernetes.allow_cgroup_v1 else []
+        return [*self.placement.warnings, *staged, *cgroup_v1]
 
 
 def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Plan:

@@ -120,6 +120,19 @@ class KubeletConfiguration(Strict):
     apiVersion: Literal["kubelet.config.k8s.io/v1beta1"]
     kind: Literal["KubeletConfiguration"]
     cgroupDriver: Literal["systemd"]
+    failCgroupV1: Literal[False] | None = None  # kubernetes.allowCgroupV1
+
+
+class Conntrack(Strict):
+    maxPerCore: Literal[0]
+
+
+class KubeProxyConfiguration(Strict):
+    """Only with kubernetes.systemContainerNodes: leave the machine's conntrack table size alone."""
+
+    apiVersion: Literal["kubeproxy.config.k8s.io/v1alpha1"]
+    kind: Literal["KubeProxyConfiguration"]
+    conntrack: Conntrack
 
 
 # ---- v1beta4 (Kubernetes >= 1.31): flag maps became lists of {name, value}; timeouts block ----
@@ -134,6 +147,7 @@ class NodeRegistrationV1beta4(Strict):
     name: Name
     criSocket: CriSocket
     kubeletExtraArgs: list[Arg]
+    ignorePreflightErrors: list[Literal["SystemVerification"]] = []
 
 
 class ControlPlaneComponentV1beta4(Strict):
@@ -207,6 +221,7 @@ MODELS: dict[tuple[str, str], type[Strict]] = {
     (V1BETA4, "ClusterConfiguration"): ClusterConfigurationV1beta4,
     (V1BETA4, "JoinConfiguration"): JoinConfigurationV1beta4,
     (KUBELET_V1BETA1, "KubeletConfiguration"): KubeletConfiguration,
+    ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration"): KubeProxyConfiguration,
 }
 
 # What one kubeadm config file must hold, by the command it is for.
@@ -214,6 +229,8 @@ EXPECTED_KINDS = {
     "init": ("InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"),
     "join": ("JoinConfiguration",),
 }
+# ... and what may follow them (kubernetes.systemContainerNodes adds kube-proxy's settings to init).
+OPTIONAL_KINDS: dict[str, tuple[str, ...]] = {"init": ("KubeProxyConfiguration",), "join": ()}
 
 
 class KubeadmConfigError(ValueError):
@@ -238,7 +255,7 @@ def validate_config(text: str, *, api_version: str, command: Literal["init", "jo
     documents = [d for d in yaml.safe_load_all(text) if d is not None]
     models = [validate_document(d) for d in documents]
     kinds = tuple(d["kind"] for d in documents)
-    if kinds != EXPECTED_KINDS[command]:
+    if kinds not in (EXPECTED_KINDS[command], EXPECTED_KINDS[command] + OPTIONAL_KINDS[command]):
         raise KubeadmConfigError(f"{command} config holds {kinds}, expected {EXPECTED_KINDS[command]}")
     wrong = _wrong_versions(documents, api_version)
     if wrong:

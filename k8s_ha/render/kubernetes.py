@@ -325,7 +325,16 @@ def _kubeadm_context(
         "apiserver_args": apiserver_args(config.settings.failover),
         "controller_manager_args": controller_manager_args(config.settings.failover),
         "scheduler_args": leader_election_args(config.settings.failover),
+        "ignore_preflight": ignored_preflight_errors(config),
+        "allow_cgroup_v1": config.settings.allow_cgroup_v1,
+        "system_container_nodes": config.settings.system_container_nodes,
     }
+
+
+def ignored_preflight_errors(config: KubernetesConfig) -> list[str]:
+    """kubeadm's SystemVerification fails on cgroup v1 from 1.35 on; skipped only when the stack
+    allows cgroup v1 (the node preflight has checked the hierarchies instead)."""
+    return ["SystemVerification"] if config.settings.allow_cgroup_v1 else []
 
 
 def _kubeadm_template(config: KubernetesConfig) -> str:
@@ -364,7 +373,8 @@ def containerd_config(config: KubernetesConfig) -> str:
         return render("kubernetes/containerd1-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
                       certs_dir=CERTS_DIR)
     return render("kubernetes/containerd2-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
-                  certs_dir=CERTS_DIR, config_version=4 if parsed[:2] >= (2, 3) else 3)
+                  certs_dir=CERTS_DIR, config_version=4 if parsed[:2] >= (2, 3) else 3,
+                  restrict_oom_score_adj=config.settings.system_container_nodes)
 
 
 @dataclass(frozen=True)
@@ -468,6 +478,7 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
             ("K8SHA_KUBE_VERSION", f"{version.major}.{version.minor}.{version.patch}"),
             ("K8SHA_SANDBOX_IMAGE", sandbox_image(config)),
             ("K8SHA_KERNEL_MODULES", " ".join(kernel_modules())),
+            ("K8SHA_ALLOW_CGROUP_V1", "1" if config.settings.allow_cgroup_v1 else "0"),
             ("K8SHA_FILES", release),
             _wait_scale_env(config.settings.wait_scale),
         ),

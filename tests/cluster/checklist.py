@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.cluster import ClusterStack
-from tests.cluster.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
+from tests.cluster.cluster import ClusterSteps as ClusterStack
 from tests.guests.drills import etcdctl, wait_for
 from tests.lab.probe import server_status
 
@@ -56,7 +55,7 @@ def kube_system_pods(c: ClusterStack) -> dict[str, str]:
 
 def etcd_health(c: ClusterStack) -> dict[str, bool]:
     out = {}
-    for name, endpoint in zip(ETCD_NAMES, c.etcd_endpoints(), strict=True):
+    for name, endpoint in zip(c.roles.etcd, c.etcd_endpoints(c.roles.etcd), strict=True):
         done = etcdctl(c, "endpoint", "health", endpoints=[endpoint])
         out[name] = done.returncode == 0 and "is healthy" in done.stdout + done.stderr
     return out
@@ -77,16 +76,17 @@ def leases(c: ClusterStack) -> dict[str, dict[str, Any]]:
 def haproxy_backends(c: ClusterStack) -> dict[str, dict[str, str]]:
     """LB -> {apiserver: status} from each HAProxy's admin socket."""
     out = {}
-    for lb in LB_NAMES:
+    for lb in c.roles.lbs:
         lines = [line for line in c.run(lb, f"python3 -c {shlex.quote(SHOW_STAT)}").stdout.splitlines() if line]
         out[lb] = server_status(lines, "kube-apiserver")
     return out
 
 
-def deploy_echo(c: ClusterStack, image: str, replicas: int = len(WORKER_NAMES)) -> None:
+def deploy_echo(c: ClusterStack, image: str, replicas: int | None = None) -> None:
     """agnhost netexec behind a Service, one pod per worker preferred (soft: a lost worker's pod
     can then be rescheduled onto the survivor)."""
     labels = {"app": SERVICE}
+    replicas = replicas or len(c.roles.workers)
     objects = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
@@ -119,7 +119,7 @@ def service_answers(c: ClusterStack, tries: int = 12) -> set[str]:
     """Pod names answering GET /hostname on the Service's ClusterIP, asked from worker1's host."""
     ip = c.kubectl_json("get", "service", "-n", NAMESPACE, SERVICE)["spec"]["clusterIP"]
     script = f"for i in $(seq {tries}); do curl -fsS --max-time 5 http://{ip}/hostname; echo; done"
-    return {line for line in c.run(WORKER_NAMES[0], script, timeout=120).stdout.split() if line}
+    return {line for line in c.run(c.roles.workers[0], script, timeout=120).stdout.split() if line}
 
 
 def dns_answers(c: ClusterStack) -> list[str]:
@@ -127,7 +127,7 @@ def dns_answers(c: ClusterStack) -> list[str]:
     pod_ip = next(p["ip"] for p in echo_pods(c).values() if p["ip"])
     name = f"{SERVICE}.{NAMESPACE}.svc.{c.config.get('kubernetes', {}).get('clusterDomain', 'cluster.local')}"
     url = f"http://{pod_ip}:8080/dial?request=hostname&protocol=http&host={name}&port=80&tries=3"
-    out = c.run(WORKER_NAMES[0], f"curl -fsS --max-time 60 {shlex.quote(url)}", timeout=90).stdout
+    out = c.run(c.roles.workers[0], f"curl -fsS --max-time 60 {shlex.quote(url)}", timeout=90).stdout
     return list(json.loads(out).get("responses", []))
 
 
@@ -139,7 +139,7 @@ def metrics_nodes(c: ClusterStack) -> dict[str, str]:
 
 def wait_all_ready(c: ClusterStack, timeout: float) -> float:
     """Seconds until every node of the stack is Ready."""
-    expected = set(CP_NAMES) | set(WORKER_NAMES)
+    expected = set(c.roles.kube)
 
     def ready() -> bool:
         try:

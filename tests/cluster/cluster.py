@@ -14,13 +14,14 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.cluster.config import CP_NAMES, NODES, stack_config
-from tests.guests.driver import GuestError
+from tests.cluster.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES, stack_config
 from tests.guests.hypervisors import LabHypervisors
-from tests.guests.stack import COMMAND, GuestStack
+from tests.guests.stack import GuestStack
+from tests.support.recorded_stack import COMMAND, RecordedStack
 from tests.unit.harness import Registered
 
 ADMIN = "/etc/kubernetes/admin.conf"
@@ -65,16 +66,29 @@ def addon_objects(resource: Registered) -> list[dict[str, Any]]:
     return [{"apiVersion": api_version, "kind": kind, **inputs}]
 
 
-class ClusterStack(GuestStack):
-    """Nine guests of the lab stack; `close()` removes every one."""
+@dataclass(frozen=True)
+class Roles:
+    """The cluster's nodes by role (the checklist and drills ask the stack, not a fixed topology)."""
 
-    def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
-                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print,
-                 booted: tuple[str, ...] = NODES) -> None:
-        config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type,
-                              checksums)
-        super().__init__(hvs, image, domain_type, work, log, config=config, booted=booted)
-        self.kubectl_bin = kubectl
+    lbs: tuple[str, ...]
+    etcd: tuple[str, ...]
+    masters: tuple[str, ...]
+    workers: tuple[str, ...]
+
+    @property
+    def kube(self) -> tuple[str, ...]:
+        return (*self.masters, *self.workers)
+
+
+class ClusterSteps(RecordedStack):
+    """What the cluster tier adds to a recorded stack, on any kind of host: the add-ons applied as
+    pulumi-kubernetes would, kubectl through the VIP with the exported kubeconfig, per-layer times."""
+
+    roles: Roles
+    kubectl_bin: Path
+
+    def _cluster_init(self, kubectl: Path, roles: Roles) -> None:
+        self.kubectl_bin, self.roles = kubectl, roles
         self.kubeconfig = self.ssh_dir / "kubeconfig"
         self.kubeconfig.write_text(str(self.graph.stack_outputs["kubeconfig"]))  # the stack's export
         self.kubeconfig.chmod(0o600)
@@ -85,7 +99,7 @@ class ClusterStack(GuestStack):
         """Server-side apply on the first master, as pulumi-kubernetes does (patches force ownership)."""
         started = time.monotonic()
         document = json.dumps({"apiVersion": "v1", "kind": "List", "items": addon_objects(resource)})
-        self.run(CP_NAMES[0], f"kubectl --kubeconfig {ADMIN} apply --server-side --force-conflicts "
+        self.run(self.roles.masters[0], f"kubectl --kubeconfig {ADMIN} apply --server-side --force-conflicts "
                               "--field-manager=pulumi-kubernetes -f -", stdin=document, timeout=600)
         return time.monotonic() - started
 
@@ -128,12 +142,24 @@ class ClusterStack(GuestStack):
     def kubectl(self, *args: str, timeout: float = KUBECTL_TIMEOUT_S, check: bool = True,
                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl from the operator's workstation, through the VIP, with the stack's exported kubeconfig."""
-        done = subprocess.run(self.hvs.netns_argv([str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig),
+        done = subprocess.run(self.netns_argv([str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig),
                                                    "--request-timeout", "20s", *args]),
                               input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         if check and done.returncode != 0:
-            raise GuestError(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+            raise self.error(f"kubectl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+
+class ClusterStack(ClusterSteps, GuestStack):
+    """Nine TCG guests of the lab stack; `close()` removes every one."""
+
+    def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
+                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print,
+                 booted: tuple[str, ...] = NODES) -> None:
+        config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type,
+                              checksums)
+        GuestStack.__init__(self, hvs, image, domain_type, work, log, config=config, booted=booted)
+        self._cluster_init(kubectl, Roles(LB_NAMES, ETCD_NAMES, CP_NAMES, WORKER_NAMES))

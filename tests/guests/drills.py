@@ -132,7 +132,7 @@ class VipWatch:
 
 
 def _probe_argv(stack: GuestStack, *args: str) -> list[str]:
-    return stack.hvs.netns_argv(["/usr/bin/python3", str(PROBE), *args])
+    return stack.netns_argv(["/usr/bin/python3", str(PROBE), *args])
 
 
 def tcp_probe(stack: GuestStack, duration: float) -> Lines:
@@ -160,7 +160,7 @@ def samples(lines: Lines) -> list[tuple[float, float, str]]:
 
 def etcdctl(stack: GuestStack, *args: str, endpoints: list[str] | None = None,
             timeout: float = 3.0) -> subprocess.CompletedProcess[str]:
-    argv = stack.hvs.netns_argv([
+    argv = stack.netns_argv([
         "etcdctl", f"--endpoints={','.join(endpoints or stack.etcd_endpoints())}",
         f"--cacert={stack.client_file('etcd-ca.crt')}", f"--cert={stack.client_file('etcd-client.crt')}",
         f"--key={stack.client_file('etcd-client.key')}", f"--dial-timeout={timeout:g}s",
@@ -227,18 +227,18 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
         survivor = next(n for n in LB_NAMES if n != victim)
         time.sleep(1.0)
         t0 = time.monotonic()
-        stack.driver.domain(victim).destroy()
+        stack.power_off(victim)
         try:
             wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
             wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
         except DrillError:
-            stack.driver.domain(victim).create()  # leave the pair whole for what runs next
+            stack.power_on(victim)  # leave the pair whole for what runs next
             raise
         outage = first_outage(samples(probe), t0)
         stack.log(f"power cut of {victim}: VIP answers again after {outage['recovered_s']} s "
                   f"({outage['failed_probes']} failed probes); both held it at {watch.both_samples(t0 - 1.0)}")
         t1 = time.monotonic()
-        stack.driver.domain(victim).create()
+        stack.power_on(victim)
         back_s = _wait_back(stack, victim, t1)
         watch.restart(victim)
         wait_for(lambda: "BACKUP" in keepalived_state(stack, victim), f"{victim}'s keepalived in BACKUP", 300, 2)
@@ -263,19 +263,19 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
     try:
         time.sleep(1.0)
         t0 = time.monotonic()
-        stack.driver.domain(leader).destroy()
+        stack.power_off(leader)
         dead = time.monotonic()  # writes started from here on cannot have been served by the old leader
         try:
             wait_for(lambda: first_write(samples(writes), dead) is not None, "a successful write", 60)
         except DrillError:
-            stack.driver.domain(leader).create()  # leave the cluster whole for what runs next
+            stack.power_on(leader)  # leave the cluster whole for what runs next
             raise
         first = first_write(samples(writes), dead, t0)
     finally:
         writes.stop()
     stack.log(f"power cut of etcd leader {leader}: first successful write after {first} s")
     t1 = time.monotonic()
-    stack.driver.domain(leader).create()
+    stack.power_on(leader)
     back_s = _wait_back(stack, leader, t1)
     healthy_s = wait_for(lambda: etcd_healthy(stack), "all three members healthy", 300, 1)
     return Measurement("power-cut-etcd-leader", first, {

@@ -3,12 +3,11 @@
     stack config -> run the program (recording monitor, real key material) -> recorded graph
       -> LibvirtDriver makes the LB and etcd VMs on hv-a / hv-b -> wait for SSH (pinned key)
       -> the recorded remote.Command steps of those hosts, in the graph's dependency order
+      (tests/support/recorded_stack.py)
 
 The control-plane nodes are in the stack (the spec needs them) and the program defines their VMs,
 but this tier boots only the load balancers and etcd members; their kubeadm steps belong to the
-cluster tier. The steps sent to the guests are the recorded `create` command and `stdin` bundle of
-each remote.Command - what pulumi-command would send - over SSH as the program's user, with the
-program's private key, refusing any host key other than the recorded `hostKey`.
+cluster tier.
 
 Placement is pinned so that one hypervisor (hv-a) holds the MASTER load balancer and a minority of
 etcd members: losing it leaves the VIP and etcd quorum on hv-b (2 hypervisors are below the
@@ -19,173 +18,44 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import shlex
-import subprocess
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.guests.config import BOOTED, ETCD_NAMES, LB_NAMES, stack_config
 from tests.guests.driver import GuestError, LibvirtDriver
 from tests.guests.hypervisors import LabHypervisors
-from tests.guests.real_mocks import RealMaterialMocks
-from tests.unit.harness import Graph, Registered, run_program
+from tests.support.recorded_stack import COMMAND, RecordedStack
 
-SSH_TIMEOUT_S = 2400.0  # TCG on a busy 2-core machine: 5 guests took over 15 min to first SSH
-STEP_TIMEOUT_S = 1800.0  # a loadbalancer step took over 600 s on starved TCG guests
-COMMAND = "command:remote:Command"
-# Like pulumi-command's dial retries: a starved guest's sshd can miss the banner deadline.
-DIAL_TIMEOUT_S = 30
-DIAL_RETRIES = 10
-DIAL_BACKOFF_S = 3.0  # between dials, as pulumi-command backs off: sshd may be restarting (cloud-init)
-DIAL_ERRORS = ("banner exchange", "Connection timed out", "Connection refused", "No route to host",
-               "Connection reset", "Connection closed by")
+__all__ = ["BOOTED", "COMMAND", "ETCD_NAMES", "LB_NAMES", "GuestStack"]
 
 
-def _dial_failed(done: subprocess.CompletedProcess[str]) -> bool:
-    return done.returncode == 255 and any(e in done.stderr for e in DIAL_ERRORS)
-__all__ = ["BOOTED", "ETCD_NAMES", "LB_NAMES", "GuestStack"]
-
-
-@dataclass(frozen=True)
-class Access:
-    """How the program connects to one host (the recorded connection of its commands)."""
-
-    host: str
-    port: int
-    user: str
-    host_key: str
-    private_key: str
-
-
-class GuestStack:
+class GuestStack(RecordedStack):
     """The recorded program and the guests made from it; `close()` removes every guest."""
+
+    error = GuestError
 
     def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
                  log: Callable[[str], None] = print, *, config: dict[str, Any] | None = None,
                  booted: tuple[str, ...] = BOOTED) -> None:
         """`config`: another stack config on these hypervisors (the cluster tier's); `booted`: the
         hosts this stack boots and bootstraps (default: the guests tier's LBs and etcd members)."""
-        self.hvs, self.work, self.log, self.booted = hvs, work, log, booted
-        work.mkdir(parents=True, exist_ok=True)
-        self.config = config if config is not None else stack_config(
+        self.hvs = hvs
+        config = config if config is not None else stack_config(
             {n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type)
-        self.mocks = RealMaterialMocks()
-        self.graph: Graph = run_program(self.config, mocks=self.mocks)
+        super().__init__(hvs, config, work, log, booted)
         self.driver = LibvirtDriver(self.graph, work, log)
-        self.commands = self.graph.of_type(COMMAND)
-        self.access = {name: self._access(name) for name in booted}
-        self.ssh_dir = work / "ssh"
-        self.ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        for name, access in self.access.items():
-            (self.ssh_dir / f"{name}.known_hosts").write_text(f"{access.host} {access.host_key}\n")
-        key = self.ssh_dir / "id"
-        key.write_text(next(iter(self.access.values())).private_key)
-        key.chmod(0o600)
-        self.started: dict[str, float] = {}
-        self.reachable: dict[str, float] = {}
-        self._write_client_files()
 
-    def _write_client_files(self) -> None:
-        """The operator's copies of program outputs: the etcd CA and the healthcheck client identity."""
-        out = self.mocks.outputs
-        for file_name, text in {"etcd-ca.crt": out["etcd-ca-cert"]["certPem"],
-                                "etcd-client.crt": out["etcd-healthcheck-client-cert"]["certPem"],
-                                "etcd-client.key": out["etcd-healthcheck-client-key"]["privateKeyPem"]}.items():
-            path = self.ssh_dir / file_name
-            path.write_text(text)
-            path.chmod(0o600)
-
-    def rerun_program(self) -> None:
-        """Record the program again with the same key material (after a change to a step's script):
-        the next `run_command` sends the new text, as a second `pulumi up` would."""
-        self.graph = run_program(self.config, mocks=self.mocks)
-        self.commands = self.graph.of_type(COMMAND)
-
-    def client_file(self, name: str) -> Path:
-        return self.ssh_dir / name
-
-    @property
-    def vip(self) -> str:
-        return str(self.config["network"]["vip"])
-
-    def etcd_endpoints(self) -> list[str]:
-        return [f"https://{self.ip(n)}:2379" for n in ETCD_NAMES]
-
-    def _host_commands(self, name: str) -> list[Registered]:
-        ip = self.ip(name)
-        return [c for c in self.commands if c.inputs["connection"]["host"] == ip]
-
-    def ip(self, name: str) -> str:
-        return str(self.driver.vms[name].cloud_init.inputs["networkConfig"]).split('addresses: ["')[1].split("/")[0]
-
-    def _access(self, name: str) -> Access:
-        (ready,) = [c for c in self.commands if c.name == f"{name}-ready"]
-        conn = ready.inputs["connection"]
-        return Access(str(conn["host"]), int(conn["port"]), str(conn["user"]), str(conn["hostKey"]),
-                      str(conn["privateKey"]))
-
-    # ------------------------------------------------------------------ ssh
-    def ssh_argv(self, name: str, *, known_hosts: Path | None = None) -> list[str]:
-        access = self.access[name]
-        return self.hvs.netns_argv([
-            "ssh", "-F", "/dev/null", "-i", str(self.ssh_dir / "id"), "-p", str(access.port),
-            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts or self.ssh_dir / f'{name}.known_hosts'}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"ConnectTimeout={DIAL_TIMEOUT_S}", "-o", "LogLevel=ERROR",
-            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-            f"{access.user}@{access.host}"])
-
-    def _dial(self, name: str, remote_command: str, stdin: str, timeout: float) -> subprocess.CompletedProcess[str]:
-        """`remote_command` over SSH, dialled again (after a pause) while the connection itself fails."""
-        for attempt in range(DIAL_RETRIES):
-            if attempt:
-                time.sleep(DIAL_BACKOFF_S)
-            done = subprocess.run([*self.ssh_argv(name), remote_command], input=stdin, capture_output=True,
-                                  text=True, timeout=timeout, check=False)
-            if not _dial_failed(done):
-                break
-        return done
-
-    def run(self, name: str, script: str, *, stdin: str = "", timeout: float = 60.0,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A script as root on the guest (sudo; the program's user has NOPASSWD sudo)."""
-        done = self._dial(name, f"sudo bash -c {shlex.quote(script)}", stdin, timeout)
-        if check and done.returncode != 0:
-            raise GuestError(f"{name}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-        return done
-
-    def wait_for_ssh(self, name: str, since: float, timeout: float = SSH_TIMEOUT_S) -> float:
-        """Seconds from `since` until SSH with the pinned key works; a different key is refused at once."""
-        vm = self.driver.vms[name]
-        deadline = since + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            try:  # a booting guest can accept TCP and then stall the SSH handshake: try again
-                done = subprocess.run([*self.ssh_argv(name), "true"], capture_output=True, text=True,
-                                      timeout=DIAL_TIMEOUT_S + 30, check=False)
-            except subprocess.TimeoutExpired:
-                last = "the SSH handshake stalled"
-                continue
-            if done.returncode == 0:
-                return time.monotonic() - since
-            last = done.stderr.strip()
-            if "Host key verification failed" in last or "IDENTIFICATION HAS CHANGED" in last:
-                raise GuestError(f"VM {name} on {vm.hypervisor}: presents a host key other than the pinned one; "
-                                 f"refused: {last[-300:]}")
-            time.sleep(2)
-        raise GuestError(f"VM {name} on {vm.hypervisor}: no SSH answer on {self.access[name].host} within "
-                         f"{timeout:g} s (last: {last[-200:]}); console log: {self.console_log(name)}")
-
-    def console_log(self, name: str) -> Path:
+    def boot_log(self, name: str) -> Path:
         return self.work / f"{self.driver.vms[name].domain.inputs['name']}.console.log"
 
-    # ------------------------------------------------------------- lifecycle
-    def host_of(self, command: Registered) -> str:
-        """The booted host a recorded remote.Command runs on."""
-        return next(n for n in self.booted if self.ip(n) == command.inputs["connection"]["host"])
+    console_log = boot_log
+
+    def power_off(self, name: str) -> None:
+        self.driver.domain(name).destroy()
+
+    def power_on(self, name: str) -> None:
+        self.driver.domain(name).create()
 
     def boot(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
         """Make and start the VMs, wait for each one's SSH; returns define->SSH seconds per VM."""
@@ -195,55 +65,6 @@ class GuestStack:
             waits = {n: pool.submit(self.wait_for_ssh, n, self.started[n]) for n in names}
             self.reachable = {n: round(f.result(), 1) for n, f in waits.items()}
         return self.reachable
-
-    def step_order(self, names: tuple[str, ...] | None = None, also: Callable[[Registered], bool] = lambda r: False,
-                   only: set[str] | None = None) -> list[list[Registered]]:
-        """The booted hosts' recorded commands (and the resources `also` selects; of those, only
-        the URNs in `only` when given) in waves: each waits for everything before it."""
-        wanted = [c for n in names or self.booted for c in self._host_commands(n)]
-        wanted += [r for r in self.graph.resources.values() if also(r)]
-        wanted = [r for r in wanted if only is None or r.urn in only]
-        urns = {c.urn for c in wanted}
-
-        def is_step(r: Registered) -> bool:
-            return r.type == COMMAND or also(r)
-
-        before = {c.urn: {a.urn for a in self.graph.ancestors(c) if is_step(a)} for c in wanted}
-        for command in wanted:
-            outside = [u for u in before[command.urn] if u not in urns]
-            if outside:
-                raise GuestError(f"{command.name} waits for steps of hosts this tier does not boot: {outside}")
-        waves: list[list[Registered]] = []
-        done: set[str] = set()
-        while len(done) < len(wanted):
-            wave = [c for c in wanted if c.urn not in done and before[c.urn] <= done]
-            if not wave:
-                raise GuestError("the recorded steps have a dependency cycle")
-            waves.append(wave)
-            done |= {c.urn for c in wave}
-        return waves
-
-    def run_command(self, command: Registered, action: str = "create") -> float:
-        """One recorded remote.Command, as pulumi-command runs it: command text, bundle on stdin."""
-        name = self.host_of(command)
-        started = time.monotonic()
-        # The steps are idempotent: a re-run after a lost connection is safe.
-        done = self._dial(name, str(command.inputs[action]), str(command.inputs.get("stdin", "")), STEP_TIMEOUT_S)
-        if done.returncode != 0:
-            tail = "\n".join(f"{done.stdout}\n{done.stderr}".strip().splitlines()[-25:])
-            raise GuestError(f"step {command.name} on {name} exited {done.returncode}:\n{tail}")
-        return time.monotonic() - started
-
-    def bootstrap(self) -> dict[str, float]:
-        """Every recorded step of the booted hosts, wave by wave, each wave in parallel."""
-        seconds: dict[str, float] = {}
-        for wave in self.step_order():
-            with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                runs = {c.name: pool.submit(self.run_command, c) for c in wave}
-                for name, future in runs.items():
-                    seconds[name] = round(future.result(), 1)
-            self.log(f"steps done: {sorted(runs)}")
-        return seconds
 
     def close(self) -> list[str]:
         with contextlib.suppress(Exception):
