@@ -1,8 +1,9 @@
-"""Cluster tier: kubeadm HA on real guests from the offline lab bundle (docs/lab.md, "Cluster tier").
+"""The guest cluster tier (marker `cluster_guests`): kubeadm HA on TCG or KVM guests from the offline
+lab bundle (docs/lab.md). On node containers the cluster tier proper runs in every CI run (tests/nodes).
 
 Needs what the guests tier needs plus the lab artifacts (`scripts/lab-artifacts`: the Kubernetes
 binaries, images and the bundle built from the Go module proxy). Without them every test is
-skipped with the command that builds them. Run alone: `scripts/test --cluster`.
+skipped with the command that builds them. Run alone: `scripts/test --cluster-guests`.
 """
 
 from __future__ import annotations
@@ -16,23 +17,12 @@ import pytest
 
 from tests.guests.conftest import guests_available, work_dir
 from tests.guests.domain_type import DomainTypeProbe, probe_domain_type
+from tests.support.lab_artifacts import lab_artifacts_dir, missing_artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_ARTIFACTS = Path(os.environ.get("K8SHA_LAB_ARTIFACTS", ROOT / ".cache" / "lab-artifacts"))
+LAB_ARTIFACTS = lab_artifacts_dir()
 
-__all__ = ["guests_available", "work_dir"]
-
-
-def missing_artifacts(cache: Path = LAB_ARTIFACTS) -> str | None:
-    """Why the lab artifacts cannot be used, or None."""
-    for need in ("bundle/manifest.json", "source/checksums.json"):
-        if not (cache / need).is_file():
-            return f"the lab artifacts are not built ({cache / need} is missing): run scripts/lab-artifacts (~1 h)"
-    if not list((cache / "source" / "images" / "e2e-test-images" / "agnhost").glob("*/index.json")):
-        return "the agnhost test image is not built: run scripts/lab-artifacts images"
-    if not list((cache / "bin").glob("kubernetes-*/kubectl")):
-        return "no kubectl in the lab artifacts: run scripts/lab-artifacts kubernetes"
-    return None
+__all__ = ["guests_available", "missing_artifacts", "work_dir"]
 
 
 SIZING = ROOT / "bench" / "results" / "cluster_sizing.json"

@@ -51,7 +51,7 @@ def common_name(cert: dict[str, Any]) -> str:
     return ""
 
 
-def https_once(args: argparse.Namespace) -> str:
+def https_once(args: argparse.Namespace, method: str = "GET", body: bytes = b"") -> str:
     address, _, port = args.target.rpartition(":")
     context = ssl.create_default_context(cafile=args.ca)
     context.check_hostname = False  # the chain is verified against the cluster CA
@@ -62,16 +62,30 @@ def https_once(args: argparse.Namespace) -> str:
         with socket.create_connection((address, int(port)), timeout=args.timeout) as raw, \
                 context.wrap_socket(raw) as tls:
             result["cn"] = common_name(tls.getpeercert() or {})
-            tls.sendall(f"GET {args.path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+            head = f"{method} {args.path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n"
+            if body:
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            tls.sendall(head.encode() + b"\r\n" + body)
             data = b""
             while chunk := tls.recv(4096):
                 data += chunk
-        head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
-        status = int(head.split()[1]) if head.startswith("HTTP/") else 0
-        result.update(status=status, body=body, ok=status == 200)
+        reply, _, text = data.decode(errors="replace").partition("\r\n\r\n")
+        status = int(reply.split()[1]) if reply.startswith("HTTP/") else 0
+        result.update(status=status, body=text, ok=status in (200, 201))
     except (OSError, ValueError, IndexError) as error:
         result["error"] = f"{type(error).__name__}: {error}"
     return json.dumps(result)
+
+
+def configmap_once(args: argparse.Namespace) -> str:
+    """Create the next numbered ConfigMap (POST to --path, a namespace's configmaps); the reply
+    names it, so a writer's acknowledged objects can be read back afterwards."""
+    args.sequence = getattr(args, "sequence", 0) + 1
+    name = f"{args.key_name}-{args.sequence:06d}"
+    document = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"n": str(args.sequence)}}
+    result = json.loads(https_once(args, "POST", json.dumps(document).encode()))
+    result.pop("body", None)
+    return json.dumps({**result, "name": name})
 
 
 def stats_once(args: argparse.Namespace) -> str:
@@ -99,36 +113,41 @@ def server_status(lines: list[str], backend: str) -> dict[str, str]:
 
 def etcdput(args: argparse.Namespace) -> None:
     """Overlapping `etcdctl put`s: a new one every interval (at most 20 in flight), each bounded."""
-    base = ["etcdctl", f"--endpoints={args.endpoints}", f"--cacert={args.cacert}",
+    base = [args.etcdctl, f"--endpoints={args.endpoints}", f"--cacert={args.cacert}",
             f"--dial-timeout={args.timeout:g}s", f"--command-timeout={args.timeout:g}s"]
     if args.cert:
         base += [f"--cert={args.cert}", f"--key={args.key}"]
-    running: list[tuple[float, subprocess.Popen[str]]] = []
+    running: list[tuple[float, str, subprocess.Popen[str]]] = []
+    sequence = 0
     next_start = time.monotonic()
     deadline = next_start + args.duration
     try:
         while running or next_start <= deadline:
             now = time.monotonic()
             if next_start <= now and next_start <= deadline and len(running) < 20:
-                argv = [*base, "put", args.key_name, f"written-at-{now:.4f}"]
-                running.append((now, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                      text=True, env={"PATH": "/usr/bin:/bin", "ETCDCTL_API": "3"})))
+                sequence += 1
+                key = f"{args.key_name}/{sequence:06d}" if args.numbered else args.key_name
+                argv = [*base, "put", key, f"written-at-{now:.4f}"]
+                env = {"PATH": "/usr/bin:/bin", "ETCDCTL_API": "3"}
+                running.append((now, key, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                           text=True, env=env)))
                 next_start = now + args.interval if args.duration > 0 else float("inf")
             for item in list(running):
-                start, process = item
+                start, key, process = item
+                named = f" key={key}" if args.numbered else ""
                 if process.poll() is not None:
                     error = (process.stderr.read() if process.stderr else "").strip().splitlines() or [""]
-                    emit(start, f"{process.returncode} {error[-1]}")
+                    emit(start, f"{process.returncode}{named} {error[-1]}")
                 elif now - start > args.timeout * 3 + 2:
                     process.kill()
                     process.wait()
-                    emit(start, "124 etcdctl did not return")
+                    emit(start, f"124{named} etcdctl did not return")
                 else:
                     continue
                 running.remove(item)
             time.sleep(0.005)
     finally:
-        for _start, process in running:
+        for _start, _key, process in running:
             process.kill()
 
 
@@ -194,7 +213,7 @@ def tcp(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["tcp", "https", "stats", "etcdput", "etcdstatus"])
+    parser.add_argument("mode", choices=["tcp", "https", "stats", "etcdput", "etcdstatus", "configmap"])
     parser.add_argument("--target", default="", help="ADDR:PORT (tcp, https)")
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=0.5)
@@ -210,13 +229,16 @@ def main() -> None:
     parser.add_argument("--cert", default="")
     parser.add_argument("--key", default="")
     parser.add_argument("--key-name", default="/k8s-ha-lab/drill")
+    parser.add_argument("--numbered", action="store_true", help="etcdput: a new key per write (KEY/000001 ...)")
+    parser.add_argument("--etcdctl", default="etcdctl", help="the etcdctl binary (etcdput)")
     args = parser.parse_args()
     if args.mode == "tcp":
         tcp(args)
     elif args.mode == "etcdput":
         etcdput(args)
     else:
-        once = {"https": https_once, "stats": stats_once, "etcdstatus": etcdstatus_once}[args.mode]
+        once = {"https": https_once, "stats": stats_once, "etcdstatus": etcdstatus_once,
+                "configmap": configmap_once}[args.mode]
         sequential(args, once)
 
 

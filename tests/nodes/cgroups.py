@@ -59,7 +59,12 @@ class TierCgroups:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.dirs = [h.mount / h.current.lstrip("/") / name for h in hierarchies()]
+        self.by_controllers = {h.controllers: h.mount / h.current.lstrip("/") / name for h in hierarchies()}
+        self.dirs = list(self.by_controllers.values())
+
+    def of(self, controller: str) -> Path | None:
+        """The tier's cgroup in the hierarchy that has `controller` (e.g. "memory")."""
+        return next((d for c, d in self.by_controllers.items() if controller in c.split(",")), None)
 
     def create(self) -> None:
         for d in self.dirs:

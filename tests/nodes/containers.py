@@ -241,6 +241,51 @@ class NodeLab:
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(self.work) in line.split()[4]]
         found += [f"cgroup {d}" for d in self.cgroups.dirs if d.exists()]
+        found += [f"LXC monitor {pid}" for pid in lxc_monitors(self.lxc_path)]
         if self.work.exists():
             found.append(f"directory {self.work}")
         return found
+
+
+def lxc_monitors(lxc_path: Path | str) -> list[int]:
+    """PIDs of LXC monitors (and starters) of containers under `lxc_path`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if str(lxc_path).encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+    return found
+
+
+def cleanup_stale(work_root: Path | None = None) -> list[str]:
+    """Remove the namespaces and cgroups of earlier runs whose owner process is gone (a run that
+    was killed before its teardown)."""
+    removed = []
+    names = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    owners = {n.split("-")[1] for n in names if n.startswith(PREFIX + "-") and n.split("-")[1].isdigit()}
+    for owner in sorted(owners):
+        if Path(f"/proc/{owner}").exists():
+            continue
+        for ns in [n for n in names if n.startswith(f"{PREFIX}-{owner}-")]:
+            if (inode := netns_inode(ns)) is not None:
+                for pid in pids_in_netns(inode):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            run(["ip", "netns", "del", ns], check=False)
+            removed.append(ns)
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4]
+            if f"/{PREFIX}-{owner}-" in point:
+                run(["umount", "-l", point], check=False)
+    from tests.nodes.cgroups import hierarchies
+
+    for h in hierarchies():
+        parent = h.mount / h.current.lstrip("/")
+        for d in parent.glob(f"{PREFIX}-*"):
+            owner = d.name.split("-")[1]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                tier = TierCgroups(d.name)
+                tier.dirs = [d]
+                tier.remove(timeout=5)
+    return removed

@@ -8,6 +8,7 @@ the files built here, a stack file that pins it, the bundle made through the pro
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,27 @@ from k8s_ha.model.artifacts import UPSTREAM, ArtifactVersions, files_path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_STACK = ROOT / "Pulumi.dev.yaml"
+
+
+def lab_artifacts_dir() -> Path:
+    """Where scripts/lab-artifacts builds: beside Go's own caches (outside the checkout), so every
+    clone and every run on one machine reuses one build; K8SHA_LAB_ARTIFACTS overrides it."""
+    if os.environ.get("K8SHA_LAB_ARTIFACTS"):
+        return Path(os.environ["K8SHA_LAB_ARTIFACTS"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "k8s-ha" / "lab-artifacts"
+
+
+def missing_artifacts(cache: Path | None = None) -> str | None:
+    """Why the lab artifacts cannot be used, or None."""
+    cache = cache or lab_artifacts_dir()
+    for need in ("bundle/manifest.json", "source/checksums.json"):
+        if not (cache / need).is_file():
+            return f"the lab artifacts are not built ({cache / need} is missing): run scripts/lab-artifacts"
+    if not list((cache / "source" / "images" / "e2e-test-images" / "agnhost").glob("*/index.json")):
+        return "the agnhost test image is not built: run scripts/lab-artifacts images"
+    if not list((cache / "bin").glob("kubernetes-*/kubectl")):
+        return "no kubectl in the lab artifacts: run scripts/lab-artifacts kubernetes"
+    return None
 
 
 def lab_versions(env: Path) -> ArtifactVersions:

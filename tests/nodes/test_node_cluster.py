@@ -1,0 +1,224 @@
+"""The cluster tier: kubeadm HA from the program's own steps on node containers, installed from the
+offline lab bundle, checked against the verification checklist and put through the failover
+drills, with nothing acknowledged lost.
+
+One cluster per session; the tests run in file order on it. The numbers (time to cluster per
+layer, idle CPU and memory, the checklist, every drill figure) go to bench/results/cluster.json with
+the date, the commit and the node kind, whatever the outcome; nothing here judges a duration except
+against the goals the README states, which the tests report and assert separately.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.bundle_server import LabBundleServer
+from tests.cluster.checklist import agnhost_image, nodes_ready, run_checklist, wait_all_ready
+from tests.cluster.drill import admin_files, seed_001
+from tests.cluster.writers import NumberedWriters
+from tests.guests.drills import etcd_healthy, power_cut_etcd_leader, power_cut_vip_holder, wait_for
+from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES
+from tests.nodes.containers import NodeLab
+from tests.nodes.stack import NodeClusterStack
+from tests.nodes.tunables import KubeletTunables
+from tests.nodes.usage import cpu_percent, memory_mib
+from tests.support.lab_artifacts import build_times, lab_versions
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_FILE = ROOT / "bench" / "results" / "cluster.json"
+READY_TIMEOUT_S = 900
+IDLE_SAMPLE_S = 60.0
+RESULTS: dict[str, Any] = {}
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=ROOT, check=False).stdout.strip()
+    return done.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _write_results() -> None:
+    ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
+    RESULTS.update(measured_on=datetime.date.today().isoformat(), commit=_commit(),
+                   node_kind="LXC system container (Debian 13, systemd, cgroup v1 host)",
+                   kernel=platform.release(), versions={"kubernetes": ver.kubernetes, "containerd": ver.containerd,
+                                                        "runc": ver.runc, "etcd": ver.etcd, "cni": "flannel"})
+    RESULTS_FILE.write_text(json.dumps(RESULTS, indent=2, default=str) + "\n")
+    print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
+
+
+def _etcdctl_from_bundle(cache: Path) -> Path:
+    """The product's etcdctl (the bundle's etcd release), for the drills' writers."""
+    return next((cache / "stage").glob("etcd-*/etcd-v*/etcdctl"))
+
+
+@pytest.fixture(scope="module")
+def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[NodeClusterStack]:
+    RESULTS.clear()
+    RESULTS["topology"] = {"load_balancers": list(LB_NAMES), "etcd": list(ETCD_NAMES), "masters": list(CP_NAMES),
+                           "workers": list(WORKER_NAMES)}
+    RESULTS["artifact_build_seconds"] = sum(int(t["seconds"]) for t in build_times(lab_artifacts / "times"))
+    kubectl = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
+    checksums = json.loads((lab_artifacts / "source" / "checksums.json").read_text())
+    work = tmp_path_factory.mktemp("nodes")
+    lab = NodeLab(work)
+    served = LabBundleServer(lab, lab_artifacts / "bundle", work / "registry")
+    with KubeletTunables() as tunables, lab, served:
+        layout, path = agnhost_image(lab_artifacts)
+        served.push(layout, path)
+        RESULTS["bundle_served_after_s"] = served.started_s
+        stack = NodeClusterStack(lab, node_rootfs, work / "cluster", checksums, kubectl)
+        try:
+            t0 = time.monotonic()
+            reached = stack.boot()
+            boot_s = time.monotonic() - t0
+            print(f"start -> SSH (s): {reached}")
+            steps = stack.bootstrap()
+            wait_all_ready(stack, READY_TIMEOUT_S)
+            total_s = time.monotonic() - t0
+            RESULTS["time_to_cluster"] = {
+                "total_s": round(total_s, 1), "boot_s": round(boot_s, 1), "start_to_ssh_s": reached,
+                "steps_s": round(total_s - boot_s, 1), "layers_s": stack.layer_seconds(), "per_step_s": steps,
+                "step_spans_s": stack.step_spans}
+            print(f"cluster all Ready after {total_s:.0f} s: {stack.layer_seconds()}")
+            RESULTS["idle"] = {"cpu_percent_of_a_core": cpu_percent(lab, NODES, IDLE_SAMPLE_S),
+                               "rss_mib": memory_mib(lab, NODES), "sample_s": IDLE_SAMPLE_S}
+            RESULTS["idle"]["cluster_cpu_percent_of_a_core"] = round(
+                sum(RESULTS["idle"]["cpu_percent_of_a_core"].values()), 1)
+            print(f"idle: {RESULTS['idle']}")
+            yield stack
+        finally:
+            _write_results()
+            failed = stack.close()
+    leftovers = lab.leftovers()
+    assert not failed and not leftovers, f"the tier left things behind: {failed} {leftovers}"
+    assert not tunables.changed(), f"machine-global tunables not restored: {tunables.changed()}"
+
+
+@pytest.fixture(scope="module")
+def checklist(cluster: NodeClusterStack, lab_artifacts: Path) -> dict[str, Any]:
+    _layout, path = agnhost_image(lab_artifacts)
+    result = run_checklist(cluster, f"registry.k8s.io/{path}")
+    RESULTS["checklist"] = result
+    print(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def test_the_exported_kubeconfig_reaches_the_api_through_the_vip(cluster: NodeClusterStack) -> None:
+    server = cluster.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
+    assert server == f"https://{cluster.vip}:6443"
+    assert "v1.36" in cluster.kubectl("version", "-o", "json").stdout
+
+
+def test_every_node_is_ready(checklist: dict[str, Any]) -> None:
+    assert checklist["nodes_ready"] == {n: True for n in (*CP_NAMES, *WORKER_NAMES)}
+
+
+def test_every_kube_system_pod_is_running(checklist: dict[str, Any]) -> None:
+    pods = checklist["kube_system_pods"]
+    assert pods and all(state == "Running" for state in pods.values()), pods
+    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        assert {f"{component}-{cp}" for cp in CP_NAMES} <= set(pods), pods
+    assert sum(name.startswith("coredns-") for name in pods) == 2, pods
+    assert sum(name.startswith("kube-proxy-") for name in pods) == len(CP_NAMES) + len(WORKER_NAMES), pods
+    assert any(name.startswith("metrics-server-") for name in pods), pods
+
+
+def test_every_etcd_member_is_healthy(checklist: dict[str, Any]) -> None:
+    assert checklist["etcd_health"] == {n: True for n in ETCD_NAMES}
+
+
+def test_controller_manager_and_scheduler_leases_are_held(checklist: dict[str, Any]) -> None:
+    for lease, seen in checklist["leases"].items():
+        assert seen["holder"] in CP_NAMES, (lease, seen)
+        assert seen["renewed_s_ago"] < 15, (lease, seen)  # the product's default lease duration
+
+
+def test_haproxy_sees_every_apiserver_up(checklist: dict[str, Any]) -> None:
+    assert checklist["haproxy"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
+
+
+def test_a_deployment_spread_across_the_workers_serves(checklist: dict[str, Any]) -> None:
+    pods = checklist["echo_pods"]
+    assert {p["node"] for p in pods.values()} == set(WORKER_NAMES), pods
+    assert set(checklist["service_answers"]) == set(pods), checklist["service_answers"]
+
+
+def test_dns_resolves_a_service_name_from_a_pod(checklist: dict[str, Any]) -> None:
+    answers = checklist["dns_answers"]
+    assert answers and set(answers) <= set(checklist["echo_pods"]), answers
+
+
+def test_metrics_server_reports_every_node(checklist: dict[str, Any]) -> None:
+    assert set(checklist["metrics_nodes"]) == {*CP_NAMES, *WORKER_NAMES}, checklist["metrics_nodes"]
+
+
+def test_power_cut_of_the_etcd_leader_loses_no_acknowledged_write(cluster: NodeClusterStack,
+                                                                 checklist: dict[str, Any],
+                                                                 lab_artifacts: Path) -> None:
+    with NumberedWriters(cluster, admin_files(cluster), _etcdctl_from_bundle(lab_artifacts), "etcd-cut") as writers:
+        time.sleep(2.0)
+        measured = power_cut_etcd_leader(cluster)
+        time.sleep(2.0)
+        writes = writers.report()
+    RESULTS["etcd_leader_power_cut"] = {"first_write_s": measured.seconds, **measured.details, "writes": writes}
+    print(json.dumps(RESULTS["etcd_leader_power_cut"], indent=1, default=str))
+    assert measured.seconds is not None and measured.seconds < 30, measured  # the figure is reported
+    assert etcd_healthy(cluster)
+    for writer in writes.values():
+        assert writer["acknowledged"] > 0 and not writer["lost"], writes
+
+
+def test_power_cut_of_the_vip_holder(cluster: NodeClusterStack, checklist: dict[str, Any]) -> None:
+    measured = power_cut_vip_holder(cluster)
+    RESULTS["vip_holder_power_cut"] = {"vip_back_s": measured.seconds, **measured.details}
+    print(json.dumps(RESULTS["vip_holder_power_cut"], indent=1, default=str))
+    assert measured.seconds is not None and measured.seconds < 30, measured
+    assert not measured.details["both_held_vip_at_s"], measured.details
+    assert "BACKUP" in measured.details["restarted_state"], measured.details
+
+
+def test_seed_001_lb_master_and_worker_lost_together(cluster: NodeClusterStack, checklist: dict[str, Any],
+                                                     lab_artifacts: Path) -> None:
+    with NumberedWriters(cluster, admin_files(cluster), _etcdctl_from_bundle(lab_artifacts), "seed-001") as writers:
+        measured = seed_001(cluster)
+        writes = writers.report()
+    RESULTS["seed_001"] = {"longest_api_gap_s": measured.seconds, **measured.details, "writes": writes}
+    details = measured.details
+    print(json.dumps(RESULTS["seed_001"], indent=1, default=str))
+    assert details["api"]["longest_gap_s"] < 60, details["api"]  # it answered again (the figure is reported)
+    assert details["vip_holders_during"] == ["lb2"], details
+    assert not details["both_held_vip_at_s"], details
+    assert details["pods_rescheduled_s"] is not None and details["all_ready_after_power_on_s"] is not None
+    assert nodes_ready(cluster) == {n: True for n in (*CP_NAMES, *WORKER_NAMES)}  # rejoined, no manual step
+    assert {v["holder"] for v in details["leases_after"].values()} <= set(CP_NAMES)
+    assert details["haproxy_after"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
+    for writer in writes.values():
+        assert writer["acknowledged"] > 0 and not writer["lost"], writes
+
+
+def test_the_checklist_passes_again_after_the_drills(cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    wait_for(lambda: all(nodes_ready(cluster).values()), "every node Ready", 300, 2)
+    _layout, path = agnhost_image(lab_artifacts)
+    again = run_checklist(cluster, f"registry.k8s.io/{path}")
+    RESULTS["checklist_after_drills"] = again
+    assert again["nodes_ready"] == {n: True for n in (*CP_NAMES, *WORKER_NAMES)}
+    assert all(state == "Running" for state in again["kube_system_pods"].values()), again["kube_system_pods"]
+    assert again["etcd_health"] == {n: True for n in ETCD_NAMES}
+    assert again["haproxy"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
+    assert set(again["service_answers"]) == set(again["echo_pods"]), again
+    assert set(again["metrics_nodes"]) == {*CP_NAMES, *WORKER_NAMES}
