@@ -3,8 +3,7 @@
 # and cgroup namespaces: mounts every cgroup hierarchy of the machine afresh, read-write, so the
 # node's systemd, containerd and runc manage their own subtree. Each hierarchy is mounted as itself
 # (this machine's cpu and cpuacct are separate hierarchies; LXC's own cgroup mounting would link
-# both to a "cpu,cpuacct" directory that does not exist here). And /dev/kmsg, which the kubelet
-# opens, is the console, as in kind's nodes.
+# both to a "cpu,cpuacct" directory that does not exist here).
 set -eu
 mount -t tmpfs -o rw,nosuid,nodev,noexec,mode=0755 cgroup /sys/fs/cgroup
 while IFS=: read -r _id controllers _path; do
@@ -23,4 +22,3 @@ while IFS=: read -r _id controllers _path; do
   esac
 done </proc/self/cgroup
 mount -o remount,ro,nosuid,nodev,noexec,mode=0755 /sys/fs/cgroup
-[ -e /dev/kmsg ] || ln -s console /dev/kmsg

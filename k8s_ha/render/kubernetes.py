@@ -371,7 +371,7 @@ def containerd_config(config: KubernetesConfig) -> str:
     parsed = versions.parse(config.versions.containerd) or (2, 0, 0)
     if parsed[0] < 2:
         return render("kubernetes/containerd1-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
-                      certs_dir=CERTS_DIR)
+                      certs_dir=CERTS_DIR, restrict_oom_score_adj=config.settings.system_container_nodes)
     return render("kubernetes/containerd2-config.toml.j2", q=_q, sandbox_image=sandbox_image(config),
                   certs_dir=CERTS_DIR, config_version=4 if parsed[:2] >= (2, 3) else 3,
                   restrict_oom_score_adj=config.settings.system_container_nodes)

@@ -103,6 +103,73 @@ def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(c
                         api_version=api, command="join")
 
 
+def _real_kubeadm() -> Path:
+    """kubeadm as built by scripts/lab-artifacts (the product's version): the render tier's real
+    validator for kubeadm configs. Skips, saying so, until it is built."""
+    from tests.support.lab_artifacts import lab_artifacts_dir
+
+    found = sorted((lab_artifacts_dir() / "bin").glob("kubernetes-*/kubeadm"))
+    if not found:
+        message = f"kubeadm is not built in {lab_artifacts_dir()} (scripts/lab-artifacts kubernetes)"
+        if os.environ.get("K8SHA_REAL_KUBEADM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found[-1]
+
+
+def _node_container_stack() -> Case:
+    """The prod stack as a site with cgroup v1 hosts and system-container nodes would set it."""
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    return _with(spec, kubernetes={"allow_cgroup_v1": True, "system_container_nodes": True}), placement, material
+
+
+@pytest.mark.parametrize("name", [*EXAMPLE_STACKS, "node-containers"])
+def test_real_kubeadm_accepts_every_rendered_config(name: str, tmp_path: Path) -> None:
+    """`kubeadm config validate` of the version the lab builds, on init and both kinds of join."""
+    kubeadm = _real_kubeadm()
+    spec, placement, material = _node_container_stack() if name == "node-containers" else _stack(name)
+    config = _config(spec, placement)
+    first, *others = _cp(placement)
+    texts = {"init": k.kubeadm_init_config(config, first, material),
+             "join-master": k.kubeadm_join_config(config, others[0], material, control_plane=True),
+             "join-worker": k.kubeadm_join_config(config, _worker(placement), material, control_plane=False)}
+    for kind, text in texts.items():
+        path = write(tmp_path / f"{kind}.yaml", text)
+        done = subprocess.run([str(kubeadm), "config", "validate", "--config", str(path)], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"{name} {kind}: {done.stderr.strip()}"
+
+
+def test_real_kubeadm_rejects_a_broken_config(tmp_path: Path) -> None:
+    """The validator can fail: an unknown field in the ClusterConfiguration is refused."""
+    kubeadm = _real_kubeadm()
+    spec, placement, material = _stack("Pulumi.dev.yaml")
+    text = k.kubeadm_init_config(_config(spec, placement), _cp(placement)[0], material)
+    broken = text.replace("kind: ClusterConfiguration\n", "kind: ClusterConfiguration\nnotAField: 1\n")
+    assert broken != text
+    done = subprocess.run([str(kubeadm), "config", "validate", "--config", str(write(tmp_path / "x.yaml", broken))],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0 and "notAField" in done.stderr, done.stderr
+
+
+def test_cgroup_v1_and_system_container_settings_render_where_kubeadm_reads_them() -> None:
+    spec, placement, material = _node_container_stack()
+    config = _config(spec, placement)
+    init, _cluster, kubelet, proxy = yaml.safe_load_all(k.kubeadm_init_config(config, _cp(placement)[0], material))
+    assert init["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
+    assert kubelet["failCgroupV1"] is False
+    assert proxy == {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
+                     "conntrack": {"maxPerCore": 0}}
+    join = yaml.safe_load(k.kubeadm_join_config(config, _worker(placement), material, control_plane=False))
+    assert join["nodeRegistration"]["ignorePreflightErrors"] == ["SystemVerification"]
+    assert "restrict_oom_score_adj = true" in k.containerd_config(config)
+    plain = _config(_stack("Pulumi.prod.yaml")[0], placement)
+    assert "restrict_oom_score_adj" not in k.containerd_config(plain)
+    docs = list(yaml.safe_load_all(k.kubeadm_init_config(plain, _cp(placement)[0], material)))
+    assert len(docs) == 3 and "failCgroupV1" not in docs[2]
+    assert "ignorePreflightErrors" not in docs[0]["nodeRegistration"]
+
+
 @pytest.mark.parametrize(("version", "api"), [
     ("1.35.8", "kubeadm.k8s.io/v1beta4"), ("1.36.4", "kubeadm.k8s.io/v1beta4"), ("v1.37.2", "kubeadm.k8s.io/v1beta4"),
 ])
@@ -720,7 +787,8 @@ class Host:
             f" && mount -t overlay overlay -o lowerdir=/opt,upperdir={self.root}/opt-upper,"
             f"workdir={self.root}/opt-work /opt"
             f" && mount --bind {modules} /sys/module"  # loaded modules as the modprobe stand-in leaves them
-            f" && mount -t {cgroup} none /sys/fs/cgroup"  # the cgroup hierarchy the host boots with
+            f" && {self._hide_absent_features()}"
+            f" && {self._cgroup_mount(cgroup)}"  # the cgroup hierarchy the host boots with
             f" && mount -t tmpfs tmpfs /run"  # a running containerd keeps its socket across runs:
             f" && {{ [ ! -f {self.state}/units/containerd.active ] || {self.root}/bin/containerd-socket; }}"
             f" && PATH={self.root}/bin:$PATH K8STEST_STATE={self.state} bash {script} {action}"
@@ -728,6 +796,26 @@ class Host:
         result = run(["unshare", "--mount", "--propagation", "private", "bash", "-c", inner])
         self.output = result.stdout + result.stderr
         return result
+
+    @staticmethod
+    def _cgroup_mount(cgroup: str) -> str:
+        """cgroup2, tmpfs (nothing in it), or v1: a tmpfs with hierarchy mount points, as legacy boots."""
+        if cgroup == "v1":
+            return "mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory /sys/fs/cgroup/pids"
+        return f"mount -t {cgroup} none /sys/fs/cgroup"
+
+    def _hide_absent_features(self) -> str:
+        """A module the stand-in kernel lacks leaves no trace of its feature either (the preflight
+        also accepts a built-in module by its feature: overlay in /proc/filesystems, br_netfilter's sysctls)."""
+        absent = (self.state / "absent-modules").read_text().split() if (self.state / "absent-modules").exists() else []
+        hide = ["true"]
+        if "br_netfilter" in absent:
+            hide.append("{ [ ! -d /proc/sys/net/bridge ] || mount -t tmpfs none /proc/sys/net/bridge; }")
+        if "overlay" in absent:
+            filesystems = write(self.root / "filesystems", "".join(
+                line + "\n" for line in Path("/proc/filesystems").read_text().splitlines() if "overlay" not in line))
+            hide.append(f"mount --bind {filesystems} /proc/filesystems")
+        return " && ".join(hide)
 
     def calls(self, prefix: str) -> list[str]:
         return [c for c in (self.state / "calls").read_text().splitlines() if c.startswith(prefix)]
@@ -962,11 +1050,28 @@ def test_a_corrupt_release_file_is_refused_by_name(fake_host: Host, files_mirror
 
 def test_a_cgroup_v1_host_is_refused_before_anything_changes(fake_host: Host) -> None:
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="tmpfs")
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="v1")
     assert result.returncode != 0
-    assert "/sys/fs/cgroup is tmpfs, not cgroup v2; the kubelet refuses cgroup v1" in fake_host.output
+    assert "/sys/fs/cgroup is cgroup v1, which the kubelet refuses from Kubernetes 1.35 on" in fake_host.output
+    assert "or set kubernetes.allowCgroupV1: true in the stack" in fake_host.output
     assert f"node {_cp(placement)[0].name}:" in fake_host.output
     assert not fake_host.calls(""), "nothing may run on a host that is refused"
+    assert not any((fake_host.root / "upper").iterdir()), "nothing may be written"
+
+
+def test_a_cgroup_v1_host_is_accepted_with_the_setting(fake_host: Host) -> None:
+    spec, placement, material = _node_container_stack()
+    fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="v1")
+    assert "WARNING: node cp1 runs on cgroup v1 (kubernetes.allowCgroupV1), which Kubernetes deprecates" \
+        in fake_host.output
+    assert "installing ca-certificates curl conntrack" in fake_host.output  # past the preflight
+
+
+def test_a_host_without_any_cgroup_hierarchy_is_refused(fake_host: Host) -> None:
+    spec, placement, material = _node_container_stack()
+    result = fake_host.attempt(k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material), cgroup="tmpfs")
+    assert result.returncode != 0
+    assert "node cp1: /sys/fs/cgroup is tmpfs, neither cgroup v2 nor a cgroup v1 hierarchy set" in fake_host.output
     assert not any((fake_host.root / "upper").iterdir()), "nothing may be written"
 
 

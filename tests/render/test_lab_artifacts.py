@@ -1,12 +1,11 @@
 """What scripts/lab-artifacts built, checked as a node would use it: the release files report the
 versions they are named for, the images are linux/amd64 with their entrypoint inside, and the lab
-bundle verifies. Each check runs only once its component is built (the build is long; .ci/run
-builds nothing), and says so when it skips."""
+bundle verifies. Each check runs only once its component is built (scripts/test builds them first
+where it runs as root), and says so when it skips."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -15,10 +14,10 @@ import pytest
 
 from k8s_ha.cli.bundle import verify_bundle, verify_layout
 from k8s_ha.model.artifacts import UPSTREAM, files_path
-from tests.support.lab_artifacts import lab_versions
+from tests.support.lab_artifacts import lab_artifacts_dir, lab_versions
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("K8SHA_LAB_ARTIFACTS", ROOT / ".cache" / "lab-artifacts"))
+CACHE = lab_artifacts_dir()
 FILES = CACHE / "source" / "files"
 VER = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
 
