@@ -51,7 +51,15 @@ else
   k8sha_wait 120 "the kubelet's health endpoint" curl -fsS --max-time 5 http://127.0.0.1:10248/healthz
 fi
 # A kubelet may read its own Node (Node authorizer): proves the TLS bootstrap and registration.
-kubectl --kubeconfig "$K8S_KUBELET_CONF" --request-timeout=20s get node "$K8SHA_NODE" -o name >/dev/null ||
-  k8sha_fail "Node $K8SHA_NODE is not registered although $K8S_KUBELET_CONF exists"
+# The kubelet registers its Node just after it reports healthy; on a fast host this step asks first.
+k8s_node_registered() {
+  kubectl --kubeconfig "$K8S_KUBELET_CONF" --request-timeout=20s get node "$K8SHA_NODE" -o name >/dev/null 2>&1
+}
+deadline=$((SECONDS + 60 * ${K8SHA_WAIT_SCALE:-1}))
+until k8s_node_registered; do
+  [ "$SECONDS" -lt "$deadline" ] ||
+    k8sha_fail "Node $K8SHA_NODE is not registered although $K8S_KUBELET_CONF exists (journalctl -u kubelet)"
+  sleep 0.5
+done
 
 k8sha_done

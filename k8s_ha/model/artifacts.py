@@ -28,6 +28,7 @@ REGISTRY_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?"
 MAX_CHECKSUM_ENTRIES = 1000
 
 # Add-on images that are not kubeadm's; the tags of the releases this project deploys.
+FLANNEL_REPOSITORY = "ghcr.io/flannel-io"
 FLANNEL_TAG = "v0.28.4"
 FLANNEL_CNI_PLUGIN_TAG = "v1.9.0-flannel1"
 CALICO_TAG = "v3.31.3"
@@ -218,8 +219,8 @@ def images(ver: ArtifactVersions) -> list[Image]:
     dns = versions.COREDNS_TAGS[minor]
     out.append(Image("coredns", f"{dns_repo}/coredns:{dns}", f"{up}/coredns/coredns:{dns}"))
     if ver.cni == "flannel":
-        out.append(Image("flannel", f"ghcr.io/flannel-io/flannel:{FLANNEL_TAG}"))
-        out.append(Image("flannel-cni-plugin", f"ghcr.io/flannel-io/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_TAG}"))
+        out.append(Image("flannel", f"{FLANNEL_REPOSITORY}/flannel:{FLANNEL_TAG}"))
+        out.append(Image("flannel-cni-plugin", f"{FLANNEL_REPOSITORY}/flannel-cni-plugin:{FLANNEL_CNI_PLUGIN_TAG}"))
     else:
         for name in ("node", "cni", "kube-controllers"):
             out.append(Image(f"calico-{name}", f"quay.io/calico/{name}:{CALICO_TAG}"))

@@ -22,6 +22,13 @@ from typing import Any
 
 import yaml
 
+from k8s_ha.model.artifacts import (
+    CALICO_TAG,
+    FLANNEL_CNI_PLUGIN_TAG,
+    FLANNEL_REPOSITORY,
+    FLANNEL_TAG,
+    METRICS_SERVER_TAG,
+)
 from k8s_ha.model.spec import StackSpec
 from k8s_ha.render.templating import render
 
@@ -36,10 +43,12 @@ class AddonSources:
     air-gapped site points these at its mirror (until the stack spec carries them, the
     Pulumi component fills them in; see docs/kubernetes.md)."""
 
-    flannel_repository: str = "docker.io/flannel"
-    flannel_version: str = "v0.26.3"
-    flannel_cni_plugin_version: str = "v1.6.0-flannel1"
-    calico_version: str = "v3.30.2"
+    # The tags (and flannel's registry) have one home, k8s_ha/model/artifacts.py, so the images the
+    # add-ons pull are the ones `bundle` exports and the offline registry serves.
+    flannel_repository: str = FLANNEL_REPOSITORY
+    flannel_version: str = FLANNEL_TAG
+    flannel_cni_plugin_version: str = FLANNEL_CNI_PLUGIN_TAG
+    calico_version: str = CALICO_TAG
     # Applied in this order; "{version}" is calico_version. Since Calico 3.30 the operator's
     # CRDs are a manifest of their own.
     calico_manifests: tuple[str, ...] = (
@@ -49,7 +58,7 @@ class AddonSources:
     # Installation.spec.registry, e.g. "harbor.example.com/quay/" (must end with "/"); None keeps
     # Calico's default registries (which Harbor's proxy cache already mirrors for containerd).
     calico_registry: str | None = None
-    metrics_server_version: str = "v0.7.2"
+    metrics_server_version: str = METRICS_SERVER_TAG
     # Overrides the image derived from mirrors.imageRepository.
     metrics_server_image: str | None = None
     # The kubelets' serving certificates are self-signed (kubeadm's default), so metrics-server

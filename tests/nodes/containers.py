@@ -279,6 +279,9 @@ def cleanup_stale(work_root: Path | None = None) -> list[str]:
             if f"/{PREFIX}-{owner}-" in point:
                 run(["umount", "-l", point], check=False)
     from tests.nodes.cgroups import hierarchies
+    from tests.nodes.tunables import restore_recorded
+
+    removed += [f"tunables of run {pid}" for pid in restore_recorded()]
 
     for h in hierarchies():
         parent = h.mount / h.current.lstrip("/")

@@ -234,7 +234,7 @@ def test_calico_manifest_urls_are_versioned_and_ordered() -> None:
         "https://raw.githubusercontent.com/projectcalico/calico/v3.30.2/manifests/tigera-operator.yaml",
     ]
     mirror = a.AddonSources(calico_manifests=("https://mirror.example/calico/{version}/tigera-operator.yaml",))
-    assert a.calico_manifests(mirror) == ["https://mirror.example/calico/v3.30.2/tigera-operator.yaml"]
+    assert a.calico_manifests(mirror) == ["https://mirror.example/calico/v3.31.3/tigera-operator.yaml"]
 
 
 # ---- content ------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_flannel_uses_the_pod_cidr_and_the_configured_repository(name: str) -> N
     assert yaml.safe_load(config["data"]["cni-conf.json"])["plugins"][0]["type"] == "flannel"
     pod = _by(objects, "DaemonSet", "kube-flannel-ds")["spec"]["template"]["spec"]
     images = {c["image"] for c in pod["containers"] + pod["initContainers"]}
-    assert images == {"harbor.local/flannel/flannel:v0.26.3", "harbor.local/flannel/flannel-cni-plugin:v1.6.0-flannel1"}
+    assert images == {"harbor.local/flannel/flannel:v0.28.4", "harbor.local/flannel/flannel-cni-plugin:v1.9.0-flannel1"}
     namespace = _by(objects, "Namespace", "kube-flannel")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
@@ -278,8 +278,8 @@ def test_coredns_keeps_one_up_and_spreads_its_replicas() -> None:
 
 def test_metrics_server_image_follows_the_image_repository() -> None:
     prod, staging = _spec("Pulumi.prod.yaml"), _spec("Pulumi.staging.yaml")
-    assert a.metrics_server_image(prod) == "registry.k8s.io/metrics-server/metrics-server:v0.7.2"
-    assert a.metrics_server_image(staging) == "registry.aliyuncs.com/google_containers/metrics-server:v0.7.2"
+    assert a.metrics_server_image(prod) == "registry.k8s.io/metrics-server/metrics-server:v0.8.0"
+    assert a.metrics_server_image(staging) == "registry.aliyuncs.com/google_containers/metrics-server:v0.8.0"
     objects = a.metrics_server_objects(staging)
     deployment = _by(objects, "Deployment", "metrics-server")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -309,3 +309,25 @@ def test_cluster_addons_follow_the_spec(name: str) -> None:
     assert "PodDisruptionBudget" in kinds
     assert addons.patches == a.coredns_patches(spec)
     assert "APIService" in [o["kind"] for o in a.cluster_addons(_full(spec)).objects]
+
+
+@pytest.mark.parametrize("cni", ["flannel", "calico"])
+def test_every_image_the_addons_pull_is_one_the_bundle_exports(cni: str) -> None:
+    """An air-gapped site serves exactly `bundle`'s images: an add-on that pulls another tag never
+    starts there (found on the first real cluster: flannel v0.26.3 from docker.io against the
+    bundle's ghcr.io v0.28.4)."""
+    from k8s_ha.model.artifacts import ArtifactVersions, images
+
+    spec = _with_kubernetes(_spec("Pulumi.prod.yaml"), cni=cni, metrics_server=True)
+    exported = {i.ref for i in images(ArtifactVersions(cni=cni, metrics_server=True))}
+    addons = a.cluster_addons(spec)
+    pulled = set()
+    for obj in addons.objects:
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        pulled |= {c["image"] for c in pod.get("containers", []) + pod.get("initContainers", [])}
+    if cni == "calico":  # Calico's operator pulls its images at the tag of the manifests it came from
+        from k8s_ha.model.artifacts import CALICO_TAG
+
+        assert all(f"/{CALICO_TAG}/" in url for url in addons.manifests), addons.manifests
+    assert pulled, "no add-on image found"
+    assert pulled <= exported, sorted(pulled - exported)
