@@ -118,7 +118,11 @@ def echo_pods(c: ClusterStack) -> dict[str, dict[str, str]]:
 def service_answers(c: ClusterStack, tries: int = 12) -> set[str]:
     """Pod names answering GET /hostname on the Service's ClusterIP, asked from worker1's host."""
     ip = c.kubectl_json("get", "service", "-n", NAMESPACE, SERVICE)["spec"]["clusterIP"]
-    script = f"for i in $(seq {tries}); do curl -fsS --max-time 5 http://{ip}/hostname; echo; done"
+    once = f"curl -fsS --max-time 5 http://{ip}/hostname"
+    # A new Service reaches each node's kube-proxy rules a moment after the rollout is done.
+    wait_for(lambda: c.run(c.roles.workers[0], once, check=False).returncode == 0,
+             f"the Service {SERVICE} to answer on {ip} from {c.roles.workers[0]}", 60, 1)
+    script = f"for i in $(seq {tries}); do {once}; echo; done"
     return {line for line in c.run(c.roles.workers[0], script, timeout=120).stdout.split() if line}
 
 

@@ -84,18 +84,23 @@ def longest_gap(probe: Lines, since: float, until: float) -> dict[str, Any]:
             "requests": len(rows), "first_failure_s": round(min(failed) - since, 2) if failed else None}
 
 
-def _leaders_onto(c: ClusterStack, wanted: str) -> dict[str, float]:
-    """Make `wanted` hold both leases: stop the leader's container elsewhere once (the kubelet starts
-    it again, as a standby). Seconds each hand-over took."""
+def _leaders_onto(c: ClusterStack, wanted: str, timeout: float = 600) -> dict[str, float]:
+    """Make `wanted` hold both leases: stop the leader's container wherever else it runs (the kubelet
+    starts it again, as a standby), as often as another standby wins. Seconds each hand-over took."""
     moved = {}
     for lease, container in LEASE_COMPONENTS.items():
-        holder = leases(c)[lease]["holder"]
-        if holder == wanted:
-            continue
-        c.run(holder, f"crictl --runtime-endpoint unix:///run/containerd/containerd.sock stop "
-                      f"$(crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps -q --name {container})")
-        moved[lease] = round(wait_for(lambda lease=lease: _safe_leases(c).get(lease, {}).get("holder") == wanted,
-                                      f"{lease} leadership to move to {wanted}", 600, 2), 1)
+        started = time.monotonic()
+        while (holder := _safe_leases(c).get(lease, {}).get("holder")) != wanted:
+            if time.monotonic() - started > timeout:
+                raise DrillError(f"{lease} leadership did not move to {wanted} within {timeout:g} s (on {holder})")
+            if holder is not None:
+                crictl = "crictl --runtime-endpoint unix:///run/containerd/containerd.sock"
+                c.run(holder, f"{crictl} stop $({crictl} ps -q --name {container})")
+                wait_for(lambda lease=lease, holder=holder: _safe_leases(c).get(lease, {}).get("holder") != holder,
+                         f"{lease} leadership to leave {holder}", timeout, 1)
+            else:
+                time.sleep(1)
+        moved[lease] = round(time.monotonic() - started, 1)
     return moved
 
 
