@@ -24,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from k8s_ha.cli.image import ImageRecipe, build, packages_for  # noqa: E402
 from tests.cluster.bundle_server import LabBundleServer  # noqa: E402
 from tests.cluster.cluster import ClusterStack  # noqa: E402
 from tests.cluster.config import CLUSTER, ETCD_NAMES, LB_NAMES, NODES, lab_checksums  # noqa: E402
@@ -32,6 +31,7 @@ from tests.cluster.conftest import LAB_ARTIFACTS, missing_artifacts  # noqa: E40
 from tests.guests.domain_type import probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
+from tests.support.images import lab_image  # noqa: E402
 
 MASTER = "cp1"
 BOOTED = (*LB_NAMES, *ETCD_NAMES, MASTER)
@@ -61,8 +61,7 @@ def main() -> int:
         print(f"cluster sizing: {reason}", file=sys.stderr)
         return 2
     cleanup_stale()
-    image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd", "kubernetes"], [])),
-                  ROOT / ".cache" / "images")
+    image = lab_image()
     probe = probe_domain_type(image)
     work = ROOT / ".cache" / "guests" / "cluster-sizing"
     kubectl = next((LAB_ARTIFACTS / "bin").glob("kubernetes-*/kubectl"))

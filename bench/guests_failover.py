@@ -25,12 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from k8s_ha.cli.image import ImageRecipe, build, packages_for  # noqa: E402
 from tests.guests import drills  # noqa: E402
 from tests.guests.domain_type import DomainTypeProbe, probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.stack import BOOTED, GuestStack  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
+from tests.support.images import lab_image  # noqa: E402
 
 OUT = ROOT / "bench/results/guests.json"
 GOALS = {"power-cut-vip-holder": 1.2, "power-cut-etcd-leader": 1.5}
@@ -76,7 +76,7 @@ def main() -> int:
         return 1
     cleanup_stale()
     wall = time.monotonic()
-    image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd"], [])), ROOT / ".cache" / "images")
+    image = lab_image()
     image_s = time.monotonic() - wall
     probe = probe_domain_type(image)
     print(f"domain type: {probe.domain_type} ({probe.reason})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -64,11 +63,7 @@ def capacity(cluster_image: Path) -> DomainTypeProbe:
 
 @pytest.fixture(scope="session")
 def cluster_image(guests_available: None) -> Path:
-    """One base image for every role: LB and etcd packages plus what a Kubernetes node needs."""
-    from k8s_ha.cli.image import ImageRecipe, build, packages_for
+    """The lab image: LB and etcd packages plus what a Kubernetes node needs."""
+    from tests.support.images import lab_image
 
-    started = time.monotonic()
-    image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd", "kubernetes"], [])),
-                  ROOT / ".cache" / "images")
-    print(f"base image {image.name}: ready in {time.monotonic() - started:.0f} s")
-    return image
+    return lab_image()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,13 +44,10 @@ def guests_available() -> None:
 
 @pytest.fixture(scope="session")
 def base_image(guests_available: None) -> Path:
-    """The tier's base image (LB and etcd packages baked in), built once and cached."""
-    from k8s_ha.cli.image import ImageRecipe, build, packages_for
+    """The lab image (every role's packages baked in), built once and cached."""
+    from tests.support.images import lab_image
 
-    started = time.monotonic()
-    image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd"], [])), ROOT / ".cache" / "images")
-    print(f"base image {image.name}: ready in {time.monotonic() - started:.0f} s")
-    return image
+    return lab_image()
 
 
 @pytest.fixture(scope="session")

@@ -50,12 +50,11 @@ def lab_artifacts(nodes_available: None) -> Path:
 def node_rootfs(nodes_available: None) -> Path:
     """The program's base image (every role's packages) as an unpacked root file system: the
     shared lower layer of every node's overlay root."""
-    from k8s_ha.cli.image import ImageRecipe, build, packages_for, rootfs_path
+    from k8s_ha.cli.image import rootfs_path
     from tests.nodes.containers import unpacked_rootfs
+    from tests.support.images import lab_image
 
     started = time.monotonic()
-    image = build(ImageRecipe(packages=packages_for(["loadbalancer", "etcd", "kubernetes"], [])),
-                  ROOT / ".cache" / "images", rootfs=True)
-    lower = unpacked_rootfs(rootfs_path(image))
-    print(f"node root file system from {image.name}: ready in {time.monotonic() - started:.0f} s")
+    lower = unpacked_rootfs(rootfs_path(lab_image()))
+    print(f"node root file system: ready in {time.monotonic() - started:.0f} s")
     return lower

@@ -10,6 +10,7 @@ against the goals the README states, which the tests report and assert separatel
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import platform
@@ -32,6 +33,7 @@ from tests.nodes.stack import NodeClusterStack
 from tests.nodes.tunables import KubeletTunables
 from tests.nodes.usage import cpu_percent, memory_mib
 from tests.support.lab_artifacts import build_times, lab_versions
+from tests.unit.harness import run_program
 
 pytestmark = pytest.mark.cluster
 
@@ -222,3 +224,41 @@ def test_the_checklist_passes_again_after_the_drills(cluster: NodeClusterStack, 
     assert again["haproxy"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
     assert set(again["service_answers"]) == set(again["echo_pods"]), again
     assert set(again["metrics_nodes"]) == {*CP_NAMES, *WORKER_NAMES}
+
+
+# ---- bad input, on a real node: refused with the node and what to change, nothing changed ----------
+
+
+def _node_step_with(cluster: NodeClusterStack, change: dict[str, Any], node: str) -> subprocess.CompletedProcess[str]:
+    """`node`'s k8s-node step from the program run on a changed copy of the stack (the same key
+    material), sent as pulumi-command would send it; the result, whatever it is."""
+    config = copy.deepcopy(cluster.config)
+    for path, value in change.items():
+        *parents, last = path.split(".")
+        target = config
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    step = run_program(config, mocks=cluster.mocks).named(f"{node}-k8s-node")
+    return cluster._dial(node, str(step.inputs["create"]), str(step.inputs["stdin"]), 300)
+
+
+NODE_STATE = "sha256sum /etc/containerd/config.toml /usr/local/bin/* /var/lib/k8s-ha/installed/*"
+
+
+def test_a_node_on_cgroup_v1_without_the_setting_is_refused(cluster: NodeClusterStack) -> None:
+    before = cluster.run("worker2", NODE_STATE).stdout
+    done = _node_step_with(cluster, {"kubernetes.allowCgroupV1": False}, "worker2")
+    assert done.returncode != 0
+    assert "node worker2: /sys/fs/cgroup is cgroup v1" in done.stderr, done.stderr
+    assert "set kubernetes.allowCgroupV1: true in the stack" in done.stderr, done.stderr
+    assert cluster.run("worker2", NODE_STATE).stdout == before
+
+
+def test_a_release_file_whose_checksum_does_not_match_is_refused(cluster: NodeClusterStack) -> None:
+    crictl = cluster.config["versions"]["crictl"]
+    before = cluster.run("worker2", NODE_STATE).stdout
+    done = _node_step_with(cluster, {"artifacts.checksums.crictl": {crictl: "0" * 64}}, "worker2")
+    assert done.returncode != 0
+    assert f"checksum mismatch for crictl {crictl}" in done.stderr, done.stderr
+    assert cluster.run("worker2", NODE_STATE).stdout == before
