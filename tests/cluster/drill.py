@@ -80,8 +80,13 @@ def longest_gap(probe: Lines, since: float, until: float) -> dict[str, Any]:
     after = [t for t in answered if t > until]
     marks = [since, *[t for t in answered if since <= t <= until], after[0] if after else until]
     gaps = [b - a for a, b in itertools.pairwise(marks)]
+    # Every request of the first 15 s after the fault, (start, seconds taken, answered or the error),
+    # so that a gap can be taken apart afterwards.
+    early = [[round(start - since, 2), round(end - start, 2), "ok" if '"ok": true' in text else text[:120]]
+             for start, end, text in rows if start <= since + 15]
     return {"longest_gap_s": round(max(gaps, default=until - since), 2), "failed_requests": len(failed),
-            "requests": len(rows), "first_failure_s": round(min(failed) - since, 2) if failed else None}
+            "requests": len(rows), "first_failure_s": round(min(failed) - since, 2) if failed else None,
+            "first_15_s": early}
 
 
 def _leaders_onto(c: ClusterStack, wanted: str, timeout: float = 600) -> dict[str, float]:

@@ -22,6 +22,19 @@ import pytest
 
 from tests.cluster.bundle_server import LabBundleServer
 from tests.cluster.checklist import agnhost_image, nodes_ready, run_checklist, wait_all_ready
+
+# The checklist's tests, shared with the other cluster tier; they run on this module's fixtures.
+from tests.cluster.checklist_tests import (  # noqa: F401
+    test_a_deployment_spread_across_the_workers_serves,
+    test_controller_manager_and_scheduler_leases_are_held,
+    test_dns_resolves_a_service_name_from_a_pod,
+    test_every_etcd_member_is_healthy,
+    test_every_kube_system_pod_is_running,
+    test_every_node_is_ready,
+    test_haproxy_sees_every_apiserver_up,
+    test_metrics_server_reports_every_node,
+    test_the_exported_kubeconfig_reaches_the_api_through_the_vip,
+)
 from tests.cluster.cluster import ClusterStack
 from tests.cluster.config import CLUSTER, CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES, lab_checksums
 from tests.cluster.drill import seed_001
@@ -104,56 +117,6 @@ def checklist(cluster: ClusterStack, lab_artifacts: Path) -> dict[str, Any]:
     RESULTS["checklist"] = result
     print(json.dumps(result, indent=1, default=str))
     return result
-
-
-def test_the_exported_kubeconfig_reaches_the_api_through_the_vip(cluster: ClusterStack) -> None:
-    server = cluster.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
-    assert server == f"https://{cluster.vip}:6443"
-    assert "v1.36" in cluster.kubectl("version", "-o", "json").stdout
-
-
-def test_every_node_is_ready(checklist: dict[str, Any]) -> None:
-    assert checklist["nodes_ready"] == {n: True for n in (*CP_NAMES, *WORKER_NAMES)}
-
-
-def test_every_kube_system_pod_is_running(checklist: dict[str, Any]) -> None:
-    pods = checklist["kube_system_pods"]
-    assert pods and all(state == "Running" for state in pods.values()), pods
-    for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        assert {f"{component}-{cp}" for cp in CP_NAMES} <= set(pods), pods
-    assert sum(name.startswith("coredns-") for name in pods) == 2, pods
-    assert sum(name.startswith("kube-proxy-") for name in pods) == len(CP_NAMES) + len(WORKER_NAMES), pods
-    assert any(name.startswith("metrics-server-") for name in pods), pods
-
-
-def test_every_etcd_member_is_healthy(checklist: dict[str, Any]) -> None:
-    assert checklist["etcd_health"] == {n: True for n in ETCD_NAMES}
-
-
-def test_controller_manager_and_scheduler_leases_are_held(checklist: dict[str, Any], cluster: ClusterStack) -> None:
-    lease_s = cluster.config["kubernetes"]["failover"]["leaderLeaseS"]
-    for lease, seen in checklist["leases"].items():
-        assert seen["holder"] in CP_NAMES, (lease, seen)
-        assert seen["renewed_s_ago"] < lease_s, (lease, seen)
-
-
-def test_haproxy_sees_every_apiserver_up(checklist: dict[str, Any]) -> None:
-    assert checklist["haproxy"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
-
-
-def test_a_deployment_spread_across_the_workers_serves(checklist: dict[str, Any]) -> None:
-    pods = checklist["echo_pods"]
-    assert {p["node"] for p in pods.values()} == set(WORKER_NAMES), pods
-    assert set(checklist["service_answers"]) == set(pods), checklist["service_answers"]
-
-
-def test_dns_resolves_a_service_name_from_a_pod(checklist: dict[str, Any]) -> None:
-    answers = checklist["dns_answers"]
-    assert answers and set(answers) <= set(checklist["echo_pods"]), answers
-
-
-def test_metrics_server_reports_every_node(checklist: dict[str, Any]) -> None:
-    assert set(checklist["metrics_nodes"]) == {*CP_NAMES, *WORKER_NAMES}, checklist["metrics_nodes"]
 
 
 def test_seed_001_lb_master_and_worker_lost_together(cluster: ClusterStack, checklist: dict[str, Any]) -> None:
