@@ -19,8 +19,9 @@ export DEBIAN_FRONTEND=noninteractive
 cgroup_fs=$(stat -fc %T /sys/fs/cgroup 2>/dev/null) || cgroup_fs=missing
 if [ "$cgroup_fs" != cgroup2fs ]; then
   # cgroup v1 (legacy or hybrid): a tmpfs with one mount per hierarchy.
-  [ "$cgroup_fs" = tmpfs ] && [ -d /sys/fs/cgroup/memory ] && [ -d /sys/fs/cgroup/pids ] ||
+  if [ "$cgroup_fs" != tmpfs ] || [ ! -d /sys/fs/cgroup/memory ] || [ ! -d /sys/fs/cgroup/pids ]; then
     k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is $cgroup_fs, neither cgroup v2 nor a cgroup v1 hierarchy set"
+  fi
   [ "${K8SHA_ALLOW_CGROUP_V1:-0}" = 1 ] ||
     k8sha_fail "node $K8SHA_NODE: /sys/fs/cgroup is cgroup v1, which the kubelet refuses from Kubernetes 1.35 on." \
       "Boot with the unified hierarchy (the default since Debian 11 and Ubuntu 21.10; on older setups drop" \

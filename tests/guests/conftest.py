@@ -1,7 +1,7 @@
 """Guests tier: the program's LB and etcd VMs as real libvirt guests on two lab hypervisors.
 
 Needs root, libvirtd + QEMU, libvirt's Python binding, debootstrap (the base image is built once
-and cached in .cache/images). Where anything is missing every test is skipped with the reason
+and cached in ~/.cache/k8s-ha/images). Where anything is missing every test is skipped with the reason
 (pytest -ra), or fails under K8SHA_REQUIRE_TOOLS=1 as in CI. Run alone: `scripts/test --guests`.
 """
 
