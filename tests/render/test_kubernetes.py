@@ -805,17 +805,13 @@ class Host:
         return f"mount -t {cgroup} none /sys/fs/cgroup"
 
     def _hide_absent_features(self) -> str:
-        """A module the stand-in kernel lacks leaves no trace of its feature either (the preflight
-        also accepts a built-in module by its feature: overlay in /proc/filesystems, br_netfilter's sysctls)."""
-        absent = (self.state / "absent-modules").read_text().split() if (self.state / "absent-modules").exists() else []
-        hide = ["true"]
-        if "br_netfilter" in absent:
-            hide.append("{ [ ! -d /proc/sys/net/bridge ] || mount -t tmpfs none /proc/sys/net/bridge; }")
-        if "overlay" in absent:
-            filesystems = write(self.root / "filesystems", "".join(
-                line + "\n" for line in Path("/proc/filesystems").read_text().splitlines() if "overlay" not in line))
-            hide.append(f"mount --bind {filesystems} /proc/filesystems")
-        return " && ".join(hide)
+        """The stand-in kernel has exactly the modules its /sys/module lists (the modprobe stand-in
+        adds them): the real kernel's overlay and br_netfilter features, which the preflight also
+        accepts for built-in modules, are hidden from the sandbox."""
+        filesystems = write(self.root / "filesystems", "".join(
+            line + "\n" for line in Path("/proc/filesystems").read_text().splitlines() if "overlay" not in line))
+        return (f"mount --bind {filesystems} /proc/filesystems"
+                " && { [ ! -d /proc/sys/net/bridge ] || mount -t tmpfs none /proc/sys/net/bridge; }")
 
     def calls(self, prefix: str) -> list[str]:
         return [c for c in (self.state / "calls").read_text().splitlines() if c.startswith(prefix)]
