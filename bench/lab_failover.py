@@ -1,5 +1,5 @@
 """Failover drills on a fresh lab stack, each run 3 times: min / median / max seconds per drill,
-against the targets in DESIGN.md and the published numbers of the usual alternatives.
+against the goals in docs/architecture.md and the published numbers of the usual alternatives.
 
     sudo venv/bin/python bench/lab_failover.py          # root: the lab creates namespaces
 
@@ -37,7 +37,7 @@ OUT = ROOT / "bench/results/lab.json"
 
 VIP_TARGET = "VIP back <= 2 s"
 KEEPALIVED_DEFAULT = "keepalived advert_int 1: ~3.6 s on host loss; kube-vip ~3 s"
-# drill -> (what the seconds are, target text, target seconds or None, published comparison, DESIGN's lab)
+# drill -> (what the seconds are, target text, target seconds or None, published comparison, an earlier lab run)
 INFO: dict[str, tuple[str, str, float | None, str, str]] = {
     "haproxy-kill": ("HAProxy SIGKILLed (kept down) on the MASTER -> VIP:6443 answers from the BACKUP",
                      VIP_TARGET, 2.0, KEEPALIVED_DEFAULT, "2.0 s (check every 1 s, fall 2)"),

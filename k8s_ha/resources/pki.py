@@ -1,7 +1,7 @@
 """Every certificate, key, token and password of the cluster, made in the program.
 
 Generating them here (pulumi-tls, pulumi-random) instead of on the nodes is what lets joins run
-without scraping kubeadm's output (DESIGN rule 3): the CA exists before `kubeadm init`, the
+without scraping kubeadm's output (docs/architecture.md, rule 3): the CA exists before `kubeadm init`, the
 discovery hash is computed from it here, and the bootstrap token and certificate key are known.
 Outputs are keyed by the material names the renderers use (k8s_ha.render.material).
 """

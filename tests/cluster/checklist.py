@@ -1,4 +1,4 @@
-"""The seed 000 verification list, automated on the lab cluster. Each check observes and returns
+"""The verification checklist, automated on the lab cluster. Each check observes and returns
 what it saw (the tests assert on it, and bench/results/cluster.json keeps it):
 
 * every node Ready; every kube-system pod Running (and its containers ready)

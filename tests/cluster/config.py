@@ -1,11 +1,11 @@
-"""The cluster tier's lab stack: the fewest guests that still show every seed 001 drill, on the two
+"""The cluster tier's lab stack: the fewest guests that still show every drill, on the two
 lab hypervisors, installing from the lab bundle served on the operator's address.
 
     hv-a: lb1 (MASTER priority)  etcd1           cp1  worker1
     hv-b: lb2                    etcd2 etcd3     cp2  worker2
 
 2 LBs, 3 etcd members, 2 masters, 2 workers (docs/lab.md, "Cluster tier": why not the dev topology's
-3 masters on 2 cores under TCG). The seed 001 drill powers off lb1, cp2 and worker2 together.
+3 masters on 2 cores under TCG). The combined drill powers off lb1, cp2 and worker2 together.
 Lab-only settings are marked; everything else is the product's default.
 """
 

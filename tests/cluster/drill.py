@@ -1,4 +1,4 @@
-"""Seed 001's combined drill on the lab cluster: power off the MASTER load balancer, master 2 and
+"""The combined drill on the lab cluster: power off the MASTER load balancer, master 2 and
 worker 2 at the same moment (`virsh destroy` of the three), then power them on again.
 
 Observed (the test asserts what must hold; the numbers go to bench/results/cluster.json):

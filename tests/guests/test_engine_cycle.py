@@ -4,7 +4,7 @@ pinned SSH host keys), then a preview with no changes, an in-place change that t
 must, and a `destroy` that leaves no guest, volume or state entry.
 
 The stack sets `kubernetes.bootstrap: false` (no kubeadm step, add-on or kubernetes provider: these
-guests cannot download Kubernetes release files; issue 12's cluster tier runs that layer), and the
+guests cannot download Kubernetes release files; the cluster tier runs that layer), and the
 control-plane machines are left out (`--exclude` with dependents) so that only the five guests boot. Runs where the
 pulumi CLI and every provider plugin are installed; otherwise skips naming what is missing. The engine
 runs inside the lab network namespace (tests/guests/engine_run.py): the guests live on its bridge.
