@@ -17,9 +17,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from k8s_ha.model import versions
 from k8s_ha.model.artifacts import ArtifactError, ArtifactSettings, ArtifactVersions, release_files
@@ -223,7 +223,7 @@ class NodeNetwork(Model):
     dns: Annotated[list[IPv4], at_most(MAX_DNS_SERVERS, "DNS servers")]
     vip: IPv4
     interface: Annotated[str, Check(_ifname)] = "eth0"
-    search_domains: Annotated[list[str], at_most(MAX_LIST, "search domains")] = []
+    search_domains: Annotated[list[str], at_most(MAX_LIST, "search domains")] = Field(default_factory=list)
 
     @rule("dns")
     def some_dns(self) -> Iterator[tuple[str, str]]:
@@ -410,7 +410,7 @@ class WorkerPool(Model):
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
     disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     hypervisors: Annotated[list[str] | None, at_most(MAX_HYPERVISORS, "hypervisors")] = None
-    labels: Annotated[dict[str, str], Check(_labels), at_most(MAX_LIST, "labels")] = {}
+    labels: Annotated[dict[str, str], Check(_labels), at_most(MAX_LIST, "labels")] = Field(default_factory=dict)
 
     @rule("count", "nodes", "first_ip")
     def count_or_nodes(self) -> Iterator[tuple[str, str]]:
@@ -571,7 +571,7 @@ def _ssh_keys(keys: list[str]) -> str | None:
 class SshSettings(Model):
     user: Annotated[str, Check(_linux_user)] = "k8s"
     port: Annotated[int, between(1, 65535)] = 22
-    authorized_keys: Annotated[list[str], Check(_ssh_keys), at_most(MAX_LIST, "keys")] = []
+    authorized_keys: Annotated[list[str], Check(_ssh_keys), at_most(MAX_LIST, "keys")] = Field(default_factory=list)
 
 
 class PkiSettings(Model):
@@ -602,7 +602,7 @@ class StackSpec(Model):
     """One environment: `parse_stack` builds it from a stack file's config, reporting every problem."""
 
     cluster: ClusterSettings
-    hypervisors: Annotated[list[Hypervisor], at_most(MAX_HYPERVISORS, "hypervisors")] = []
+    hypervisors: Annotated[list[Hypervisor], at_most(MAX_HYPERVISORS, "hypervisors")] = Field(default_factory=list)
     image: ImageSettings = ImageSettings()
     network: NodeNetwork
     ssh: SshSettings = SshSettings()
@@ -611,7 +611,7 @@ class StackSpec(Model):
     load_balancer: LoadBalancerSpec
     etcd: EtcdSpec
     control_plane: ControlPlaneSpec
-    worker_pools: Annotated[list[WorkerPool], at_most(MAX_POOLS, "worker pools")] = []
+    worker_pools: Annotated[list[WorkerPool], at_most(MAX_POOLS, "worker pools")] = Field(default_factory=list)
     harbor: HarborSpec = HarborSpec()
     versions: Versions = Versions()
     kubernetes: KubernetesSettings = KubernetesSettings()
@@ -620,7 +620,16 @@ class StackSpec(Model):
     pki: PkiSettings = PkiSettings()
 
     # The stack-wide rules; each names the fields it reads, so a field that failed its type check
-    # leaves out only the rules that need it.
+    # leaves out only the rules that need it. A node section that failed counts as empty: the
+    # rules still check every node that did parse (its own problems are reported as they are).
+    _empty_when_unparsed: ClassVar[dict[str, Callable[[], Any]]] = {
+        "load_balancer": lambda: LoadBalancerSpec.model_construct(nodes=[]),
+        "etcd": lambda: EtcdSpec.model_construct(nodes=[]),
+        "control_plane": lambda: ControlPlaneSpec.model_construct(nodes=[]),
+        "worker_pools": list,
+        "harbor": HarborSpec,
+    }
+
     @rule(*NODE_FIELDS)
     def within_limits(self) -> Iterator[tuple[str, str]]:
         return _pairs(_oversized(self))

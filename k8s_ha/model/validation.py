@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -81,8 +81,10 @@ def suggestion(key: str, known: list[str]) -> str | None:
     return lowered[match[0]] if match else None
 
 
-def unknown_key(key: str, known: list[str]) -> str:
-    near = suggestion(key, known)
+def unknown_key(key: str, known: list[str], candidates: list[str] | None = None) -> str:
+    """The message for a key that is not one of `known`; `candidates` (default `known`) are the
+    spellings a suggestion may use, in order of preference."""
+    near = suggestion(key, candidates or known)
     if near is not None:
         return f"unknown key {key!r}: did you mean {near!r}?"
     return f"unknown key {key!r} (known keys here: {', '.join(sorted(known))})"
@@ -109,10 +111,13 @@ def format_loc(loc: Loc) -> str:
 
 
 def problems_of(error: ValidationError) -> list[Problem]:
-    return [
+    """Every problem, grouped by top-level key (a misspelt key next to the one it should have
+    been), in the order found within each group."""
+    problems = [
         Problem(format_loc(e["loc"]) or "(top)", "is required" if e["type"] == "missing" else e["msg"])
         for e in error.errors()
     ]
+    return sorted(problems, key=lambda p: str(path_loc(p.path)[:1]).lower())
 
 
 def _line(loc: Loc, message: str, value: Any = None) -> InitErrorDetails:
@@ -135,6 +140,9 @@ class Model(BaseModel):
     # Set on a nested model built inside a larger one; empty on every model a caller ever sees.
     _problems: tuple[tuple[Loc, str], ...] = PrivateAttr(default=())
     _rules: ClassVar[tuple[RuleMethod, ...]] = ()
+    # Fields that, when they fail their type check, stand in as empty for this model's rules
+    # instead of leaving those rules out (for rules that only ever complain about what exists).
+    _empty_when_unparsed: ClassVar[dict[str, Callable[[], Any]]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -175,7 +183,8 @@ class Model(BaseModel):
             except ValidationError as error:
                 errors = [_line(_clean(e["loc"]), "is required" if e["type"] == "missing" else e["msg"],
                                 e.get("input")) for e in error.errors()]
-                model = cls._partial(data, {e["loc"][0] for e in errors if e["loc"]})
+                whole = any(not e["loc"] for e in errors)  # not a mapping at all: nothing to go on
+                model = None if whole else cls._partial(data, {e["loc"][0] for e in errors})
             problems = [*cls._unknown_keys(data), *(model._own_problems() if model is not None else [])]
         finally:
             _DEPTH.reset(token)
@@ -196,20 +205,23 @@ class Model(BaseModel):
             if key not in known and key not in names:
                 # snake_case keys come from Python callers: suggest the Python name first
                 order = names + known if "_" in str(key) else known + names
-                yield (str(key),), unknown_key(str(key), order)
+                yield (str(key),), unknown_key(str(key), known, order)
 
     @classmethod
     def _partial(cls, data: Any, failed_keys: set[str | int]) -> Self | None:
         """The fields that did parse, so that the rules that need only them still run; the failed
         ones are absent (reading one is a bug in a rule's declared fields, and raises)."""
-        if not isinstance(data, dict) or () in failed_keys:
+        if not isinstance(data, dict):
             return None
         values: dict[str, Any] = {}
         failed: set[str] = set()
         for name, info in cls.model_fields.items():
             key = info.alias or name
             if key in failed_keys or name in failed_keys:
-                failed.add(name)
+                if name in cls._empty_when_unparsed:
+                    values[name] = cls._empty_when_unparsed[name]()
+                else:
+                    failed.add(name)
                 continue
             raw_key = key if key in data else name if name in data else None
             if raw_key is None:
@@ -218,7 +230,7 @@ class Model(BaseModel):
                 values[name] = _field_adapter(cls, name).validate_python(data[raw_key])
             except ValidationError:
                 failed.add(name)
-        partial = cls.model_construct(**values)
+        partial = cast(Self, cls.model_construct(**values))  # the plugin types it as Model
         for name in failed:
             partial.__dict__.pop(name, None)
         return partial
@@ -259,4 +271,4 @@ def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = cls.model_fields[name]
     if not info.metadata:
         return TypeAdapter(info.annotation)
-    return TypeAdapter(Annotated[info.annotation, *info.metadata])  # type: ignore[name-defined]
+    return TypeAdapter(Annotated[info.annotation, *info.metadata])
