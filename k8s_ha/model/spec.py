@@ -753,28 +753,36 @@ def _check_harbor_download(spec: StackSpec) -> list[Problem]:
 
 def _check_addresses(spec: StackSpec) -> list[Problem]:
     net = spec.network
+    nodes = [(f"{path}.ip", node.ip) for _role, path, node, _pool in spec.role_nodes()]
+    return address_problems(net.cidr, net.vip, nodes, gateway=net.gateway)
+
+
+def address_problems(cidr: ipaddress.IPv4Network, vip: ipaddress.IPv4Address,
+                     nodes: list[tuple[str, ipaddress.IPv4Address]], *,
+                     gateway: ipaddress.IPv4Address | None = None, vip_path: str = "network.vip",
+                     gateway_path: str = "network.gateway") -> list[Problem]:
+    """The VIP, the gateway and every node (path, address) inside `cidr`, none on a reserved
+    address, none used twice: the stack's rule, also for a front door built on its own."""
     problems: list[Problem] = []
-    reserved = {
-        net.cidr.network_address: "the network address",
-        net.cidr.broadcast_address: "the broadcast address",
-        net.gateway: "the gateway",
-    }
-    if net.gateway not in net.cidr:
-        problems.append(Problem("network.gateway", f"{net.gateway} is outside {net.cidr}"))
-    if net.vip not in net.cidr:
-        problems.append(Problem("network.vip", f"{net.vip} is outside {net.cidr}"))
-    elif net.vip in reserved:
-        problems.append(Problem("network.vip", f"{net.vip} is {reserved[net.vip]} of {net.cidr}"))
-    used: dict[ipaddress.IPv4Address, str] = {net.vip: "network.vip"}
-    for _role, path, node, _pool in spec.role_nodes():
-        if node.ip not in net.cidr:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is outside the node network {net.cidr}"))
-        elif node.ip in reserved:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is {reserved[node.ip]} of {net.cidr}"))
-        if node.ip in used:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is already used by {used[node.ip]}"))
+    reserved = {cidr.network_address: "the network address", cidr.broadcast_address: "the broadcast address"}
+    if gateway is not None:
+        reserved[gateway] = "the gateway"
+        if gateway not in cidr:
+            problems.append(Problem(gateway_path, f"{gateway} is outside {cidr}"))
+    if vip not in cidr:
+        problems.append(Problem(vip_path, f"{vip} is outside {cidr}"))
+    elif vip in reserved:
+        problems.append(Problem(vip_path, f"{vip} is {reserved[vip]} of {cidr}"))
+    used: dict[ipaddress.IPv4Address, str] = {vip: vip_path}
+    for path, ip in nodes:
+        if ip not in cidr:
+            problems.append(Problem(path, f"{ip} is outside the node network {cidr}"))
+        elif ip in reserved:
+            problems.append(Problem(path, f"{ip} is {reserved[ip]} of {cidr}"))
+        if ip in used:
+            problems.append(Problem(path, f"{ip} is already used by {used[ip].removesuffix('.ip')}"))
         else:
-            used[node.ip] = path
+            used[ip] = path
     return problems
 
 
