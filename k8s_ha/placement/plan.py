@@ -40,9 +40,9 @@ def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()
     (`problems`: those found while reading the stack file, reported with the rest)."""
     spec = parse_stack(config, secret_keys, problems)
     placement = place(spec)
-    problems = placement_problems(placement)
-    if problems:
-        raise SpecError(problems)
+    unsafe = placement_problems(placement)
+    if unsafe:
+        raise SpecError(unsafe)
     return Plan(spec, placement)
 
 

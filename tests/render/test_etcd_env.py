@@ -191,7 +191,7 @@ def test_backup_units_follow_the_spec() -> None:
     # Values that would break out of a unit file are refused, not rendered.
     for bad in ({"on_calendar": "hourly\nExecStartPre=/bin/sh"}, {"directory": "/var/backups/my etcd"},
                 {"directory": "relative/dir"}, {"directory": "/var/../etc"}):
-        with pytest.raises(ValueError, match="must be an absolute path|systemd calendar"):
+        with pytest.raises(ValueError, match=r"must be an absolute path|systemd calendar"):
             EtcdBackup(**bad)  # refused when built; the renderer's own check is for a model built around it
         broken = with_etcd(spec, backup=EtcdBackup.model_construct(**bad))
         config = e.etcd_config(broken, placement)
