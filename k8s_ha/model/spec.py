@@ -3,10 +3,10 @@
 The model mirrors the stack file: each top-level field is one `k8s-ha:<key>` config entry, so an
 error path such as `etcd.nodes[3].ip` points straight at the line to fix.
 
-Validation runs in two passes so that every problem is reported at once. Pydantic only gives the
-data its types (a malformed IP or a list where a number belongs stops there). Then `check_spec`
-walks the typed model: per-field rules (`Check` annotations), per-model rules (`checks()`), unknown
-keys, and the rules that compare fields across the whole stack. None of them stops the others.
+Every rule lives on the model it belongs to: per-field rules as `Check` annotations, per-model
+rules as `@rule` methods, and the rules that compare fields across the whole stack as `@rule`
+methods of `StackSpec`. They run whenever a model is built, from a stack file or from Python
+(k8s_ha/model/validation.py), and none of them stops the others.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, Field
 
 from k8s_ha.model import versions
 from k8s_ha.model.artifacts import ArtifactError, ArtifactSettings, ArtifactVersions, release_files
 from k8s_ha.model.errors import Problem, SpecError
+from k8s_ha.model.validation import Check, Model, at_most, between, rule
+
+__all__ = ["Check", "Model", "Problem", "SpecError", "at_most", "between", "rule"]  # re-exported
 
 PROJECT = "k8s-ha"
 
@@ -86,22 +88,6 @@ MINIMUM_SIZE: dict[Role, Size] = {
 }
 
 
-@dataclass(frozen=True)
-class Check:
-    """A rule on one field's value: returns a message when the value is wrong. None is skipped."""
-
-    rule: Callable[[Any], str | None]
-
-
-def between(low: int, high: int) -> Check:
-    return Check(lambda v: None if low <= v <= high else f"{v} is outside {low}..{high}")
-
-
-def at_most(high: int, what: str) -> Check:
-    """A bound on a list's length, checked before its items are looked at one by one."""
-    return Check(lambda v: None if len(v) <= high else f"{len(v)} {what}: at most {high}")
-
-
 # Upper bounds, checked before anything is expanded (docs/configuration.md, "Limits"). MAX_NODES is
 # the largest cluster Kubernetes supports (5,000 nodes, "Considerations for large clusters").
 MAX_NODES = 5000
@@ -160,25 +146,9 @@ DnsLabel = Annotated[str, Check(_dns_label)]
 Url = Annotated[str, Check(_url)]
 ImageSource = Annotated[str, Check(_image_source)]
 # Optional fields carry the Check on the whole annotation: inside `X | None` it would be hidden
-# from `_walk` (a unit test guards against that).
+# from the field checks (a unit test guards against that).
 OptionalUrl = Annotated[str | None, Check(_url)]
 OptionalImageSource = Annotated[str | None, Check(_image_source)]
-
-
-class Model(BaseModel):
-    """Base: camelCase keys as in the stack file, frozen values.
-
-    Unknown keys are kept (`extra="allow"`) only so that `check_spec` can report them together
-    with every other problem; they are always errors.
-    """
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
-    )
-
-    def checks(self) -> Iterator[tuple[str, str]]:
-        """Rules that relate this model's fields: (sub-path or "", message)."""
-        return iter(())
 
 
 class ExistingHost(Model):
@@ -202,7 +172,8 @@ class NodeSpec(Model):
     disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     existing: ExistingHost | None = None
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("existing", "hypervisor")
+    def existing_is_not_placed(self) -> Iterator[tuple[str, str]]:
         if self.existing is not None and self.hypervisor is not None:
             yield "hypervisor", "an existing host is not placed on a hypervisor: drop 'hypervisor'"
 
@@ -211,7 +182,8 @@ class BridgeAttachment(Model):
     bridge: str | None = None
     network: str | None = None
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("bridge", "network")
+    def one_attachment(self) -> Iterator[tuple[str, str]]:
         if (self.bridge is None) == (self.network is None):
             yield "", "set exactly one of 'bridge' (a host bridge) or 'network' (a libvirt network)"
 
@@ -251,9 +223,10 @@ class NodeNetwork(Model):
     dns: Annotated[list[IPv4], at_most(MAX_DNS_SERVERS, "DNS servers")]
     vip: IPv4
     interface: Annotated[str, Check(_ifname)] = "eth0"
-    search_domains: Annotated[list[str], at_most(MAX_LIST, "search domains")] = []
+    search_domains: Annotated[list[str], at_most(MAX_LIST, "search domains")] = Field(default_factory=list)
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("dns")
+    def some_dns(self) -> Iterator[tuple[str, str]]:
         if not self.dns:
             yield "dns", "needs at least one DNS server"
 
@@ -285,7 +258,8 @@ class HaproxyCheck(Model):
     fall: Annotated[int, between(1, 10)] = 1
     rise: Annotated[int, between(1, 10)] = 2
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("timeout_s", "interval_s")
+    def timeout_within_interval(self) -> Iterator[tuple[str, str]]:
         if self.timeout_s > self.interval_s:
             yield "timeoutS", "must not exceed intervalS (keepalived skips a run while the last one is still running)"
 
@@ -311,12 +285,16 @@ class LoadBalancerSpec(Model):
     harbor_frontend: bool = False
     ingress: IngressFrontend = IngressFrontend()
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("nodes")
+    def a_pair(self) -> Iterator[tuple[str, str]]:
         if len(self.nodes) != 2:
             yield "nodes", (
                 f"needs exactly 2 load-balancer nodes (a keepalived MASTER and BACKUP), "
                 f"got {len(self.nodes)}"
             )
+
+    @rule("vrrp_version", "advert_interval_ms")
+    def whole_seconds_on_v2(self) -> Iterator[tuple[str, str]]:
         if self.vrrp_version == 2 and self.advert_interval_ms % 1000:
             yield "advertIntervalMs", "VRRPv2 adverts are whole seconds: use vrrpVersion 3 for sub-second"
 
@@ -333,7 +311,8 @@ class EtcdSource(Model):
     url: OptionalUrl = None
     sha256: Annotated[str | None, Check(_sha256)] = None
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("kind", "url", "sha256")
+    def tarball_is_pinned(self) -> Iterator[tuple[str, str]]:
         if self.kind == "tarball":
             for key in ("url", "sha256"):
                 if getattr(self, key) is None:
@@ -379,7 +358,8 @@ class EtcdSpec(Model):
     source: EtcdSource = EtcdSource()
     backup: EtcdBackup = EtcdBackup()
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("nodes")
+    def odd_members(self) -> Iterator[tuple[str, str]]:
         count = len(self.nodes)
         if count not in (3, 5, 7):
             yield "nodes", (
@@ -387,6 +367,9 @@ class EtcdSpec(Model):
                 "count tolerates no more failures than the odd count below it and fewer than 3 "
                 f"tolerates none (members->failures tolerated: {quorum_table(7)})"
             )
+
+    @rule("election_timeout_ms", "heartbeat_interval_ms")
+    def election_after_heartbeats(self) -> Iterator[tuple[str, str]]:
         if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
             yield "electionTimeoutMs", "should be at least 5x heartbeatIntervalMs (etcd tuning guide)"
 
@@ -394,7 +377,8 @@ class EtcdSpec(Model):
 class ControlPlaneSpec(Model):
     nodes: Annotated[list[NodeSpec], at_most(MAX_MASTERS, "control-plane nodes")]
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("nodes")
+    def enough_masters(self) -> Iterator[tuple[str, str]]:
         if len(self.nodes) < 2:
             yield "nodes", f"needs at least 2 control-plane nodes for HA (3 recommended), got {len(self.nodes)}"
 
@@ -426,9 +410,10 @@ class WorkerPool(Model):
     memory_mib: Annotated[int | None, between(128, 4 * 1024 * 1024)] = None
     disk_gib: Annotated[int | None, between(1, 64 * 1024)] = None
     hypervisors: Annotated[list[str] | None, at_most(MAX_HYPERVISORS, "hypervisors")] = None
-    labels: Annotated[dict[str, str], Check(_labels), at_most(MAX_LIST, "labels")] = {}
+    labels: Annotated[dict[str, str], Check(_labels), at_most(MAX_LIST, "labels")] = Field(default_factory=dict)
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("count", "nodes", "first_ip")
+    def count_or_nodes(self) -> Iterator[tuple[str, str]]:
         if (self.count is None) == (self.nodes is None):
             yield "", "set either 'count' (with 'firstIp') or 'nodes'"
         elif self.count is not None and self.first_ip is None:
@@ -441,8 +426,9 @@ class WorkerPool(Model):
         if self.count is None or self.first_ip is None:
             return []
         first = int(self.first_ip)
+        # Derived from a checked pool: built without re-checking each of up to MAX_NODES nodes.
         return [
-            NodeSpec(name=f"{self.name}-{i + 1}", ip=ipaddress.IPv4Address(first + i))
+            NodeSpec.model_construct(name=f"{self.name}-{i + 1}", ip=ipaddress.IPv4Address(first + i))
             for i in range(self.count)
         ]
 
@@ -455,9 +441,13 @@ class HarborSpec(Model):
     hostname: str | None = None
     certificate: str | None = None
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("enabled", "node")
+    def a_node_when_enabled(self) -> Iterator[tuple[str, str]]:
         if self.enabled and self.node is None:
             yield "node", "enabled Harbor needs a node"
+
+    @rule("certificate", "hostname")
+    def hostname_for_certificate(self) -> Iterator[tuple[str, str]]:
         if self.certificate is not None and self.hostname is None:
             yield "hostname", "a user-supplied certificate needs the hostname it was issued for"
         if self.hostname is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", self.hostname):
@@ -488,7 +478,8 @@ class Versions(Model):
         "Harbor", lambda v: v[0] == 2 and v[1] >= 10, "2.10 or later"
     )] = versions.DEFAULT_HARBOR
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("kubernetes", "containerd")
+    def containerd_runs_kubernetes(self) -> Iterator[tuple[str, str]]:
         kubernetes, containerd = versions.parse(self.kubernetes), versions.parse(self.containerd)
         if kubernetes is None or containerd is None or containerd[0] not in versions.CONTAINERD_MAJORS:
             return  # the field checks say so
@@ -516,7 +507,8 @@ class Failover(Model):
     leader_renew_deadline_s: Annotated[int, between(3, 300)] = 10
     leader_retry_period_s: Annotated[int, between(1, 60)] = 2
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("leader_retry_period_s", "leader_renew_deadline_s", "leader_lease_s")
+    def leader_timers_ordered(self) -> Iterator[tuple[str, str]]:
         if not self.leader_retry_period_s < self.leader_renew_deadline_s < self.leader_lease_s:
             yield "leaderRenewDeadlineS", (
                 f"leader election needs retryPeriod < renewDeadline < lease, got {self.leader_retry_period_s} s, "
@@ -579,7 +571,7 @@ def _ssh_keys(keys: list[str]) -> str | None:
 class SshSettings(Model):
     user: Annotated[str, Check(_linux_user)] = "k8s"
     port: Annotated[int, between(1, 65535)] = 22
-    authorized_keys: Annotated[list[str], Check(_ssh_keys), at_most(MAX_LIST, "keys")] = []
+    authorized_keys: Annotated[list[str], Check(_ssh_keys), at_most(MAX_LIST, "keys")] = Field(default_factory=list)
 
 
 class PkiSettings(Model):
@@ -587,9 +579,13 @@ class PkiSettings(Model):
     cert_validity_hours: Annotated[int, between(24, 1_000_000)] = 8760
     early_renewal_hours: Annotated[int, between(0, 1_000_000)] = 720
 
-    def checks(self) -> Iterator[tuple[str, str]]:
+    @rule("cert_validity_hours", "ca_validity_hours")
+    def cert_within_ca(self) -> Iterator[tuple[str, str]]:
         if self.cert_validity_hours > self.ca_validity_hours:
             yield "certValidityHours", "cannot exceed caValidityHours"
+
+    @rule("early_renewal_hours", "cert_validity_hours")
+    def renewal_before_expiry(self) -> Iterator[tuple[str, str]]:
         if self.early_renewal_hours >= self.cert_validity_hours:
             yield "earlyRenewalHours", "must be below certValidityHours"
 
@@ -598,11 +594,15 @@ class ClusterSettings(Model):
     name: DnsLabel
 
 
+# The fields that hold nodes: the stack-wide rules that go through every node read all of them.
+NODE_FIELDS = ("load_balancer", "etcd", "control_plane", "worker_pools", "harbor")
+
+
 class StackSpec(Model):
-    """One environment. Built only through `parse_stack`, which reports all problems at once."""
+    """One environment: `parse_stack` builds it from a stack file's config, reporting every problem."""
 
     cluster: ClusterSettings
-    hypervisors: Annotated[list[Hypervisor], at_most(MAX_HYPERVISORS, "hypervisors")] = []
+    hypervisors: Annotated[list[Hypervisor], at_most(MAX_HYPERVISORS, "hypervisors")] = Field(default_factory=list)
     image: ImageSettings = ImageSettings()
     network: NodeNetwork
     ssh: SshSettings = SshSettings()
@@ -611,13 +611,60 @@ class StackSpec(Model):
     load_balancer: LoadBalancerSpec
     etcd: EtcdSpec
     control_plane: ControlPlaneSpec
-    worker_pools: Annotated[list[WorkerPool], at_most(MAX_POOLS, "worker pools")] = []
+    worker_pools: Annotated[list[WorkerPool], at_most(MAX_POOLS, "worker pools")] = Field(default_factory=list)
     harbor: HarborSpec = HarborSpec()
     versions: Versions = Versions()
     kubernetes: KubernetesSettings = KubernetesSettings()
     mirrors: Mirrors = Mirrors()
     artifacts: ArtifactSettings = ArtifactSettings()
     pki: PkiSettings = PkiSettings()
+
+    # The stack-wide rules; each names the fields it reads, so a field that failed its type check
+    # leaves out only the rules that need it. A node section that failed counts as empty: the
+    # rules still check every node that did parse (its own problems are reported as they are).
+    _empty_when_unparsed: ClassVar[dict[str, Callable[[], Any]]] = {
+        "load_balancer": lambda: LoadBalancerSpec.model_construct(nodes=[]),
+        "etcd": lambda: EtcdSpec.model_construct(nodes=[]),
+        "control_plane": lambda: ControlPlaneSpec.model_construct(nodes=[]),
+        "worker_pools": list,
+        "harbor": HarborSpec,
+    }
+
+    @rule(*NODE_FIELDS)
+    def within_limits(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_oversized(self))
+
+    @rule(*NODE_FIELDS, "network")
+    def addresses_fit(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_addresses(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule(*NODE_FIELDS, "hypervisors")
+    def names_unique(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_names(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule(*NODE_FIELDS, "network", "kubernetes")
+    def cidrs_fit(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_cidrs(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule(*NODE_FIELDS, "hypervisors")
+    def hypervisors_known(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_hypervisor_refs(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule(*NODE_FIELDS)
+    def sizes_enough(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_sizes(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule(*NODE_FIELDS, "hypervisors", "harbor_tls_key")
+    def vm_prerequisites(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_vm_prerequisites(self)) if _expansion_is_safe(self) else iter(())
+
+    @rule("harbor", "mirrors")
+    def harbor_download_pinned(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_harbor_download(self))
+
+    @rule("versions", "artifacts", "etcd")
+    def release_files_pinned(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_release_checksums(self))
 
     @property
     def virtual_router_id(self) -> int:
@@ -656,33 +703,8 @@ class StackSpec(Model):
         )
 
 
-def _join(path: str, key: str) -> str:
-    if not key:
-        return path
-    return f"{path}.{key}" if path else key
-
-
-def _walk(model: Model, path: str) -> Iterator[Problem]:
-    """Unknown keys, field checks and model checks of `model` and everything below it."""
-    for key in model.model_extra or {}:
-        yield Problem(_join(path, key), "unknown key (check the spelling; see docs/configuration.md)")
-    for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        sub = _join(path, info.alias or name)
-        failed = False
-        if value is not None:
-            for meta in info.metadata:
-                if isinstance(meta, Check) and (message := meta.rule(value)):
-                    failed = True
-                    yield Problem(sub, message)
-        if isinstance(value, Model):
-            yield from _walk(value, sub)
-        elif isinstance(value, list) and not failed:  # a list over its bound is not walked item by item
-            for i, item in enumerate(value):
-                if isinstance(item, Model):
-                    yield from _walk(item, f"{sub}[{i}]")
-    for key, message in model.checks():
-        yield Problem(_join(path, key), message)
+def _pairs(problems: list[Problem]) -> Iterator[tuple[str, str]]:
+    return ((p.path, p.message) for p in problems)
 
 
 def _cross_checks(spec: StackSpec) -> list[Problem]:
@@ -702,7 +724,7 @@ def _cross_checks(spec: StackSpec) -> list[Problem]:
 def _check_release_checksums(spec: StackSpec) -> list[Problem]:
     """Every release file the nodes install needs a pinned sha256 before any VM exists."""
     v = spec.versions
-    if any(_walk(v, "versions")):
+    if v.has_problems():
         return []  # an unsupported version is reported as that, not as a missing checksum
     pinned = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
                               cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
@@ -731,28 +753,36 @@ def _check_harbor_download(spec: StackSpec) -> list[Problem]:
 
 def _check_addresses(spec: StackSpec) -> list[Problem]:
     net = spec.network
+    nodes = [(f"{path}.ip", node.ip) for _role, path, node, _pool in spec.role_nodes()]
+    return address_problems(net.cidr, net.vip, nodes, gateway=net.gateway)
+
+
+def address_problems(cidr: ipaddress.IPv4Network, vip: ipaddress.IPv4Address,
+                     nodes: list[tuple[str, ipaddress.IPv4Address]], *,
+                     gateway: ipaddress.IPv4Address | None = None, vip_path: str = "network.vip",
+                     gateway_path: str = "network.gateway") -> list[Problem]:
+    """The VIP, the gateway and every node (path, address) inside `cidr`, none on a reserved
+    address, none used twice: the stack's rule, also for a front door built on its own."""
     problems: list[Problem] = []
-    reserved = {
-        net.cidr.network_address: "the network address",
-        net.cidr.broadcast_address: "the broadcast address",
-        net.gateway: "the gateway",
-    }
-    if net.gateway not in net.cidr:
-        problems.append(Problem("network.gateway", f"{net.gateway} is outside {net.cidr}"))
-    if net.vip not in net.cidr:
-        problems.append(Problem("network.vip", f"{net.vip} is outside {net.cidr}"))
-    elif net.vip in reserved:
-        problems.append(Problem("network.vip", f"{net.vip} is {reserved[net.vip]} of {net.cidr}"))
-    used: dict[ipaddress.IPv4Address, str] = {net.vip: "network.vip"}
-    for _role, path, node, _pool in spec.role_nodes():
-        if node.ip not in net.cidr:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is outside the node network {net.cidr}"))
-        elif node.ip in reserved:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is {reserved[node.ip]} of {net.cidr}"))
-        if node.ip in used:
-            problems.append(Problem(f"{path}.ip", f"{node.ip} is already used by {used[node.ip]}"))
+    reserved = {cidr.network_address: "the network address", cidr.broadcast_address: "the broadcast address"}
+    if gateway is not None:
+        reserved[gateway] = "the gateway"
+        if gateway not in cidr:
+            problems.append(Problem(gateway_path, f"{gateway} is outside {cidr}"))
+    if vip not in cidr:
+        problems.append(Problem(vip_path, f"{vip} is outside {cidr}"))
+    elif vip in reserved:
+        problems.append(Problem(vip_path, f"{vip} is {reserved[vip]} of {cidr}"))
+    used: dict[ipaddress.IPv4Address, str] = {vip: vip_path}
+    for path, ip in nodes:
+        if ip not in cidr:
+            problems.append(Problem(path, f"{ip} is outside the node network {cidr}"))
+        elif ip in reserved:
+            problems.append(Problem(path, f"{ip} is {reserved[ip]} of {cidr}"))
+        if ip in used:
+            problems.append(Problem(path, f"{ip} is already used by {used[ip].removesuffix('.ip')}"))
         else:
-            used[node.ip] = path
+            used[ip] = path
     return problems
 
 
@@ -842,13 +872,13 @@ def _check_vm_prerequisites(spec: StackSpec) -> list[Problem]:
 def node_count(spec: StackSpec) -> int:
     """How many nodes the stack describes, counted without expanding any pool."""
     fixed = len(spec.load_balancer.nodes) + len(spec.etcd.nodes) + len(spec.control_plane.nodes)
-    pools = sum(len(p.nodes) if p.nodes is not None else (p.count or 0) for p in spec.worker_pools)
+    pools = sum(len(p.nodes) if p.nodes is not None else max(0, p.count or 0) for p in spec.worker_pools)
     return fixed + pools + (1 if spec.harbor.enabled else 0)
 
 
 def _oversized(spec: StackSpec) -> list[Problem]:
     """Bounds that must hold before any pool is expanded into nodes (a count of 10^8 would
-    otherwise build 10^8 node objects); the per-field bounds are reported by the walk."""
+    otherwise build 10^8 node objects); the per-field bounds are reported by the field checks."""
     if any(p.count is not None and p.count > MAX_NODES for p in spec.worker_pools):
         return []  # that pool's own bound says it already
     total = node_count(spec)
@@ -859,60 +889,30 @@ def _oversized(spec: StackSpec) -> list[Problem]:
 
 
 def _expansion_is_safe(spec: StackSpec) -> bool:
-    lists = (spec.hypervisors, spec.worker_pools, spec.load_balancer.nodes, spec.etcd.nodes, spec.control_plane.nodes)
+    """The stack-wide rules go through every node: only when the counts are within their bounds
+    (a pool with a negative count, refused by its own bound, simply has no nodes)."""
+    lists = (spec.worker_pools, spec.load_balancer.nodes, spec.etcd.nodes, spec.control_plane.nodes)
     return (node_count(spec) <= MAX_NODES and all(len(items) <= MAX_LIST for items in lists)
-            and all(p.count is None or 0 <= p.count <= MAX_NODES for p in spec.worker_pools))
+            and all(p.count is None or p.count <= MAX_NODES for p in spec.worker_pools))
 
 
-def check_spec(spec: StackSpec) -> list[Problem]:
-    """Every semantic problem of a typed stack, in file order then cross-field order.
-
-    Sizes come first: cross-field rules expand worker pools, so they run only on a stack whose
-    every count and list is within its bound."""
-    problems = list(_walk(spec, ""))
-    problems += _oversized(spec)
-    if not _expansion_is_safe(spec):
-        return problems
-    problems += _cross_checks(spec)
-    return problems
-
-
-def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> StackSpec:
+def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset(),
+                problems: tuple[Problem, ...] = ()) -> StackSpec:
     """Validate a stack's `k8s-ha:` config (keys without the namespace) into a StackSpec.
 
-    Raises SpecError listing every problem, each as `config.path: message`.
+    Raises SpecError listing every problem, each as `config.path: message`: `problems` found
+    while reading the file (a misspelt namespace), secrets stored in clear, and everything the
+    model's own rules find.
     """
-    problems = [
+    found = list(problems) + [
         Problem(key, f"must be a secret: set it with `pulumi config set --secret {key}`")
         for key in sorted(SECRET_KEYS & config.keys())
         if key not in secret_keys
     ]
     try:
-        spec = StackSpec.model_validate(config)
-    except ValidationError as exc:
-        raise SpecError(problems + _from_pydantic(exc)) from None
-    problems += check_spec(spec)
-    if problems:
-        raise SpecError(problems)
+        spec = StackSpec.parse(config)
+    except SpecError as error:
+        raise SpecError(found + error.problems) from None
+    if found:
+        raise SpecError(found)
     return spec
-
-
-def _from_pydantic(exc: ValidationError) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        path = _format_loc(err["loc"])
-        message = "is required" if err["type"] == "missing" else err["msg"]
-        problems.append(Problem(path or "(stack)", message))
-    return problems
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in part or part.startswith("function-"):
-            continue  # pydantic's tags for validator/union layers, not config keys
-        else:
-            out = _join(out, part)
-    return out

@@ -6,7 +6,9 @@ stay opaque: the CLI never decrypts, it only needs to know which keys are secret
 
 from __future__ import annotations
 
+import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,36 @@ from k8s_ha.model.spec import PROJECT
 SECRET_PLACEHOLDER = "<secret>"
 
 
+# Namespaces other programs' config lives in (providers, Pulumi itself): never a misspelt ours.
+FOREIGN_NAMESPACES = frozenset({"pulumi", "libvirt", "command", "tls", "random", "kubernetes", "harbor"})
+
+
 @dataclass(frozen=True)
 class RawStack:
     config: dict[str, Any]
     secret_keys: frozenset[str]
+    # Found while reading (config under a misspelt namespace): reported with the spec's problems.
+    problems: tuple[Problem, ...] = ()
+
+
+def namespace_problems(keys: Iterable[str]) -> tuple[Problem, ...]:
+    """Config that this project would ignore because its namespace is not `k8s-ha`: a namespace
+    close to ours, or the only non-provider namespace of a file with none of our keys."""
+    ours = False
+    others: dict[str, list[str]] = {}
+    for full_key in keys:
+        namespace, _, _key = str(full_key).rpartition(":")
+        if namespace in ("", PROJECT):
+            ours = True
+        elif namespace not in FOREIGN_NAMESPACES:
+            others.setdefault(namespace, []).append(str(full_key))
+    return tuple(
+        Problem(keys_there[0], f"namespace {namespace!r} is not this project's: the stack file uses "
+                f"{namespace!r} for {len(keys_there)} key(s), this project reads {PROJECT!r} "
+                f"(the name in Pulumi.yaml); write them as '{PROJECT}:<key>'")
+        for namespace, keys_there in others.items()
+        if not ours or difflib.get_close_matches(namespace.lower(), [PROJECT], n=1, cutoff=0.6)
+    )
 
 
 def read_stack_file(path: Path) -> RawStack:
@@ -43,7 +71,8 @@ def read_stack_file(path: Path) -> RawStack:
             secrets.add(key)
             value = SECRET_PLACEHOLDER
         config[key] = value
-    return RawStack(config=config, secret_keys=frozenset(secrets))
+    problems = namespace_problems((document.get("config") or {}).keys())
+    return RawStack(config=config, secret_keys=frozenset(secrets), problems=problems)
 
 
 def from_runtime_config(values: dict[str, str], secret_keys: list[str]) -> RawStack:
@@ -59,7 +88,7 @@ def from_runtime_config(values: dict[str, str], secret_keys: list[str]) -> RawSt
         stripped = text.lstrip()
         config[key] = json.loads(text) if stripped[:1] in ("{", "[") else text
     secrets = frozenset(k.rpartition(":")[2] for k in secret_keys if k.startswith(PROJECT + ":"))
-    return RawStack(config=config, secret_keys=secrets)
+    return RawStack(config=config, secret_keys=secrets, problems=namespace_problems(values))
 
 
 def from_running_program() -> RawStack:

@@ -34,20 +34,22 @@ class Plan:
         return [*self.placement.warnings, *staged, *cgroup_v1]
 
 
-def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> Plan:
-    """Validate a stack's `k8s-ha:` config and place its nodes; SpecError lists every problem."""
-    spec = parse_stack(config, secret_keys)
+def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset(),
+               problems: tuple[Problem, ...] = ()) -> Plan:
+    """Validate a stack's `k8s-ha:` config and place its nodes; SpecError lists every problem
+    (`problems`: those found while reading the stack file, reported with the rest)."""
+    spec = parse_stack(config, secret_keys, problems)
     placement = place(spec)
-    problems = placement_problems(placement)
-    if problems:
-        raise SpecError(problems)
+    unsafe = placement_problems(placement)
+    if unsafe:
+        raise SpecError(unsafe)
     return Plan(spec, placement)
 
 
 def load_plan(path: Path) -> Plan:
     """The plan of a Pulumi.<stack>.yaml file (secure values stay opaque placeholders)."""
     raw = read_stack_file(path)
-    return plan_stack(raw.config, raw.secret_keys)
+    return plan_stack(raw.config, raw.secret_keys, raw.problems)
 
 
 def placement_problems(placement: Placement) -> list[Problem]:

@@ -170,7 +170,9 @@ def test_tarball_source_needs_and_uses_the_checksum() -> None:
     del config["etcd"]["source"]["sha256"]
     with pytest.raises(Exception, match=r"etcd\.source\.sha256"):
         parse_stack(config, raw.secret_keys)
-    unchecked = with_etcd(spec, source=EtcdSource(kind="tarball", url=mirror))
+    with pytest.raises(ValueError, match="sha256: a tarball source needs a url and its sha256"):
+        EtcdSource(kind="tarball", url=mirror)  # refused when built, as in the stack file
+    unchecked = with_etcd(spec, source=EtcdSource.model_construct(kind="tarball", url=mirror))  # bypassed
     with pytest.raises(ValueError, match="sha256"):
         e.etcd_member_step(e.etcd_config(unchecked, placement), placement.by_role(Role.ETCD)[0], m.Placeholders())
 
@@ -189,7 +191,9 @@ def test_backup_units_follow_the_spec() -> None:
     # Values that would break out of a unit file are refused, not rendered.
     for bad in ({"on_calendar": "hourly\nExecStartPre=/bin/sh"}, {"directory": "/var/backups/my etcd"},
                 {"directory": "relative/dir"}, {"directory": "/var/../etc"}):
-        broken = with_etcd(spec, backup=EtcdBackup(**bad))
+        with pytest.raises(ValueError, match=r"must be an absolute path|systemd calendar"):
+            EtcdBackup(**bad)  # refused when built; the renderer's own check is for a model built around it
+        broken = with_etcd(spec, backup=EtcdBackup.model_construct(**bad))
         config = e.etcd_config(broken, placement)
         with pytest.raises(ValueError, match=r"etcd\.backup\."):
             e.etcd_backup_timer(config) if "on_calendar" in bad else e.etcd_backup_service(config, node)
