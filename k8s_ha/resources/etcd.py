@@ -24,11 +24,13 @@ from k8s_ha.render.etcd import (
     etcd_health_step,
     etcd_member_step,
 )
-from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.remote import renamed_from, resolve, secret
 from k8s_ha.resources.target import Target, named
 
 DEFAULT_DISK_GIB = 10
 VALID_SIZES = (3, 5, 7)
+# What the health step was called before it was named from its component: existing stacks alias it.
+LEGACY_HEALTH_NAME = "etcd-health"
 
 
 @dataclass(frozen=True)
@@ -61,20 +63,26 @@ class ExternalEtcdArgs:
     after: Sequence[pulumi.Resource] = ()
 
 
+def cluster_config(name: str, args: ExternalEtcdArgs) -> EtcdConfig:
+    """The members and settings as plain values, once the hosts match the TLS material and form
+    a quorum that survives failures."""
+    hosts = named(args.hosts, name, expected=list(args.member_tls))
+    if len(hosts) not in VALID_SIZES:
+        raise ValueError(f"{name}: etcd needs 3, 5 or 7 members for a quorum that survives failures, "
+                         f"got {len(hosts)}")
+    return EtcdConfig(
+        members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
+        settings=args.settings,
+    )
+
+
 class ExternalEtcd(pulumi.ComponentResource):
     members: dict[str, command.remote.Command]
     health: command.remote.Command
 
     def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        config = cluster_config(name, args)  # raises on wrong input, before anything is registered
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
-        hosts = named(args.hosts, name, expected=list(args.member_tls))
-        if len(hosts) not in VALID_SIZES:
-            raise ValueError(f"{name}: etcd needs 3, 5 or 7 members for a quorum that survives failures, "
-                             f"got {len(hosts)}")
-        config = EtcdConfig(
-            members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
-            settings=args.settings,
-        )
         shared = {
             m.ETCD_CA: pulumi.Output.from_input(args.ca_cert),
             m.ETCD_HEALTHCHECK_CERT: pulumi.Output.from_input(args.healthcheck_cert),
@@ -95,8 +103,8 @@ class ExternalEtcd(pulumi.ComponentResource):
                 parent=self, after=args.after,
             )
         self.health = args.hosts[0].step(
-            "etcd-health", partial(etcd_health_step, config), resolve(shared),
-            parent=self, after=list(self.members.values()),
+            f"{name}-health", partial(etcd_health_step, config), resolve(shared),
+            parent=self, after=list(self.members.values()), aliases=renamed_from(LEGACY_HEALTH_NAME, f"{name}-health"),
         )
         self.endpoints = pulumi.Output.from_input(etcd_endpoints(config.members))
         self.client = {

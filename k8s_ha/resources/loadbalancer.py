@@ -33,16 +33,21 @@ class HaproxyKeepalivedPairArgs:
     after: Sequence[pulumi.Resource] = field(default=())
 
 
+def pair_config(name: str, args: HaproxyKeepalivedPairArgs) -> LoadBalancerConfig:
+    """The pair and what it serves as plain values, once there are exactly two distinct hosts."""
+    hosts = named(args.hosts, name)
+    if len(hosts) != 2:
+        raise ValueError(f"{name}: a keepalived pair needs exactly two hosts, got {sorted(hosts)}")
+    first, second = endpoints(args.hosts)
+    return LoadBalancerConfig(args.front_door, (first, second))
+
+
 class HaproxyKeepalivedPair(pulumi.ComponentResource):
     steps: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: HaproxyKeepalivedPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        config = pair_config(name, args)  # raises on wrong input, before anything is registered
         super().__init__("k8s-ha:loadbalancer:HaproxyKeepalivedPair", name, None, opts)
-        hosts = named(args.hosts, name)
-        if len(hosts) != 2:
-            raise ValueError(f"{name}: a keepalived pair needs exactly two hosts, got {sorted(hosts)}")
-        first, second = endpoints(args.hosts)
-        config = LoadBalancerConfig(args.front_door, (first, second))
         material = resolve({
             m.KUBERNETES_CA: pulumi.Output.from_input(args.kubernetes_ca),
             m.HAPROXY_STATS_PASSWORD: secret(args.stats_password),
