@@ -59,7 +59,8 @@ class ControlPlaneArgs:
     registry_certificate: pulumi.Input[str] | None = None
     # Failure domain per master (its topology.kubernetes.io/zone); a master not named is its own.
     failure_domains: Mapping[str, str] = field(default_factory=dict)
-    # Workers that join through the first master's token: a change re-runs init, refreshing it.
+    # Every worker that joins through the first master's token, in any WorkerPool: a change re-runs
+    # init, refreshing the token. A WorkerPool refuses a worker that is not listed here.
     workers: Sequence[str] = ()
     after: Sequence[pulumi.Resource] = ()
 
@@ -96,6 +97,8 @@ class ControlPlane(pulumi.ComponentResource):
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
         config = ControlPlaneConfig(kubernetes, tuple(masters), tuple(args.workers))
+        self.component_name = name
+        self.joining: frozenset[str] = frozenset(args.workers)  # the workers init refreshes the token for
 
         def node(target: Target) -> NodeEndpoint:
             return NodeEndpoint(target.name, target.ip, args.failure_domains.get(target.name, target.name))

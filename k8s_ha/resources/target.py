@@ -53,7 +53,8 @@ class Target:
 
 
 # A DNS name: dot-separated labels of letters, digits and inner hyphens (RFC 1123).
-HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(\.{LABEL})*")
 
 
 def cluster_address(name: str, ip: object) -> ipaddress.IPv4Address:
