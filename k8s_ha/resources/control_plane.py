@@ -26,6 +26,7 @@ from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
+    refuse_registry_overlap,
 )
 from k8s_ha.resources.remote import resolve, secret
 from k8s_ha.resources.target import Target, named
@@ -67,9 +68,11 @@ class ControlPlaneArgs:
 
 def node_material(kubernetes: KubernetesConfig,
                   registry_certificate: pulumi.Input[str] | None) -> dict[str, pulumi.Output[str]]:
-    """What node preparation reads: Harbor's certificate when the nodes pull through Harbor."""
+    """What node preparation reads: Harbor's certificate when the nodes pull through Harbor.
+    Refuses a config whose images would come both through Harbor and from an image registry mirror."""
     if kubernetes.registry is None:
         return {}
+    refuse_registry_overlap(kubernetes)
     if registry_certificate is None:
         raise ValueError(f"the nodes pull through Harbor at {kubernetes.registry.host}: "
                          "registry_certificate (the certificate Harbor serves) is required")

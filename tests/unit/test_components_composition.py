@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 import pulumi
 import pytest
 
+from k8s_ha.model.artifacts import ArtifactSettings
 from k8s_ha.render.etcd import EtcdSettings
 from k8s_ha.render.harbor import HarborConfig
-from k8s_ha.render.kubernetes import KubernetesConfig
+from k8s_ha.render.kubernetes import KubernetesConfig, RegistryMirror
 from k8s_ha.render.loadbalancer import FrontDoor
 from k8s_ha.render.members import Endpoint
 from k8s_ha.resources.control_plane import ControlPlane, ControlPlaneArgs
@@ -319,3 +320,17 @@ def test_plain_addresses_are_checked_at_once() -> None:
     with pytest.raises(ValueError, match="the cluster address `ip` must be known"):
         Target.ssh("a", pulumi.Output.from_input("10.0.0.1"), host_key="k", private_key="p")  # type: ignore[arg-type]
     assert target("a", "10.0.0.1", address="a.example.net").access.address == "a.example.net"
+
+
+# ---- Harbor's proxy cache and an image registry mirror for the same images ----------------------
+
+
+def test_a_control_plane_pulling_through_harbor_and_a_mirror_raises_before_registering() -> None:
+    def build() -> object:
+        args = control_plane_args("both", 44, workers=[])
+        both = replace(args.kubernetes, registry=RegistryMirror("10.44.0.40", proxy_cache=True),
+                       artifacts=ArtifactSettings(imageRegistry="10.44.0.5:5000"))
+        return ControlPlane("both", replace(args, kubernetes=both, registry_certificate=pem("CERTIFICATE", "h")))
+
+    _raises_before_registering(build, r"through Harbor's proxy cache at 10.44.0.40 \(harbor.proxyCache\) and "
+                                      r"from the image registry mirror 10.44.0.5:5000")
