@@ -62,14 +62,22 @@ class ExternalEtcdArgs:
     disk_gib: Mapping[str, int] = field(default_factory=dict)  # sizes the backend quota; default 10
     after: Sequence[pulumi.Resource] = ()
 
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        hosts = named(self.hosts, "ExternalEtcdArgs.hosts", expected=list(self.member_tls),
+                      expected_what="the names in member_tls")
+        if len(hosts) not in VALID_SIZES:
+            raise ValueError("ExternalEtcdArgs.hosts: etcd needs 3, 5 or 7 members for a quorum that survives "
+                             f"failures, got {len(hosts)}")
+        for host, size in self.disk_gib.items():
+            if host not in hosts:
+                raise ValueError(f"ExternalEtcdArgs.disk_gib: no host named {host!r}; hosts are {sorted(hosts)}")
+            if size < 1:
+                raise ValueError(f"ExternalEtcdArgs.disk_gib.{host}: {size} GiB; give 1 or more")
 
-def cluster_config(name: str, args: ExternalEtcdArgs) -> EtcdConfig:
-    """The members and settings as plain values, once the hosts match the TLS material and form
-    a quorum that survives failures."""
-    hosts = named(args.hosts, name, expected=list(args.member_tls))
-    if len(hosts) not in VALID_SIZES:
-        raise ValueError(f"{name}: etcd needs 3, 5 or 7 members for a quorum that survives failures, "
-                         f"got {len(hosts)}")
+
+def cluster_config(args: ExternalEtcdArgs) -> EtcdConfig:
+    """The members and settings as plain values."""
     return EtcdConfig(
         members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
         settings=args.settings,
@@ -81,7 +89,7 @@ class ExternalEtcd(pulumi.ComponentResource):
     health: command.remote.Command
 
     def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        config = cluster_config(name, args)  # raises on wrong input, before anything is registered
+        config = cluster_config(args)
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
         shared = {
             m.ETCD_CA: pulumi.Output.from_input(args.ca_cert),

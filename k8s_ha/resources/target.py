@@ -89,11 +89,12 @@ def ssh_address(name: str, address: pulumi.Input[str]) -> pulumi.Input[str]:
     return known.apply(lambda value: checked_ssh_address(name, value))
 
 
-def named(targets: Sequence[Target], what: str, expected: Sequence[str] | None = None) -> dict[str, Target]:
+def named(targets: Sequence[Target], what: str, expected: Sequence[str] | None = None,
+          expected_what: str = "the members") -> dict[str, Target]:
     """Targets by name, refusing duplicates (and, given `expected`, any other set of names)."""
     by_name = {t.name: t for t in targets}
     if len(by_name) != len(targets):
         raise ValueError(f"{what}: two hosts share a name: {[t.name for t in targets]}")
     if expected is not None and sorted(by_name) != sorted(expected):
-        raise ValueError(f"{what}: hosts {sorted(by_name)} do not match the members {sorted(expected)}")
+        raise ValueError(f"{what}: hosts {sorted(by_name)} do not match {expected_what} {sorted(expected)}")
     return by_name

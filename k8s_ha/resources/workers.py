@@ -23,7 +23,7 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from k8s_ha.resources.control_plane import ControlPlane, node_material, prepare_node
+from k8s_ha.resources.control_plane import ControlPlane, check_domains, check_node_registry, node_material, prepare_node
 from k8s_ha.resources.remote import resolve, secret
 from k8s_ha.resources.target import Target, named
 
@@ -49,14 +49,23 @@ class WorkerPoolArgs:
     # A Node turns Ready only once the CNI runs: membership steps wait for these.
     cni: Sequence[pulumi.Resource] = ()
 
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        workers = named(self.workers, "WorkerPoolArgs.workers")
+        if not self.pool:
+            raise ValueError("WorkerPoolArgs.pool: empty; give the pool's name (its Nodes are labelled with it)")
+        joined_by(self.workers, self.control_plane)
+        check_node_registry(self.kubernetes, self.registry_certificate, "WorkerPoolArgs")
+        check_domains(self.failure_domains, workers, "WorkerPoolArgs.failure_domains", "worker")
 
-def joined_by(name: str, workers: Sequence[Target], control_plane: ControlPlane) -> None:
+
+def joined_by(workers: Sequence[Target], control_plane: ControlPlane) -> None:
     """Refuse workers the control plane does not expect: its init step would not refresh the join
     token for them, so they could not join once the first token expired."""
     missing = sorted(t.name for t in workers if t.name not in control_plane.joining)
     if missing:
         raise ValueError(
-            f"{name}: workers {missing} are not in ControlPlaneArgs.workers of control plane "
+            f"WorkerPoolArgs.workers: {missing} are not in ControlPlaneArgs.workers of control plane "
             f"{control_plane.component_name!r}; add them there, so that `kubeadm init` refreshes the "
             "join token they join with")
 
@@ -66,8 +75,6 @@ class WorkerPool(pulumi.ComponentResource):
     memberships: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        named(args.workers, name)
-        joined_by(name, args.workers, args.control_plane)
         kubernetes = args.kubernetes
         master, init = args.control_plane.first, args.control_plane.init
         prepare = resolve(node_material(kubernetes, args.registry_certificate))

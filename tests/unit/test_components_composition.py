@@ -249,7 +249,7 @@ def test_etcd_with_two_members_raises_before_registering() -> None:
             healthcheck_cert=args.healthcheck_cert, healthcheck_key=args.healthcheck_key,
         ))
 
-    _raises_before_registering(build, "bad-etcd: etcd needs 3, 5 or 7 members")
+    _raises_before_registering(build, "ExternalEtcdArgs.hosts: etcd needs 3, 5 or 7 members")
 
 
 def test_etcd_hosts_that_do_not_match_the_tls_material_raise_before_registering() -> None:
@@ -260,20 +260,20 @@ def test_etcd_hosts_that_do_not_match_the_tls_material_raise_before_registering(
             healthcheck_cert=args.healthcheck_cert, healthcheck_key=args.healthcheck_key,
         ))
 
-    _raises_before_registering(build, "do not match the members")
+    _raises_before_registering(build, r"ExternalEtcdArgs.hosts: hosts \[.*\] do not match the names in member_tls \[\]")
 
 
 def test_a_pair_of_one_host_twice_raises_before_registering() -> None:
     lb = target("lb", "10.40.0.2")
     _raises_before_registering(lambda: HaproxyKeepalivedPair("bad-front", pair_args("bad", 40, (lb, lb))),
-                               "bad-front: two hosts share a name")
+                               "HaproxyKeepalivedPairArgs.hosts: two hosts share a name")
 
 
 def test_a_worker_the_control_plane_does_not_expect_raises_before_registering() -> None:
     def program() -> None:
         control_plane = ControlPlane("cp", control_plane_args("cp", 41, workers=["cp-w-0"]))
-        with pytest.raises(ValueError, match=r"pool: workers \['cp-w-1'\] are not in ControlPlaneArgs.workers "
-                                             r"of control plane 'cp'; add them there"):
+        with pytest.raises(ValueError, match=r"WorkerPoolArgs.workers: \['cp-w-1'\] are not in "
+                                             r"ControlPlaneArgs.workers of control plane 'cp'; add them there"):
             WorkerPool("pool", pool_args("cp", 41, control_plane, ["cp-w-0", "cp-w-1"]))
 
     graph = run_under_mocks(program).graph
@@ -332,5 +332,6 @@ def test_a_control_plane_pulling_through_harbor_and_a_mirror_raises_before_regis
                        artifacts=ArtifactSettings(imageRegistry="10.44.0.5:5000"))
         return ControlPlane("both", replace(args, kubernetes=both, registry_certificate=pem("CERTIFICATE", "h")))
 
-    _raises_before_registering(build, r"through Harbor's proxy cache at 10.44.0.40 \(harbor.proxyCache\) and "
-                                      r"from the image registry mirror 10.44.0.5:5000")
+    _raises_before_registering(build, r"ControlPlaneArgs.kubernetes: images from \['quay.io', 'registry.k8s.io'\] "
+                                      r"would come both through Harbor's proxy cache at 10.44.0.40 "
+                                      r"\(harbor.proxyCache\) and from the image registry mirror 10.44.0.5:5000")
