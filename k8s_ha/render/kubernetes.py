@@ -36,7 +36,7 @@ from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_endpoints
 from k8s_ha.render.members import Member
-from k8s_ha.render.registry_mirrors import mirror_hosts
+from k8s_ha.render.registry_mirrors import mirror_hosts, refuse_contested
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
 
@@ -396,10 +396,12 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
     With Harbor: its CA under certs.d/<harbor>/ca.crt, a hosts.toml so nodes trust Harbor itself,
     and, with proxyCache, a hosts.toml per upstream registry that pulls through Harbor's
     proxy-cache project first and falls back to the upstream registry."""
+    # Plain HTTP until the stack can say how its mirror is served (a served bundle is plain HTTP).
     mirrored = [HostFile(path, text) for path, text in
-                mirror_hosts(config.artifacts, images(config.artifact_versions())).items()]
+                mirror_hosts(config.artifacts, images(config.artifact_versions()), plain_http=True).items()]
     if config.registry is None:
         return mirrored
+    refuse_registry_overlap(config)
     harbor = config.registry.host
     ca_path = f"{CERTS_DIR}/{harbor}/ca.crt"
     harbor_url = f"https://{harbor}"
@@ -419,8 +421,16 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
                 f"{harbor_url}/v2/{project}", ("pull", "resolve"), override_path=True, ca=ca_path
             )
             files.append(HostFile(f"{CERTS_DIR}/{registry}/hosts.toml", hosts_toml(registry, upstream, [mirror])))
-    taken = {f.path for f in files}
-    return files + [f for f in mirrored if f.path not in taken]
+    return files + mirrored
+
+
+def refuse_registry_overlap(config: KubernetesConfig) -> None:
+    """Refuse a cluster whose images would come both through Harbor's proxy cache and from the
+    image registry mirror (ValueError naming both settings): neither may silently win."""
+    if config.registry is None or not config.registry.proxy_cache:
+        return
+    mirrored = {image.registry for image in images(config.artifact_versions())}
+    refuse_contested(config.artifacts.image_registry, mirrored, config.registry.host, HARBOR_PROXY_PROJECTS)
 
 
 # ---- kubeconfig --------------------------------------------------------------------------------

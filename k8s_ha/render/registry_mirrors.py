@@ -1,9 +1,16 @@
 """containerd's `hosts.toml` per upstream registry, pointing every image pull at the stack's
 registry mirror (`artifacts.imageRegistry`, e.g. a served bundle). containerd asks a mirror for
 `/v2/<repository path>/...` with the upstream host dropped, which is where `serve-bundle` puts them.
+
+The mirror is reached over HTTPS unless the caller says plain HTTP: verified against the CA given
+(written beside the hosts files and named inside each host table, where containerd applies it to
+that host), else against the node's system roots. A registry that Harbor's proxy cache also serves
+has two answers; `refuse_contested` says so instead of letting one silently win.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from k8s_ha.model.artifacts import ArtifactSettings, Image
 from k8s_ha.render.templating import render
@@ -11,21 +18,49 @@ from k8s_ha.render.templating import render
 CERTS_D = "/etc/containerd/certs.d"
 
 
-def mirror_hosts(settings: ArtifactSettings, images: list[Image], plain_http: bool = True,
-                 fallback: bool = False) -> dict[str, str]:
-    """`/etc/containerd/certs.d/<registry>/hosts.toml` -> content, one per registry the images use.
+def mirror_ca_path(mirror: str) -> str:
+    """Where the mirror's CA goes: its own certs.d directory, which containerd also reads when an
+    image names the mirror itself."""
+    return f"{CERTS_D}/{mirror}/ca.crt"
 
-    Without `fallback` the server is the mirror itself, so an air-gapped node never tries upstream.
+
+def mirror_hosts(settings: ArtifactSettings, images: list[Image], *, plain_http: bool = False,
+                 ca: str | None = None, fallback: bool = False) -> dict[str, str]:
+    """`/etc/containerd/certs.d/<registry>/hosts.toml` -> content, one per registry the images use,
+    plus the mirror's CA (PEM) when one is given.
+
+    HTTPS unless `plain_http`; `ca` is only meaningful with HTTPS. Without `fallback` the server is
+    the mirror itself, so an air-gapped node never tries upstream.
     """
     mirror = settings.image_registry
     if mirror is None:
         return {}
+    if plain_http and ca is not None:
+        raise ValueError(f"the image registry mirror {mirror} is plain HTTP, so a CA for it means nothing: "
+                         "drop the CA or serve the mirror over HTTPS")
     scheme = "http" if plain_http else "https"
+    ca_path = mirror_ca_path(mirror) if ca is not None else None
     out: dict[str, str] = {}
     for registry in sorted({image.registry for image in images}):
         server = f"https://{registry}" if fallback else f"{scheme}://{mirror}"
         out[f"{CERTS_D}/{registry}/hosts.toml"] = render(
             "containerd/hosts.toml.j2", registry=registry, mirror=mirror, scheme=scheme,
-            server=server, fallback=fallback,
+            server=server, fallback=fallback, ca_path=ca_path,
         )
+    if ca is not None and ca_path is not None:
+        out[ca_path] = ca
     return out
+
+
+def refuse_contested(mirror: str | None, mirrored: Iterable[str], harbor: str, proxied: Iterable[str]) -> None:
+    """Refuse registries that both the image registry mirror and Harbor's proxy cache would serve:
+    the stack has no setting yet that says which one wins, and guessing hides a pull path."""
+    if mirror is None:
+        return
+    both = sorted(set(mirrored) & set(proxied))
+    if both:
+        raise ValueError(
+            f"images from {both} would come both through Harbor's proxy cache at {harbor} (harbor.proxyCache) "
+            f"and from the image registry mirror {mirror} (artifacts.imageRegistry), and the stack cannot say "
+            "which wins: set harbor.proxyCache: false to pull them from the mirror, or remove "
+            "artifacts.imageRegistry to pull them through Harbor")

@@ -26,6 +26,7 @@ from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
+    refuse_registry_overlap,
 )
 from k8s_ha.resources.remote import resolve, secret
 from k8s_ha.resources.target import Target, named
@@ -59,19 +60,55 @@ class ControlPlaneArgs:
     registry_certificate: pulumi.Input[str] | None = None
     # Failure domain per master (its topology.kubernetes.io/zone); a master not named is its own.
     failure_domains: Mapping[str, str] = field(default_factory=dict)
-    # Workers that join through the first master's token: a change re-runs init, refreshing it.
+    # Every worker that joins through the first master's token, in any WorkerPool: a change re-runs
+    # init, refreshing the token. A WorkerPool refuses a worker that is not listed here.
     workers: Sequence[str] = ()
     after: Sequence[pulumi.Resource] = ()
+
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        masters = named(self.masters, "ControlPlaneArgs.masters")
+        if not masters:
+            raise ValueError("ControlPlaneArgs.masters: a control plane needs at least one master")
+        check_node_registry(self.kubernetes, self.registry_certificate, "ControlPlaneArgs")
+        check_domains(self.failure_domains, masters, "ControlPlaneArgs.failure_domains", "master")
+        if isinstance(self.workers, str):
+            raise ValueError(f"ControlPlaneArgs.workers: {self.workers!r} is one string; give a list of worker names")
+        both = sorted(set(self.workers) & set(masters))
+        if both:
+            raise ValueError(f"ControlPlaneArgs.workers: {both} are masters; list only the workers here")
+
+
+def check_node_registry(kubernetes: KubernetesConfig, registry_certificate: pulumi.Input[str] | None,
+                        args: str) -> None:
+    """Nodes that pull through Harbor need the certificate it serves, and their images must not
+    come both through Harbor's proxy cache and from an image registry mirror."""
+    if kubernetes.registry is None:
+        return
+    if registry_certificate is None:
+        raise ValueError(f"{args}.registry_certificate: the nodes pull through Harbor at "
+                         f"{kubernetes.registry.host}; give the certificate Harbor serves")
+    try:
+        refuse_registry_overlap(kubernetes)
+    except ValueError as error:
+        raise ValueError(f"{args}.kubernetes: {error}") from None
+
+
+def check_domains(domains: Mapping[str, str], nodes: Mapping[str, Target], path: str, role: str) -> None:
+    """Refuse failure domains for nodes that are not there (a misspelt name would go unnoticed)."""
+    for node, domain in domains.items():
+        if node not in nodes:
+            raise ValueError(f"{path}: no {role} named {node!r}; {role}s are {sorted(nodes)}")
+        if not domain:
+            raise ValueError(f"{path}.{node}: empty; give the failure domain's name")
 
 
 def node_material(kubernetes: KubernetesConfig,
                   registry_certificate: pulumi.Input[str] | None) -> dict[str, pulumi.Output[str]]:
-    """What node preparation reads: Harbor's certificate when the nodes pull through Harbor."""
-    if kubernetes.registry is None:
+    """What node preparation reads: Harbor's certificate when the nodes pull through Harbor (the
+    Args made sure it is there)."""
+    if kubernetes.registry is None or registry_certificate is None:
         return {}
-    if registry_certificate is None:
-        raise ValueError(f"the nodes pull through Harbor at {kubernetes.registry.host}: "
-                         "registry_certificate (the certificate Harbor serves) is required")
     return {m.HARBOR_CERT: pulumi.Output.from_input(registry_certificate)}
 
 
@@ -89,13 +126,13 @@ class ControlPlane(pulumi.ComponentResource):
     first: Target
 
     def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        masters = named(args.masters, name)
-        if not masters:
-            raise ValueError(f"{name}: a control plane needs at least one master")
+        masters = tuple(t.name for t in args.masters)
         kubernetes = args.kubernetes
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
-        config = ControlPlaneConfig(kubernetes, tuple(masters), tuple(args.workers))
+        config = ControlPlaneConfig(kubernetes, masters, tuple(args.workers))
+        self.component_name = name
+        self.joining: frozenset[str] = frozenset(args.workers)  # the workers init refreshes the token for
 
         def node(target: Target) -> NodeEndpoint:
             return NodeEndpoint(target.name, target.ip, args.failure_domains.get(target.name, target.name))

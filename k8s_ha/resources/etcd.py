@@ -24,11 +24,13 @@ from k8s_ha.render.etcd import (
     etcd_health_step,
     etcd_member_step,
 )
-from k8s_ha.resources.remote import resolve, secret
+from k8s_ha.resources.remote import renamed_from, resolve, secret
 from k8s_ha.resources.target import Target, named
 
 DEFAULT_DISK_GIB = 10
 VALID_SIZES = (3, 5, 7)
+# What the health step was called before it was named from its component: existing stacks alias it.
+LEGACY_HEALTH_NAME = "etcd-health"
 
 
 @dataclass(frozen=True)
@@ -60,21 +62,35 @@ class ExternalEtcdArgs:
     disk_gib: Mapping[str, int] = field(default_factory=dict)  # sizes the backend quota; default 10
     after: Sequence[pulumi.Resource] = ()
 
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        hosts = named(self.hosts, "ExternalEtcdArgs.hosts", expected=list(self.member_tls),
+                      expected_what="the names in member_tls")
+        if len(hosts) not in VALID_SIZES:
+            raise ValueError("ExternalEtcdArgs.hosts: etcd needs 3, 5 or 7 members for a quorum that survives "
+                             f"failures, got {len(hosts)}")
+        for host, size in self.disk_gib.items():
+            if host not in hosts:
+                raise ValueError(f"ExternalEtcdArgs.disk_gib: no host named {host!r}; hosts are {sorted(hosts)}")
+            if size < 1:
+                raise ValueError(f"ExternalEtcdArgs.disk_gib.{host}: {size} GiB; give 1 or more")
+
+
+def cluster_config(args: ExternalEtcdArgs) -> EtcdConfig:
+    """The members and settings as plain values."""
+    return EtcdConfig(
+        members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
+        settings=args.settings,
+    )
+
 
 class ExternalEtcd(pulumi.ComponentResource):
     members: dict[str, command.remote.Command]
     health: command.remote.Command
 
     def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        config = cluster_config(args)
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
-        hosts = named(args.hosts, name, expected=list(args.member_tls))
-        if len(hosts) not in VALID_SIZES:
-            raise ValueError(f"{name}: etcd needs 3, 5 or 7 members for a quorum that survives failures, "
-                             f"got {len(hosts)}")
-        config = EtcdConfig(
-            members=tuple(EtcdMember(t.name, t.ip, args.disk_gib.get(t.name, DEFAULT_DISK_GIB)) for t in args.hosts),
-            settings=args.settings,
-        )
         shared = {
             m.ETCD_CA: pulumi.Output.from_input(args.ca_cert),
             m.ETCD_HEALTHCHECK_CERT: pulumi.Output.from_input(args.healthcheck_cert),
@@ -95,8 +111,8 @@ class ExternalEtcd(pulumi.ComponentResource):
                 parent=self, after=args.after,
             )
         self.health = args.hosts[0].step(
-            "etcd-health", partial(etcd_health_step, config), resolve(shared),
-            parent=self, after=list(self.members.values()),
+            f"{name}-health", partial(etcd_health_step, config), resolve(shared),
+            parent=self, after=list(self.members.values()), aliases=renamed_from(LEGACY_HEALTH_NAME, f"{name}-health"),
         )
         self.endpoints = pulumi.Output.from_input(etcd_endpoints(config.members))
         self.client = {

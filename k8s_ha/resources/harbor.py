@@ -29,6 +29,7 @@ import pulumiverse_harbor as harbor
 
 from k8s_ha.render import material as m
 from k8s_ha.render.harbor import (
+    UPSTREAM_DEFAULT_PASSWORDS,
     HarborConfig,
     harbor_step,
     harbor_url,
@@ -39,6 +40,7 @@ from k8s_ha.resources.remote import resolve, secret
 from k8s_ha.resources.target import Target
 
 ADMIN_USER = "admin"
+MIN_PASSWORD = 8  # what harbor.yml accepts (k8s_ha/render/harbor.py checks the rendered file the same way)
 ROBOT_SECRET_LENGTH = 32
 
 
@@ -57,6 +59,16 @@ class HarborRegistryArgs:
     admin_password: pulumi.Input[str]  # 8 or more characters, not Harbor's published default
     db_password: pulumi.Input[str]
     after: Sequence[pulumi.Resource] = ()
+
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it. Passwords that
+        are Outputs (generated, or read as secrets) are Harbor's to check once known."""
+        if not self.config.host:
+            raise ValueError("HarborRegistryArgs.config.host: empty; give the name the nodes reach Harbor by")
+        password = self.admin_password
+        if isinstance(password, str) and (len(password) < MIN_PASSWORD or password in UPSTREAM_DEFAULT_PASSWORDS):
+            raise ValueError(f"HarborRegistryArgs.admin_password: give {MIN_PASSWORD} or more characters, "
+                             "and not one of Harbor's published default passwords")
 
 
 class HarborRegistry(pulumi.ComponentResource):

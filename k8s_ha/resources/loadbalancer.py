@@ -32,17 +32,35 @@ class HaproxyKeepalivedPairArgs:
     vrrp_password: pulumi.Input[str]  # used with VRRPv2 only (v3 has no authentication)
     after: Sequence[pulumi.Resource] = field(default=())
 
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        hosts = named(self.hosts, "HaproxyKeepalivedPairArgs.hosts")
+        if len(hosts) != 2:
+            raise ValueError(f"HaproxyKeepalivedPairArgs.hosts: a keepalived pair needs exactly two hosts, "
+                             f"got {sorted(hosts)}")
+        door = self.front_door
+        vip = door.vip
+        backends = (*door.apiservers, *door.ingress, *([door.harbor] if door.harbor is not None else []))
+        taken = {t.name: t.ip for t in self.hosts} | {e.name: e.ip for e in backends}
+        for holder, ip in taken.items():
+            if ip == vip:
+                raise ValueError(f"HaproxyKeepalivedPairArgs.front_door.vip: {vip} is the address of {holder}; "
+                                 "the VIP must be an address no machine has, since keepalived moves it between "
+                                 "the pair")
+
+
+def pair_config(args: HaproxyKeepalivedPairArgs) -> LoadBalancerConfig:
+    """The pair and what it serves as plain values."""
+    first, second = endpoints(args.hosts)
+    return LoadBalancerConfig(args.front_door, (first, second))
+
 
 class HaproxyKeepalivedPair(pulumi.ComponentResource):
     steps: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: HaproxyKeepalivedPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        config = pair_config(args)
         super().__init__("k8s-ha:loadbalancer:HaproxyKeepalivedPair", name, None, opts)
-        hosts = named(args.hosts, name)
-        if len(hosts) != 2:
-            raise ValueError(f"{name}: a keepalived pair needs exactly two hosts, got {sorted(hosts)}")
-        first, second = endpoints(args.hosts)
-        config = LoadBalancerConfig(args.front_door, (first, second))
         material = resolve({
             m.KUBERNETES_CA: pulumi.Output.from_input(args.kubernetes_ca),
             m.HAPROXY_STATS_PASSWORD: secret(args.stats_password),

@@ -30,7 +30,7 @@ class HostAccess:
     """How to reach one node over SSH; the same shape for VMs and existing hosts."""
 
     name: str
-    address: str
+    address: pulumi.Input[str]  # an Output for a machine another provider or program makes
     port: int
     user: str
     host_key: pulumi.Input[str]
@@ -92,6 +92,12 @@ class MaterialViews:
         return self._views[node]
 
 
+def renamed_from(old: str, new: str) -> list[pulumi.Alias]:
+    """The alias that keeps a child renamed from `old` to `new` the same resource in existing stacks
+    (no replacement); none when the name did not change."""
+    return [] if old == new else [pulumi.Alias(name=old)]
+
+
 def remote_step(
     resource_name: str,
     host: HostAccess,
@@ -100,6 +106,7 @@ def remote_step(
     *,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
+    aliases: Sequence[pulumi.Alias] = (),
 ) -> command.remote.Command:
     """One `remote.Command` running the step that `make_step` renders from resolved material."""
     text = material.apply(lambda values: bundle(make_step(values)))
@@ -119,6 +126,7 @@ def remote_step(
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=list(depends_on),
+            aliases=list(aliases),
             additional_secret_outputs=["stdout", "stderr"],
             delete_before_replace=True,
         ),

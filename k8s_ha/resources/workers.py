@@ -23,7 +23,7 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from k8s_ha.resources.control_plane import node_material, prepare_node
+from k8s_ha.resources.control_plane import ControlPlane, check_domains, check_node_registry, node_material, prepare_node
 from k8s_ha.resources.remote import resolve, secret
 from k8s_ha.resources.target import Target, named
 
@@ -31,16 +31,16 @@ from k8s_ha.resources.target import Target, named
 @dataclass(frozen=True)
 class WorkerPoolArgs:
     """One pool's workers, the cluster's Kubernetes config, what they join with, and the control
-    plane they join: its `init` step (joins wait for it) and its first master, which holds
-    admin.conf and so runs each worker's membership step."""
+    plane they join: joins wait for its `init` step, and its first master, which holds admin.conf,
+    runs each worker's membership step. Every worker must be in that control plane's
+    `ControlPlaneArgs.workers` (a new worker re-runs init, which refreshes the join token)."""
 
     workers: Sequence[Target]
     kubernetes: KubernetesConfig
     pool: str
     bootstrap_token: pulumi.Input[str]
     discovery_hash: pulumi.Input[str]
-    master: Target
-    init: pulumi.Resource
+    control_plane: ControlPlane
     labels: Mapping[str, str] = field(default_factory=dict)  # set on every Node of the pool
     # Failure domain per worker (its topology.kubernetes.io/zone); a worker not named is its own.
     failure_domains: Mapping[str, str] = field(default_factory=dict)
@@ -49,17 +49,37 @@ class WorkerPoolArgs:
     # A Node turns Ready only once the CNI runs: membership steps wait for these.
     cni: Sequence[pulumi.Resource] = ()
 
+    def __post_init__(self) -> None:
+        """Wrong input fails here, so a component never starts registering from it."""
+        workers = named(self.workers, "WorkerPoolArgs.workers")
+        if not self.pool:
+            raise ValueError("WorkerPoolArgs.pool: empty; give the pool's name (its Nodes are labelled with it)")
+        joined_by(self.workers, self.control_plane)
+        check_node_registry(self.kubernetes, self.registry_certificate, "WorkerPoolArgs")
+        check_domains(self.failure_domains, workers, "WorkerPoolArgs.failure_domains", "worker")
+
+
+def joined_by(workers: Sequence[Target], control_plane: ControlPlane) -> None:
+    """Refuse workers the control plane does not expect: its init step would not refresh the join
+    token for them, so they could not join once the first token expired."""
+    missing = sorted(t.name for t in workers if t.name not in control_plane.joining)
+    if missing:
+        raise ValueError(
+            f"WorkerPoolArgs.workers: {missing} are not in ControlPlaneArgs.workers of control plane "
+            f"{control_plane.component_name!r}; add them there, so that `kubeadm init` refreshes the "
+            "join token they join with")
+
 
 class WorkerPool(pulumi.ComponentResource):
     joins: dict[str, command.remote.Command]
     memberships: dict[str, command.remote.Command]
 
     def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        named(args.workers, name)
         kubernetes = args.kubernetes
+        master, init = args.control_plane.first, args.control_plane.init
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
         super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
-        pool = PoolMembership(args.master.name, args.pool, dict(args.labels), kubernetes.settings.wait_scale)
+        pool = PoolMembership(master.name, args.pool, dict(args.labels), kubernetes.settings.wait_scale)
         join_material = resolve({
             m.BOOTSTRAP_TOKEN: secret(args.bootstrap_token),
             m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),
@@ -71,10 +91,10 @@ class WorkerPool(pulumi.ComponentResource):
             prepared = prepare_node(target, kubernetes, prepare, self)
             join = target.step(
                 f"{target.name}-k8s-join", partial(worker_join_step, kubernetes, node), join_material,
-                parent=self, after=[prepared, args.init],
+                parent=self, after=[prepared, init],
             )
             self.joins[target.name] = join
-            self.memberships[target.name] = args.master.step(
+            self.memberships[target.name] = master.step(
                 f"{target.name}-k8s-membership", partial(worker_membership_step, pool, node), no_material,
                 parent=self, after=[join, *args.cni],
             )

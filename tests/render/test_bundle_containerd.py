@@ -50,7 +50,8 @@ def test_containerd_pulls_every_image_through_the_served_bundle(tmp_path: Path, 
     manifest = make_bundle(VERSIONS, settings, tmp_path / "bundle", str(files), str(imgs))
     registry = f"127.0.0.1:{free_port()}"
     hosts = tmp_path / "certs.d"
-    for path, content in mirror_hosts(ArtifactSettings(imageRegistry=registry), images(VERSIONS)).items():
+    served = mirror_hosts(ArtifactSettings(imageRegistry=registry), images(VERSIONS), plain_http=True)  # serve-bundle
+    for path, content in served.items():
         target = hosts / Path(path).relative_to(CERTS_D)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)

@@ -59,6 +59,12 @@ class Registered:
     inputs: dict[str, Any]
     secret_inputs: set[str]
     additional_secret_outputs: set[str]
+    aliases: list[dict[str, Any]] = field(default_factory=list)  # each as the engine receives it
+
+    @property
+    def alias_names(self) -> set[str]:
+        """The earlier names this resource answers to (aliases that rename it in place)."""
+        return {a["spec"]["name"] for a in self.aliases if "name" in a.get("spec", {})}
 
 
 @dataclass
@@ -128,6 +134,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             inputs=_unwrap(raw),
             secret_inputs={p.split(".")[0].split("[")[0] for p in _secret_paths(raw)},
             additional_secret_outputs=set(request.additionalSecretOutputs),
+            aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
         )
         return response
 

@@ -1,29 +1,106 @@
-"""hosts.toml per upstream registry: valid TOML, the mirror first, upstream only when asked."""
+"""hosts.toml per upstream registry: valid TOML with containerd's keys only, the mirror first,
+upstream only when asked, HTTPS unless plain HTTP is asked for, the mirror's CA inside each host
+table, and no registry that both Harbor's proxy cache and the mirror would serve."""
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
+from typing import Any
+
+import pytest
 
 from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, images
-from k8s_ha.render.registry_mirrors import mirror_hosts
+from k8s_ha.render import kubernetes as k
+from k8s_ha.render import material as m
+from k8s_ha.render.registry_mirrors import mirror_ca_path, mirror_hosts, refuse_contested
 
 IMAGES = images(ArtifactVersions(cni="flannel", metrics_server=True))
+MIRROR = "10.0.0.5:5000"
+CA = "-----BEGIN CERTIFICATE-----\nTWlycm9yIENB\n-----END CERTIFICATE-----\n"
+# The keys containerd's hosts.toml reader knows (remotes/docker/config/hosts.go): at the top,
+# and in each [host."..."] table. An unknown key is silently ignored by containerd, so a typo would
+# turn verification off without a word; these sets catch it.
+TOP_KEYS = {"server", "capabilities", "ca", "client", "skip_verify", "header", "override_path", "host"}
+HOST_KEYS = {"capabilities", "ca", "client", "skip_verify", "header", "override_path"}
+
+
+def hosts_doc(text: str) -> dict[str, Any]:
+    """`text` read as containerd reads it, refusing keys containerd would ignore and a `ca` at the
+    top (it applies to `server` only, not to the mirror hosts: containerd#7118)."""
+    doc = tomllib.loads(text)
+    assert set(doc) <= TOP_KEYS, f"unknown keys {set(doc) - TOP_KEYS}"
+    assert "ca" not in doc and "skip_verify" not in doc
+    for url, table in doc["host"].items():
+        assert set(table) <= HOST_KEYS, f"{url}: unknown keys {set(table) - HOST_KEYS}"
+        assert "skip_verify" not in table, f"{url}: TLS verification must stay on"
+    return doc
 
 
 def test_no_mirror_no_files() -> None:
     assert mirror_hosts(ArtifactSettings(), IMAGES) == {}
 
 
-def test_every_registry_goes_to_the_mirror_and_nowhere_else() -> None:
-    files = mirror_hosts(ArtifactSettings(imageRegistry="10.0.0.5:5000"), IMAGES)
+def test_https_by_default_against_the_system_roots() -> None:
+    files = mirror_hosts(ArtifactSettings(imageRegistry=MIRROR), IMAGES)
     assert set(files) == {f"/etc/containerd/certs.d/{r}/hosts.toml" for r in ("registry.k8s.io", "ghcr.io")}
     for content in files.values():
-        doc = tomllib.loads(content)
-        assert doc["server"] == "http://10.0.0.5:5000"
-        assert doc["host"] == {"http://10.0.0.5:5000": {"capabilities": ["pull", "resolve"]}}
+        doc = hosts_doc(content)
+        assert doc["server"] == f"https://{MIRROR}"
+        assert doc["host"] == {f"https://{MIRROR}": {"capabilities": ["pull", "resolve"]}}
+
+
+def test_https_with_the_stacks_ca_named_inside_each_host_table() -> None:
+    files = mirror_hosts(ArtifactSettings(imageRegistry=MIRROR), IMAGES, ca=CA)
+    ca_path = mirror_ca_path(MIRROR)
+    assert ca_path == f"/etc/containerd/certs.d/{MIRROR}/ca.crt" and files[ca_path] == CA
+    tomls = {path: hosts_doc(text) for path, text in files.items() if path.endswith("/hosts.toml")}
+    assert len(tomls) == 2
+    for doc in tomls.values():
+        assert doc["server"] == f"https://{MIRROR}"
+        assert doc["host"][f"https://{MIRROR}"] == {"capabilities": ["pull", "resolve"], "ca": ca_path}
+
+
+def test_plain_http_only_when_asked_and_never_with_a_ca() -> None:
+    files = mirror_hosts(ArtifactSettings(imageRegistry=MIRROR), IMAGES, plain_http=True)
+    for content in files.values():
+        doc = hosts_doc(content)
+        assert doc["server"] == f"http://{MIRROR}"
+        assert doc["host"] == {f"http://{MIRROR}": {"capabilities": ["pull", "resolve"]}}
+    with pytest.raises(ValueError, match=f"mirror {MIRROR} is plain HTTP, so a CA for it means nothing"):
+        mirror_hosts(ArtifactSettings(imageRegistry=MIRROR), IMAGES, plain_http=True, ca=CA)
 
 
 def test_fallback_keeps_upstream_as_server() -> None:
-    files = mirror_hosts(ArtifactSettings(imageRegistry="mirror.example:443"), IMAGES, plain_http=False, fallback=True)
-    doc = tomllib.loads(files["/etc/containerd/certs.d/ghcr.io/hosts.toml"])
+    files = mirror_hosts(ArtifactSettings(imageRegistry="mirror.example:443"), IMAGES, fallback=True)
+    doc = hosts_doc(files["/etc/containerd/certs.d/ghcr.io/hosts.toml"])
     assert doc["server"] == "https://ghcr.io" and "https://mirror.example:443" in doc["host"]
+
+
+def test_a_registry_served_by_both_harbor_and_the_mirror_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"images from \['registry.k8s.io'\] would come both through Harbor's "
+                                         r"proxy cache at h.example \(harbor.proxyCache\) and from the image "
+                                         r"registry mirror 10.0.0.5:5000 \(artifacts.imageRegistry\)"):
+        refuse_contested(MIRROR, ["registry.k8s.io", "ghcr.io"], "h.example", ["registry.k8s.io", "docker.io"])
+    refuse_contested(None, ["registry.k8s.io"], "h.example", ["registry.k8s.io"])  # no mirror: Harbor alone
+    refuse_contested(MIRROR, ["ghcr.io"], "h.example", ["registry.k8s.io"])  # nothing served twice
+
+
+def _config(proxy_cache: bool, image_registry: str | None) -> k.KubernetesConfig:
+    return k.KubernetesConfig(
+        vip=ipaddress.IPv4Address("10.0.0.10"), etcd_endpoints=("https://10.0.0.11:2379",),
+        registry=k.RegistryMirror("10.0.0.40", proxy_cache=proxy_cache),
+        artifacts=ArtifactSettings(imageRegistry=image_registry),
+    )
+
+
+def test_the_nodes_registry_files_refuse_harbor_and_a_mirror_for_the_same_images() -> None:
+    material = {m.HARBOR_CERT: CA}
+    with pytest.raises(ValueError, match=r"set harbor\.proxyCache: false to pull them from the mirror"):
+        k.registry_host_files(_config(True, MIRROR), material)
+    # Without Harbor's proxy cache nothing is served twice: Harbor for its own name, the mirror for the rest.
+    paths = {f.path for f in k.registry_host_files(_config(False, MIRROR), material)}
+    assert "/etc/containerd/certs.d/10.0.0.40/hosts.toml" in paths
+    assert "/etc/containerd/certs.d/registry.k8s.io/hosts.toml" in paths
+    assert {f.path for f in k.registry_host_files(_config(True, None), material)} >= {
+        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in k.HARBOR_PROXY_PROJECTS}

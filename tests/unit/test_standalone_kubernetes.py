@@ -105,8 +105,7 @@ def standalone() -> Run:
             pool="gpu",
             bootstrap_token=pulumi.Output.secret(TOKEN),
             discovery_hash=HASH,
-            master=control_plane.first,
-            init=control_plane.init,
+            control_plane=control_plane,
             labels={"accelerator": "gpu"},
             registry_certificate=HARBOR_CERT,
         ))
