@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 
 _ENGINE_PREFIXES = ("Preview failed: ", "error: ")
-_ERROR_COUNT = re.compile(r"\d+ errors? occurred:?")
+_ERROR_COUNT = re.compile(r"\s*\d+ errors? occurred:?\s*$")
 _LIBVIRT_SOCKET = re.compile(r"dial unix \S*libvirt-sock\S*: connect: (no such file or directory|connection refused"
                              r"|permission denied)")
 _SSH_DIAL = re.compile(r"dial tcp (\[[^\]]+\]|[^\s:\[\]]+):22: ([^\n]+)")
@@ -49,8 +49,8 @@ def cause(message: str) -> str:
     ("Preview failed:", "1 error occurred:", "* " bullets)."""
     lines = []
     for raw in message.splitlines():
-        line = _strip_engine_prefixes(raw.strip().removeprefix("* ").strip())
-        if line and not _ERROR_COUNT.fullmatch(line):
+        line = _ERROR_COUNT.sub("", _strip_engine_prefixes(raw.strip().removeprefix("* ").strip()))
+        if line:
             lines.append(line)
     if not lines:
         return message.strip()

@@ -40,7 +40,7 @@ SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "+-", "create
 class EventPrinter:
     """Renders the engine's event stream as the CLI's non-interactive display does: one line per step."""
 
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     preview: bool = True
     hypervisor_uris: dict[str, str] = field(default_factory=dict)
     node_names: tuple[str, ...] = ()
@@ -144,7 +144,7 @@ class RunResult:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO = sys.stdout,
+def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO | None = None,
         extra_env: dict[str, str] | None = None, on_event: Callable[[Any], None] | None = None,
         plan_file: Path | None = None, expect_no_changes: bool = False,
         exclude: Sequence[str] = (), continue_on_error: bool = False) -> RunResult:
@@ -157,6 +157,7 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
     (`pulumi up --continue-on-error`), so what it creates does not depend on which failure came first."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    out = sys.stdout if out is None else out  # at call time: whatever stdout is then
     if project_dir is None:
         try:
             project_dir = find_project_dir(Path.cwd())
