@@ -1,19 +1,23 @@
 """`bundle`, `verify-bundle`, `serve-bundle`: the offline artifact bundle (docs/artifacts.md).
 
-Exit codes: 0 done, 2 invalid stack, 1 a refused file or image (named) or usage error.
+Exit codes as everywhere (k8s_ha.cli.exits): 2 an invalid stack, 1 a refused file or image (named),
+3 no docker-registry to serve images from.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
+from k8s_ha.cli import exits
 from k8s_ha.cli.bundle import BundleError, Tools, components_of, make_bundle, verify_bundle, versions_of
-from k8s_ha.cli.serve_bundle import BundleServer
+from k8s_ha.cli.serve_bundle import REGISTRY_BIN, BundleServer
 from k8s_ha.model.artifacts import ArtifactError
 from k8s_ha.model.errors import SpecError
 from k8s_ha.placement.plan import load_plan
@@ -21,55 +25,76 @@ from k8s_ha.placement.plan import load_plan
 COMMANDS = ("bundle", "verify-bundle", "serve-bundle")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m k8s_ha", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    make = sub.add_parser("bundle", help="collect every file and image a stack needs into --out")
-    make.add_argument("--stack-file", type=Path, required=True)
-    make.add_argument("--out", type=Path, required=True)
-    make.add_argument("--files-source", help="base URL or directory laid out as <host>/<path>")
-    make.add_argument("--images-source", help="registry HOST:PORT or directory of OCI layouts")
-    make.add_argument("--crane", default="crane", help="crane binary, for pulling from a registry")
-    check = sub.add_parser("verify-bundle", help="re-check every file and image against manifest.json")
-    check.add_argument("bundle", type=Path)
-    serve = sub.add_parser("serve-bundle", help="serve files over HTTP and images from docker-registry")
-    serve.add_argument("bundle", type=Path)
-    serve.add_argument("--listen", default="127.0.0.1:8080", help="files HTTP HOST:PORT")
-    serve.add_argument("--registry-listen", default="127.0.0.1:5000", help="registry HOST:PORT")
-    serve.add_argument("--state", type=Path, help="registry storage (default: BUNDLE/.registry)")
-    return parser
+def add_commands(sub: Any) -> None:
+    """The three bundle subcommands on the one parser of `python -m k8s_ha` (`sub`: its subparsers)."""
+    make = sub.add_parser("bundle", help="collect every file and image a stack needs into --out",
+                          description="Collect every release file and container image the stack needs, "
+                                      "checked against its pinned sha256, into one directory with a manifest.")
+    make.add_argument("--stack-file", type=Path, required=True, help="the stack file (Pulumi.<stack>.yaml)")
+    make.add_argument("--out", type=Path, required=True, help="the bundle directory to write")
+    make.add_argument("--files-source", help="where release files come from: a base URL or a directory laid "
+                                             "out as <host>/<path> (default: the upstream URLs)")
+    make.add_argument("--images-source", help="where images come from: a registry HOST:PORT or a directory of "
+                                              "OCI layouts (default: the upstream registries)")
+    make.add_argument("--crane", default="crane", help="the crane binary that pulls images from a registry "
+                                                       "(default: crane on PATH)")
+    make.set_defaults(handler=run)
+    check = sub.add_parser("verify-bundle", help="re-check every file and image against manifest.json",
+                           description="Re-check every file and image of a bundle against its manifest.json.")
+    check.add_argument("bundle", type=Path, help="the bundle directory (holds manifest.json)")
+    check.set_defaults(handler=run)
+    serve = sub.add_parser("serve-bundle", help="serve files over HTTP and images from docker-registry",
+                           description="Verify a bundle, then serve its files over HTTP and its images from "
+                                       "Debian's docker-registry until interrupted.")
+    serve.add_argument("bundle", type=Path, help="the bundle directory (holds manifest.json)")
+    serve.add_argument("--listen", default="127.0.0.1:8080",
+                       help="HOST:PORT of the files server, for artifacts.filesRepo (default 127.0.0.1:8080)")
+    serve.add_argument("--registry-listen", default="127.0.0.1:5000",
+                       help="HOST:PORT of the registry, for artifacts.imageRegistry (default 127.0.0.1:5000)")
+    serve.add_argument("--state", type=Path, help="the registry's storage directory (default: BUNDLE/.registry)")
+    serve.set_defaults(handler=run)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "bundle":
-            try:
-                spec = load_plan(args.stack_file).spec
-            except SpecError as exc:
-                print(f"{args.stack_file}: {exc.render()}", file=sys.stderr)
-                return 2
-            manifest = make_bundle(versions_of(spec), spec.artifacts, args.out, args.files_source,
-                                   args.images_source, Tools(crane=args.crane), components_of(spec))
-            size = sum(e["size"] for e in manifest["files"]) + sum(e["size"] for e in manifest["images"])
-            print(f"{args.out}: {len(manifest['files'])} files, {len(manifest['images'])} images, "
-                  f"{size / 2**20:.1f} MiB")
-            return 0
+            return _bundle(args)
         if args.command == "verify-bundle":
             manifest = verify_bundle(args.bundle)
             print(f"{args.bundle}: {len(manifest['files'])} files and {len(manifest['images'])} images verified")
-            return 0
-        server = BundleServer(args.bundle, args.listen, args.registry_listen,
-                              args.state or args.bundle / ".registry")
-        server.start()
-        print(f"files: {server.files_url}  (artifacts.filesRepo)\n"
-              f"images: {args.registry_listen}  (artifacts.imageRegistry)", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        server.stop()
-        return 0
+            return exits.OK
+        return _serve(args)
     except (BundleError, ArtifactError) as exc:
         print(f"refused: {exc}", file=sys.stderr)
-        return 1
+        return exits.FAILED
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    try:
+        spec = load_plan(args.stack_file).spec
+    except SpecError as exc:
+        print(f"{args.stack_file}: {exc.render()}", file=sys.stderr)
+        return exits.BAD_INPUT
+    manifest = make_bundle(versions_of(spec), spec.artifacts, args.out, args.files_source,
+                           args.images_source, Tools(crane=args.crane), components_of(spec))
+    size = sum(e["size"] for e in manifest["files"]) + sum(e["size"] for e in manifest["images"])
+    print(f"{args.out}: {len(manifest['files'])} files, {len(manifest['images'])} images, "
+          f"{size / 2**20:.1f} MiB")
+    return exits.OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if shutil.which(REGISTRY_BIN) is None:
+        print(f"serve-bundle: {REGISTRY_BIN} not found: install Debian's docker-registry package",
+              file=sys.stderr)
+        return exits.MISSING
+    server = BundleServer(args.bundle, args.listen, args.registry_listen, args.state or args.bundle / ".registry")
+    server.start()
+    print(f"files: {server.files_url}  (artifacts.filesRepo)\n"
+          f"images: {args.registry_listen}  (artifacts.imageRegistry)", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+    return exits.OK

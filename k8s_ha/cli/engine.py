@@ -3,14 +3,16 @@
 The Python SDK runs the inline program `k8s_ha.program.pulumi_program` in this process, so no
 `pulumi-language-python` binary is needed: only the `pulumi` CLI and the provider plugins. Before
 the engine starts, the stack is validated (exit 2, every problem listed) and every missing plugin
-is named (exit 3); an unreachable hypervisor is reported by name and URI, not as a provider trace.
+is installed through the pulumi CLI, or named with the CLI's reason when that fails (exit 3). The
+project directory (its Pulumi.yaml, stack files and file-backend state) is the caller's, never the
+package's own location. Failures end in their cause: an unreachable hypervisor by name and URI, a node
+SSH cannot reach by name and address, a missing passphrase by the variables that give it.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,44 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from k8s_ha.cli import causes, exits
+from k8s_ha.cli.project import ProjectError, cli_path, find_project_dir, local_backend_env
 from k8s_ha.model.errors import SpecError
 from k8s_ha.placement.plan import load_plan
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ACTIONS", "EXIT_ENGINE", "EXIT_INVALID", "EXIT_PLUGINS", "EventPrinter", "RunResult", "cli_path",
+           "local_backend_env", "own_type", "run"]
+
 ACTIONS = ("preview", "up", "refresh", "destroy")
-EXIT_INVALID, EXIT_PLUGINS, EXIT_ENGINE = 2, 3, 1
+EXIT_INVALID, EXIT_PLUGINS, EXIT_ENGINE = exits.BAD_INPUT, exits.MISSING, exits.FAILED
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "+-", "create-replacement": "++",
            "delete-replaced": "--", "read": ">", "refresh": "~", "same": " "}
-
-
-def cli_path(root: Path = ROOT) -> str | None:
-    """`pulumi` on PATH, else the one scripts/engine built into .cache/engine/bin."""
-    found = shutil.which("pulumi")
-    if found:
-        return found
-    built = root / ".cache/engine/bin/pulumi"
-    return str(built) if built.is_file() else None
-
-
-def local_backend_env(root: Path = ROOT) -> dict[str, str]:
-    """A file backend under .cache/state unless the user chose a backend or is logged in."""
-    if os.environ.get("PULUMI_BACKEND_URL"):
-        return {}
-    credentials = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi") / "credentials.json"
-    if credentials.is_file() and '"current": ""' not in credentials.read_text():
-        return {}
-    state = root / ".cache/state"
-    state.mkdir(parents=True, exist_ok=True)
-    return {"PULUMI_BACKEND_URL": state.as_uri()}
 
 
 @dataclass
 class EventPrinter:
     """Renders the engine's event stream as the CLI's non-interactive display does: one line per step."""
 
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     preview: bool = True
     hypervisor_uris: dict[str, str] = field(default_factory=dict)
+    node_names: tuple[str, ...] = ()
     started: float = field(default_factory=time.monotonic)
     providers: dict[str, str] = field(default_factory=dict)  # resource URN -> provider URN
     unchanged: int = 0
@@ -101,13 +87,21 @@ class EventPrinter:
         where = _name(diag.urn) if diag.urn else "stack"
         severity = diag.severity
         if severity == "error":
-            hypervisor = self.hypervisor_of(diag.urn or "")
-            if hypervisor is not None:
-                name, uri = hypervisor
-                message = f"hypervisor {name} ({uri}) cannot be used: {_cause(message)}"
+            message = self.summary(diag.urn or "", message)
             self.errors.append(f"{where}: {message}")
         if severity in ("error", "warning", "info") or (severity == "info#err"):
             self._line(f"{severity}: {where}: {message}")
+
+    def summary(self, urn: str, message: str) -> str:
+        """An error as the user acts on it: the hypervisor or node it concerns, ending in its cause."""
+        hypervisor = self.hypervisor_of(urn)
+        if hypervisor is not None:
+            name, uri = hypervisor
+            return f"hypervisor {name} ({uri}) cannot be used: {causes.cause(message)}"
+        unreachable = causes.ssh_unreachable(_name(urn), message, self.node_names) if urn else None
+        if unreachable is not None:
+            return unreachable
+        return causes.passphrase_problem(message) or message
 
     def hypervisor_of(self, urn: str) -> tuple[str, str] | None:
         """The hypervisor behind a failed libvirt provider, or behind a resource that uses one."""
@@ -116,13 +110,6 @@ class EventPrinter:
             return None
         name = _name(provider).removeprefix("hv-")
         return name, self.hypervisor_uris.get(name, "?")
-
-
-def _cause(message: str) -> str:
-    """The first line that says something: providers wrap errors in "1 error occurred:" and "* " bullets."""
-    lines = [line.strip().removeprefix("* ").strip() for line in message.splitlines()]
-    useful = [line for line in lines if line and not re.fullmatch(r"\d+ errors? occurred:?", line)]
-    return useful[0] if useful else message.strip()
 
 
 def own_type(urn: str) -> str:
@@ -157,47 +144,55 @@ class RunResult:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.stdout,
+def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO | None = None,
         extra_env: dict[str, str] | None = None, on_event: Callable[[Any], None] | None = None,
         plan_file: Path | None = None, expect_no_changes: bool = False,
         exclude: Sequence[str] = (), continue_on_error: bool = False) -> RunResult:
-    """Validate, check plugins, then run `action` on `stack` in `project_dir` with live output.
+    """Validate, provide the plugins, then run `action` on `stack` in `project_dir` with live output.
+    `project_dir`: holds Pulumi.<stack>.yaml (default: the nearest directory with a Pulumi.yaml from the
+    current directory upward); the file backend's state goes under it unless a backend is chosen.
     `exclude`: URNs left alone together with everything that depends on them (`pulumi --exclude
     --exclude-dependents`), e.g. the machines of a layer that cannot be built where this runs.
     `continue_on_error`: an `up` goes on with everything that does not depend on a failed resource
     (`pulumi up --continue-on-error`), so what it creates does not depend on which failure came first."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    out = sys.stdout if out is None else out  # at call time: whatever stdout is then
+    if project_dir is None:
+        try:
+            project_dir = find_project_dir(Path.cwd())
+        except ProjectError as error:
+            print(f"{action}: {error}", file=sys.stderr)
+            return RunResult(EXIT_INVALID)
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         print(f"no stack file {stack_file.name} in {project_dir}", file=sys.stderr)
         return RunResult(EXIT_INVALID)
     try:
-        spec = load_plan(stack_file).spec
+        plan = load_plan(stack_file)
     except SpecError as error:
         print(f"{stack_file.name}: {error.render()}", file=sys.stderr)
         return RunResult(EXIT_INVALID)
+    spec = plan.spec
 
-    from k8s_ha.cli.plugins import missing_message, missing_plugins  # imports the provider SDKs
-
-    if action != "refresh" and (missing := missing_plugins()):
-        print(missing_message(missing), file=sys.stderr)
+    env = {"PULUMI_SKIP_UPDATE_CHECK": "true", **(extra_env or {})}
+    pulumi_cli = cli_path(project_dir)
+    missing_prerequisite = _provide_plugins(action, pulumi_cli, out, env)
+    if missing_prerequisite is not None:
+        print(missing_prerequisite, file=sys.stderr)
         return RunResult(EXIT_PLUGINS)
-    pulumi_cli = cli_path(ROOT)
-    if pulumi_cli is None:
-        print("no pulumi CLI: put it on PATH or run scripts/engine (docs/engine.md)", file=sys.stderr)
-        return RunResult(EXIT_PLUGINS)
+    assert pulumi_cli is not None  # _provide_plugins refuses without one
 
     from pulumi import automation as auto
 
     from k8s_ha.program import pulumi_program
 
-    env = {"PULUMI_SKIP_UPDATE_CHECK": "true", **(extra_env or {})}
     if "PULUMI_BACKEND_URL" not in env:
-        env.update(local_backend_env(ROOT))
+        env.update(local_backend_env(project_dir))
     env.update(_passphrase_env(env))
     printer = EventPrinter(out=out, preview=action == "preview",
-                           hypervisor_uris={h.name: h.uri for h in spec.hypervisors})
+                           hypervisor_uris={h.name: h.uri for h in spec.hypervisors},
+                           node_names=tuple(node.name for node in plan.placement.nodes))
 
     def events(event: Any) -> None:
         printer(event)
@@ -225,17 +220,40 @@ def run(action: str, stack: str, *, project_dir: Path = ROOT, out: TextIO = sys.
             target.destroy(on_event=events)
         outputs = {k: ("[secret]" if v.secret else v.value) for k, v in target.outputs().items()}
     except auto.errors.CommandError as error:
-        print(_failure_text(printer, error), file=sys.stderr)
+        print(failure_text(printer, error), file=sys.stderr)
         return RunResult(EXIT_ENGINE, printer)
     return RunResult(0, printer, outputs)
 
 
-def _failure_text(printer: EventPrinter, error: Exception) -> str:
-    """What went wrong, from the engine's diagnostics; the CLI's stderr only when they say nothing."""
+def _provide_plugins(action: str, pulumi_cli: str | None, out: TextIO, env: dict[str, str]) -> str | None:
+    """Install the plugins the program needs and lacks; the message to print (exit 3) when the CLI is
+    missing or a plugin could not be installed, else None. A refresh reads only what exists, with the
+    plugins that created it, so it is not held up by plugins the program would need."""
+    from k8s_ha.cli.plugins import install, missing_message, missing_plugins  # imports the provider SDKs
+
+    missing = missing_plugins() if action != "refresh" else []
+    no_cli = "no pulumi CLI: put it on PATH or run scripts/engine (docs/engine.md)"
+    if pulumi_cli is None:
+        return f"{missing_message(missing)}\n{no_cli}" if missing else no_cli
+    if not missing:
+        return None
+    failed = install(missing, pulumi_cli, out, env)
+    if failed:
+        return missing_message(sorted(failed), failed)
+    return None
+
+
+def failure_text(printer: EventPrinter, error: Exception) -> str:
+    """What went wrong, ending in its cause: the engine's diagnostics, else the CLI's own stderr (one
+    sentence for a passphrase problem), never the raw code/stdout/stderr dump."""
     if printer.errors:
         return "failed:\n" + "\n".join(f"  {e}" for e in printer.errors)
-    stderr = getattr(error, "stderr", "") or str(error)
-    return "failed:\n  " + "\n  ".join(line for line in stderr.strip().splitlines()[-15:])
+    stderr = causes.cli_stderr(error)
+    sentence = causes.passphrase_problem(stderr)
+    if sentence is not None:
+        return f"failed: {sentence}"
+    lines = [line.rstrip() for line in stderr.splitlines() if line.strip()][-15:]
+    return "failed:\n  " + "\n  ".join(lines or [f"the pulumi CLI failed and said nothing ({error!r})"])
 
 
 def pulumi_version(pulumi_cli: str) -> str:

@@ -114,9 +114,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", default=ImageRecipe.mirror, help="Debian mirror (an internal one when air-gapped)")
     parser.add_argument("--role", action="append", default=[], choices=sorted(ROLE_PACKAGES),
                         help="bake in a role's packages (repeatable)")
-    parser.add_argument("--package", action="append", default=[], help="bake in another Debian package")
-    parser.add_argument("--root-mib", type=int, default=ImageRecipe.root_mib, help="root file system size")
-    parser.add_argument("--out-dir", type=Path, default=Path(".cache/images"), help="where the qcow2 goes")
+    parser.add_argument("--package", action="append", default=[], help="bake in another Debian package (repeatable)")
+    parser.add_argument("--root-mib", type=int, default=ImageRecipe.root_mib,
+                        help="root file system size in MiB (default %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=Path(".cache/images"),
+                        help="where the qcow2 and its .sha256 go (default %(default)s, under the current directory)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the image exists")
 
 

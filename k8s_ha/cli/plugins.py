@@ -1,8 +1,9 @@
-"""Which provider plugins the program needs, and which of them this machine lacks.
+"""Which provider plugins the program needs, which of them this machine lacks, and installing those.
 
 The engine discovers a missing plugin only when the first resource of that package registers,
 after other resources may already exist. Checking up front, from the provider SDKs the program
-really imports, turns that into one message listing every missing plugin before anything runs.
+really imports, lets the runner install every missing plugin (as `pulumi up` itself would) before
+anything runs, and name in one message the ones that could not be installed.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import importlib.metadata
 import json
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 # The module that pulls in every provider SDK the program can use.
 PROGRAM_MODULE = "k8s_ha.resources.cluster"
@@ -27,9 +30,13 @@ class Plugin:
     version: str
     server: str | None = None
 
+    def install_args(self) -> list[str]:
+        """The `pulumi` arguments that install this plugin at this version."""
+        server = ["--server", self.server] if self.server else []
+        return ["plugin", "install", "resource", self.name, f"v{self.version}", *server]
+
     def install_command(self) -> str:
-        server = f" --server {self.server}" if self.server else ""
-        return f"pulumi plugin install resource {self.name} v{self.version}{server}"
+        return " ".join(["pulumi", *self.install_args()])
 
 
 def _plugin_of(module: str) -> Plugin | None:
@@ -83,9 +90,35 @@ def missing_plugins(required: list[Plugin] | None = None) -> list[Plugin]:
     return [p for p in (required_plugins() if required is None else required) if not is_installed(p)]
 
 
-def missing_message(missing: list[Plugin]) -> str:
-    lines = [f"missing Pulumi provider plugin(s): {', '.join(f'{p.name} v{p.version}' for p in missing)}",
-             "nothing was created. Install them with:"]
+def install(plugins: list[Plugin], pulumi_cli: str, out: TextIO, env: dict[str, str] | None = None
+            ) -> dict[Plugin, str]:
+    """Install each plugin through `pulumi plugin install`; returns the ones that failed, each with
+    the CLI's reason (the last line it wrote to stderr)."""
+    failed: dict[Plugin, str] = {}
+    for plugin in plugins:
+        print(f"installing provider plugin {plugin.name} v{plugin.version}", file=out, flush=True)
+        try:
+            done = subprocess.run([pulumi_cli, *plugin.install_args()], capture_output=True, text=True,
+                                  env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true", **(env or {})},
+                                  timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            failed[plugin] = str(error)
+            continue
+        if done.returncode != 0:
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            failed[plugin] = lines[-1] if lines else f"pulumi exited with {done.returncode} and said nothing"
+        elif not is_installed(plugin):
+            failed[plugin] = f"pulumi reported success, but the plugin is not in {plugin_dirs()[0]}"
+    return failed
+
+
+def missing_message(missing: list[Plugin], reasons: dict[Plugin, str] | None = None) -> str:
+    """Every missing plugin with its install line; `reasons`: why installing each one here failed."""
+    lines = [f"missing Pulumi provider plugin(s): {', '.join(f'{p.name} v{p.version}' for p in missing)}"]
+    if reasons:
+        lines.append("installing them here failed:")
+        lines += [f"  {p.name} v{p.version}: {reasons[p]}" for p in missing if p in reasons]
+    lines.append("nothing was created. Install them with:")
     lines += [f"  {p.install_command()}" for p in missing]
     lines.append("(or see docs/engine.md for plugins built from source)")
     return "\n".join(lines)
