@@ -16,7 +16,7 @@ from k8s_ha.resources.cluster import HaCluster
 def pulumi_program() -> None:
     raw = from_running_program()
     try:
-        plan = plan_stack(raw.config, raw.secret_keys)
+        plan = plan_stack(raw.config, raw.secret_keys, raw.problems)
     except SpecError as error:
         raise pulumi.RunError(f"stack {pulumi.get_stack()}: {error.render()}") from None
 

@@ -18,13 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
+from k8s_ha.model.errors import Problem, SpecError
 from k8s_ha.model.spec import (
     ABSOLUTE_PATH,
     SYSTEMD_CALENDAR,
     EtcdBackup,
     EtcdSource,
+    EtcdSpec,
     Role,
     StackSpec,
+    Versions,
 )
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
@@ -89,6 +92,20 @@ class EtcdSettings:
     election_timeout_ms: int = 1000
     pre_vote: bool = True
     backup: EtcdBackup = field(default_factory=EtcdBackup)
+
+    def __post_init__(self) -> None:
+        """The stack file's rules for the same fields, so a library user meets them at construction
+        rather than inside an apply."""
+        problems: list[Problem] = []
+        try:
+            Versions(etcd=self.version)
+        except SpecError as error:
+            problems += [Problem("version", p.message) for p in error.problems]
+        timers = EtcdSpec.model_construct(nodes=[], heartbeat_interval_ms=self.heartbeat_interval_ms,
+                                          election_timeout_ms=self.election_timeout_ms)
+        problems += [Problem(path, message) for path, message in timers.election_after_heartbeats()]
+        if problems:
+            raise SpecError(problems)
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,15 @@ def test_host_names_are_accepted_as_ssh_addresses(labels: list[str]) -> None:
 def test_text_that_is_no_host_name_is_refused(before: str, bad: str, after: str) -> None:
     with pytest.raises(ValueError, match=r"is neither an IP address nor a host name"):
         Target.ssh("t", "10.0.4.1", host_key="k", private_key="p", address=f"{before}{bad}{after}")
+
+
+def test_etcd_settings_apply_the_stack_files_rules_at_construction() -> None:
+    from k8s_ha.model.errors import SpecError
+
+    with pytest.raises(SpecError) as error:
+        EtcdSettings(version="9.9.9")
+    assert "version: etcd 9.9.9 is not supported (3.6 or 3.7)" in str(error.value)
+    with pytest.raises(SpecError) as error:
+        EtcdSettings(version="3.6.14", heartbeat_interval_ms=300, election_timeout_ms=1000)
+    assert "electionTimeoutMs: should be at least 5x heartbeatIntervalMs" in str(error.value)
+    assert EtcdSettings(version="3.6.14").election_timeout_ms == 1000
