@@ -29,12 +29,12 @@ def _missing() -> str | None:
     from k8s_ha.cli.engine import cli_path
     from k8s_ha.cli.plugins import missing_plugins
 
-    if cli_path() is None:
-        return "no pulumi CLI on PATH or in .cache/engine (scripts/engine builds it)"
     missing = missing_plugins()
-    if missing:
+    if missing:  # named first: without them scripts/test does not build the CLI either
         names = ", ".join(f"{p.name} v{p.version}" for p in missing)
         return f"provider plugin(s) not installed: {names} (docs/engine.md)"
+    if cli_path() is None:
+        return "no pulumi CLI on PATH or in .cache/engine (scripts/engine builds it)"
     return None
 
 
