@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = BundleServer(args.bundle, args.listen, args.registry_listen, args.state or args.bundle / ".registry")
     server.start()
     print(f"files: {server.files_url}  (artifacts.filesRepo)\n"
-          f"images: {args.registry_listen}  (artifacts.imageRegistry)", flush=True)
+          f"images: {args.registry_listen}  (artifacts.imageRegistry, with imageRegistryPlainHttp: true)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

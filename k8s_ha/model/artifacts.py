@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 from k8s_ha.model import versions
@@ -69,6 +69,12 @@ def _checksums(table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     return table
 
 
+def _pem_certificate(value: str | None) -> str | None:
+    if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+        raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return value
+
+
 class ArtifactSettings(BaseModel):
     """The stack's `artifacts:` block: the two mirror settings and an optional private checksum table."""
 
@@ -76,7 +82,20 @@ class ArtifactSettings(BaseModel):
 
     files_repo: Annotated[str | None, AfterValidator(_files_repo)] = None
     image_registry: Annotated[str | None, AfterValidator(_registry)] = None
+    # How nodes reach the mirror: HTTPS (verified with this CA, else the system roots) unless the
+    # stack says plain HTTP, which an offline bundle served from a laptop usually is.
+    image_registry_ca: Annotated[str | None, AfterValidator(_pem_certificate)] = None
+    image_registry_plain_http: bool = False
     checksums: Annotated[dict[str, dict[str, str]], AfterValidator(_checksums)] = {}
+
+    @model_validator(mode="after")
+    def _mirror_transport(self) -> Self:
+        if self.image_registry_ca is not None and self.image_registry_plain_http:
+            raise ValueError("imageRegistryCa is set but imageRegistryPlainHttp is true: a plain HTTP "
+                             "mirror has no certificate; drop one of them")
+        if self.image_registry is None and (self.image_registry_ca is not None or self.image_registry_plain_http):
+            raise ValueError("imageRegistryCa and imageRegistryPlainHttp describe imageRegistry, which is not set")
+        return self
 
 
 @dataclass(frozen=True)

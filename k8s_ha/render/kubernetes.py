@@ -396,9 +396,10 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
     With Harbor: its CA under certs.d/<harbor>/ca.crt, a hosts.toml so nodes trust Harbor itself,
     and, with proxyCache, a hosts.toml per upstream registry that pulls through Harbor's
     proxy-cache project first and falls back to the upstream registry."""
-    # Plain HTTP until the stack can say how its mirror is served (a served bundle is plain HTTP).
     mirrored = [HostFile(path, text) for path, text in
-                mirror_hosts(config.artifacts, images(config.artifact_versions()), plain_http=True).items()]
+                mirror_hosts(config.artifacts, images(config.artifact_versions()),
+                             plain_http=config.artifacts.image_registry_plain_http,
+                             ca=config.artifacts.image_registry_ca).items()]
     if config.registry is None:
         return mirrored
     refuse_registry_overlap(config)

@@ -61,6 +61,7 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
         # Lab-only waitScale: under TCG kubeadm init's first API calls outlast kubeadm's 1 min.
         "kubernetes": {"cni": "flannel", "metricsServer": True, "failover": LAB_FAILOVER, "waitScale": 5},
         "artifacts": {"filesRepo": f"http://{client_ip}:{FILES_PORT}", "imageRegistry": f"{client_ip}:{REGISTRY_PORT}",
+                      "imageRegistryPlainHttp": True,  # serve-bundle serves plain HTTP
                       "checksums": checksums},
     }
 

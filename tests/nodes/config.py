@@ -62,5 +62,6 @@ def stack_config(host_keys: dict[str, str], client_ip: str, checksums: dict[str,
                        # system containers.
                        "allowCgroupV1": True, "systemContainerNodes": True},
         "artifacts": {"filesRepo": f"http://{client_ip}:{FILES_PORT}", "imageRegistry": f"{client_ip}:{REGISTRY_PORT}",
+                      "imageRegistryPlainHttp": True,  # serve-bundle serves plain HTTP
                       "checksums": checksums},
     }

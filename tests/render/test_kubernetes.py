@@ -1090,5 +1090,36 @@ def test_an_image_registry_mirror_serves_every_image_the_cluster_pulls() -> None
     hosts = {f.path: tomllib.loads(f.content) for f in step.files if f.path.endswith("/hosts.toml")}
     registries = {ref.registry for ref in images(_config(spec, placement).artifact_versions())}
     assert set(hosts) == {f"/etc/containerd/certs.d/{r}/hosts.toml" for r in registries}
-    for toml in hosts.values():
-        assert toml["server"] == "http://10.0.0.5:5000" and "http://10.0.0.5:5000" in toml["host"]
+    for toml in hosts.values():  # HTTPS unless the stack says plain HTTP
+        assert toml["server"] == "https://10.0.0.5:5000" and "https://10.0.0.5:5000" in toml["host"]
+
+    plain = spec.model_copy(update={"artifacts": ArtifactSettings(image_registry="10.0.0.5:5000",
+                                                                  image_registry_plain_http=True)})
+    step = k.k8s_node_step(_config(plain, placement), _cp(placement)[0], material)
+    for f in step.files:
+        if f.path.endswith("/hosts.toml"):
+            assert tomllib.loads(f.content)["server"] == "http://10.0.0.5:5000"
+
+
+def test_an_image_registry_mirror_over_https_is_verified_with_the_stacks_ca() -> None:
+    spec, placement, material = _stack("Pulumi.dev.yaml")
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    spec = spec.model_copy(update={"artifacts": ArtifactSettings(image_registry="10.0.0.5:5000",
+                                                                 image_registry_ca=ca)})
+    step = k.k8s_node_step(_config(spec, placement), _cp(placement)[0], material)
+    files = {f.path: f.content for f in step.files}
+    assert files["/etc/containerd/certs.d/10.0.0.5:5000/ca.crt"] == ca
+    for path, content in files.items():
+        if path.endswith("/hosts.toml"):
+            host = tomllib.loads(content)["host"]["https://10.0.0.5:5000"]
+            assert host["ca"] == "/etc/containerd/certs.d/10.0.0.5:5000/ca.crt", host
+
+
+def test_an_image_registry_mirror_transport_is_one_or_the_other() -> None:
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match="plain HTTP mirror has no certificate"):
+        ArtifactSettings(image_registry="10.0.0.5:5000", image_registry_ca=ca, image_registry_plain_http=True)
+    with pytest.raises(ValueError, match="imageRegistry, which is not set"):
+        ArtifactSettings(image_registry_plain_http=True)
+    with pytest.raises(ValueError, match="PEM certificate"):
+        ArtifactSettings(image_registry="10.0.0.5:5000", image_registry_ca="not a certificate")
