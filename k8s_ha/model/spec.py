@@ -69,7 +69,7 @@ class Size:
     disk_gib: int
 
 
-# Recommended sizes from the seeds (seed 000: LB 4 vCPU/4 GB, etcd 4/8 GB, master 4/8 GB) and
+# Recommended sizes for production (LB 4 vCPU/4 GB, etcd 4/8 GB, master 4/8 GB) and
 # the hard minimums below which the software itself refuses or falls over (kubeadm preflight
 # wants 2 CPUs and 1700 MB on a control-plane node; Harbor's installer wants 2 CPUs and 4 GB).
 DEFAULT_SIZE: dict[Role, Size] = {
@@ -346,7 +346,7 @@ def quorum(members: int) -> int:
 
 
 def quorum_table(up_to: int = 9) -> str:
-    """Seed 000's failure-tolerance table, in words."""
+    """etcd's failure-tolerance table (n members, n/2+1 quorum), in words."""
     return ", ".join(f"{n}->{n - quorum(n)}" for n in range(1, up_to + 1))
 
 

@@ -3,7 +3,7 @@
 A failure domain is a hypervisor, or for an existing host its `failureDomain` (by default the host
 itself). The analysis removes one domain at a time and checks what the cluster needs to keep
 working: etcd quorum, one load balancer, one control-plane node; worker capacity is reported as a
-share. Seed 000's argument holds here: with fewer than 3 domains some single loss is fatal.
+share. With fewer than 3 domains some single loss is always fatal (etcd quorum or both LBs).
 """
 
 from __future__ import annotations
@@ -190,12 +190,12 @@ def _warnings(domains: tuple[str, ...], losses: tuple[DomainLoss, ...]) -> list[
     if len(domains) == 1:
         head = (
             f"NOT HIGHLY AVAILABLE: every node runs in one failure domain ({domains[0]}); "
-            "losing it loses the whole cluster. Use at least 3 hypervisors for HA (seed 000)."
+            "losing it loses the whole cluster. Use at least 3 hypervisors for HA."
         )
     else:
         head = (
             f"ONLY {len(domains)} FAILURE DOMAINS: with fewer than 3 hypervisors some single "
-            "hypervisor loss takes the cluster down. Use at least 3 (seed 000)."
+            "hypervisor loss takes the cluster down. Use at least 3."
         )
     fatal = [f"losing {loss.domain} takes the cluster down: " + "; ".join(loss.reasons)
              for loss in losses if loss.verdict == "down"]

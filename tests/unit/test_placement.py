@@ -74,7 +74,7 @@ def test_pins_that_put_both_load_balancers_together_are_an_error() -> None:
 
 
 def test_two_hypervisors_warn_about_the_exact_fatal_loss() -> None:
-    """Seed 000: 5 etcd members on 2 hosts die with the host holding 3 of them."""
+    """5 etcd members on 2 hosts die with the host holding 3 of them."""
     placement = place(parse_stack(stack(hypervisors=2, etcd=5)))
     assert placement.warnings[0].startswith("ONLY 2 FAILURE DOMAINS")
     (fatal,) = placement.fatal_losses

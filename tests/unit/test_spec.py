@@ -51,7 +51,7 @@ def test_etcd_member_count_must_be_3_5_or_7(count: int) -> None:
 
 
 def test_quorum_table_matches_seed_000() -> None:
-    # seed 000: total / minimum alive: 1/1 2/2 3/2 4/3 5/3 6/4 7/4 8/5 9/5
+    # etcd: total / minimum alive: 1/1 2/2 3/2 4/3 5/3 6/4 7/4 8/5 9/5
     assert [quorum(n) for n in range(1, 10)] == [1, 2, 2, 3, 3, 4, 4, 5, 5]
 
 
