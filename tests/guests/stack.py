@@ -51,6 +51,9 @@ class GuestStack(RecordedStack):
 
     console_log = boot_log
 
+    def describe(self, name: str) -> str:
+        return f"VM {name} on {self.driver.vms[name].hypervisor}"
+
     def power_off(self, name: str) -> None:
         self.driver.domain(name).destroy()
 

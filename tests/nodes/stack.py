@@ -101,6 +101,9 @@ class NodeStack(RecordedStack):
     def boot_log(self, name: str) -> Path:
         return self.node_lab.nodes[name].dir / "log" / "console.log"
 
+    def describe(self, name: str) -> str:
+        return f"node container {name}"
+
     def power_off(self, name: str) -> None:
         self.node_lab.nodes[name].power_off()
 

@@ -99,6 +99,10 @@ class RecordedStack:
         """Where the host's console output goes (named in a boot failure)."""
         raise NotImplementedError
 
+    def describe(self, name: str) -> str:
+        """The host as an error names it (a guest adds its hypervisor: that is where to look)."""
+        return name
+
     def netns_argv(self, argv: list[str]) -> list[str]:
         """Run `argv` as the operator's workstation (inside the lab namespace, on the bridge)."""
         return self.lab.netns_argv(argv)
@@ -180,7 +184,7 @@ class RecordedStack:
         """A script as root on the host (sudo; the program's user has NOPASSWD sudo)."""
         done = self._dial(name, f"sudo bash -c {shlex.quote(script)}", stdin, timeout)
         if check and done.returncode != 0:
-            raise self.error(f"{name}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+            raise self.error(f"{self.describe(name)}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done
 
     def wait_for_ssh(self, name: str, since: float, timeout: float = SSH_TIMEOUT_S) -> float:
@@ -198,9 +202,9 @@ class RecordedStack:
                 return time.monotonic() - since
             last = done.stderr.strip()
             if "Host key verification failed" in last or "IDENTIFICATION HAS CHANGED" in last:
-                raise self.error(f"{name}: presents a host key other than the pinned one; refused: {last[-300:]}")
+                raise self.error(f"{self.describe(name)}: presents a host key other than the pinned one; refused: {last[-300:]}")
             time.sleep(0.5 if timeout < 600 else 2)
-        raise self.error(f"{name}: no SSH answer on {self.access[name].host} within {timeout:g} s "
+        raise self.error(f"{self.describe(name)}: no SSH answer on {self.access[name].host} within {timeout:g} s "
                          f"(last: {last[-200:]}); console log: {self.boot_log(name)}")
 
     # ---------------------------------------------------------------- steps
