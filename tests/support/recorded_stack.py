@@ -184,7 +184,8 @@ class RecordedStack:
         """A script as root on the host (sudo; the program's user has NOPASSWD sudo)."""
         done = self._dial(name, f"sudo bash -c {shlex.quote(script)}", stdin, timeout)
         if check and done.returncode != 0:
-            raise self.error(f"{self.describe(name)}: {script[:80]!r} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+            raise self.error(f"{self.describe(name)}: {script[:80]!r} exited {done.returncode}: "
+                             f"{done.stderr.strip()[-500:]}")
         return done
 
     def wait_for_ssh(self, name: str, since: float, timeout: float = SSH_TIMEOUT_S) -> float:
@@ -202,7 +203,8 @@ class RecordedStack:
                 return time.monotonic() - since
             last = done.stderr.strip()
             if "Host key verification failed" in last or "IDENTIFICATION HAS CHANGED" in last:
-                raise self.error(f"{self.describe(name)}: presents a host key other than the pinned one; refused: {last[-300:]}")
+                raise self.error(f"{self.describe(name)}: presents a host key other than the pinned one; "
+                                 f"refused: {last[-300:]}")
             time.sleep(0.5 if timeout < 600 else 2)
         raise self.error(f"{self.describe(name)}: no SSH answer on {self.access[name].host} within {timeout:g} s "
                          f"(last: {last[-200:]}); console log: {self.boot_log(name)}")
