@@ -44,18 +44,7 @@ class BundleError(RuntimeError):
 
 def versions_of(spec: StackSpec) -> ArtifactVersions:
     """The versions and add-ons of a stack that decide its files and images."""
-    v = spec.versions
-    return ArtifactVersions(
-        kubernetes=v.kubernetes,
-        containerd=v.containerd,
-        runc=v.runc,
-        cni_plugins=v.cni_plugins,
-        crictl=v.crictl,
-        etcd=v.etcd,
-        cni=spec.kubernetes.cni,
-        metrics_server=spec.kubernetes.metrics_server,
-        image_repository=spec.mirrors.image_repository,
-    )
+    return spec.artifact_versions()
 
 
 def components_of(spec: StackSpec) -> frozenset[str]:

@@ -12,15 +12,16 @@ is the registry mirror containerd pulls every image through.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from k8s_ha.model import versions
 from k8s_ha.model.checksums import RELEASE_SHA256
+from k8s_ha.model.validation import Model, rule
 
 ARCH = "amd64"
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -35,6 +36,16 @@ CALICO_TAG = "v3.31.3"
 METRICS_SERVER_TAG = "v0.8.0"
 KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+
+# Harbor proxy-cache projects that the nodes pull through when Harbor is enabled with
+# proxyCache: registry -> (Harbor project name, the upstream registry's API endpoint). The Harbor
+# component creates these projects (type "proxy cache") with the same names.
+HARBOR_PROXY_PROJECTS: dict[str, tuple[str, str]] = {
+    "docker.io": ("dockerhub", "https://registry-1.docker.io"),
+    "registry.k8s.io": ("k8s", "https://registry.k8s.io"),
+    "quay.io": ("quay", "https://quay.io"),
+}
+RegistryPrecedence = Literal["mirror", "harbor"]
 
 
 class ArtifactError(ValueError):
@@ -75,10 +86,8 @@ def _pem_certificate(value: str | None) -> str | None:
     return value
 
 
-class ArtifactSettings(BaseModel):
+class ArtifactSettings(Model):
     """The stack's `artifacts:` block: the two mirror settings and an optional private checksum table."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     files_repo: Annotated[str | None, AfterValidator(_files_repo)] = None
     image_registry: Annotated[str | None, AfterValidator(_registry)] = None
@@ -86,16 +95,59 @@ class ArtifactSettings(BaseModel):
     # stack says plain HTTP, which an offline bundle served from a laptop usually is.
     image_registry_ca: Annotated[str | None, AfterValidator(_pem_certificate)] = None
     image_registry_plain_http: bool = False
-    checksums: Annotated[dict[str, dict[str, str]], AfterValidator(_checksums)] = {}
+    # Who serves a registry that both the mirror and Harbor's proxy cache could: unset, a stack
+    # with both is refused (neither may win silently).
+    image_registry_precedence: RegistryPrecedence | None = None
+    checksums: Annotated[dict[str, dict[str, str]], AfterValidator(_checksums)] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _mirror_transport(self) -> Self:
+    @rule("image_registry_ca", "image_registry_plain_http")
+    def one_transport(self) -> Iterator[tuple[str, str]]:
         if self.image_registry_ca is not None and self.image_registry_plain_http:
-            raise ValueError("imageRegistryCa is set but imageRegistryPlainHttp is true: a plain HTTP "
-                             "mirror has no certificate; drop one of them")
-        if self.image_registry is None and (self.image_registry_ca is not None or self.image_registry_plain_http):
-            raise ValueError("imageRegistryCa and imageRegistryPlainHttp describe imageRegistry, which is not set")
-        return self
+            yield "imageRegistryCa", ("imageRegistryPlainHttp is true: a plain HTTP mirror has no certificate; "
+                                      "drop one of them")
+
+    @rule("image_registry", "image_registry_ca", "image_registry_plain_http", "image_registry_precedence")
+    def describes_a_mirror(self) -> Iterator[tuple[str, str]]:
+        if self.image_registry is not None:
+            return
+        for name, value in (("imageRegistryCa", self.image_registry_ca is not None),
+                            ("imageRegistryPlainHttp", self.image_registry_plain_http),
+                            ("imageRegistryPrecedence", self.image_registry_precedence is not None)):
+            if value:
+                yield name, "describes artifacts.imageRegistry, which is not set"
+
+
+@dataclass(frozen=True)
+class RegistryRoutes:
+    """Which upstream registries the nodes pull through the mirror and which through Harbor's proxy
+    cache; `contested` are served by both with no `imageRegistryPrecedence` to decide."""
+
+    mirror: frozenset[str]
+    harbor: frozenset[str]
+    contested: tuple[str, ...] = ()
+
+
+def registry_routes(settings: ArtifactSettings, mirrored: Iterable[str], harbor_proxy: bool) -> RegistryRoutes:
+    """One rule for `validate` and the render: the mirror serves the registries its images come
+    from, Harbor's proxy cache the registries it caches, and a registry both could serve goes to
+    the side `imageRegistryPrecedence` names."""
+    mine = frozenset(mirrored) if settings.image_registry is not None else frozenset()
+    proxied = frozenset(HARBOR_PROXY_PROJECTS) if harbor_proxy else frozenset()
+    both = mine & proxied
+    if settings.image_registry_precedence == "mirror":
+        return RegistryRoutes(mine, proxied - both)
+    if settings.image_registry_precedence == "harbor":
+        return RegistryRoutes(mine - both, proxied)
+    return RegistryRoutes(mine - both, proxied - both, tuple(sorted(both)))
+
+
+def contested_message(routes: RegistryRoutes, mirror: str | None) -> str:
+    """What `validate` and the render say about registries both sides would serve."""
+    return (f"images from {list(routes.contested)} would come both through Harbor's proxy cache "
+            f"(harbor.proxyCache) and from the image registry mirror {mirror} (artifacts.imageRegistry): "
+            "say which wins with artifacts.imageRegistryPrecedence: mirror (the mirror serves the "
+            "registries it carries, Harbor proxies the others) or harbor (Harbor proxies every registry "
+            "it caches, the mirror serves the rest)")
 
 
 @dataclass(frozen=True)
