@@ -32,7 +32,7 @@ from k8s_ha.model.artifacts import (
     release_files,
 )
 from k8s_ha.model.errors import Problem, SpecError
-from k8s_ha.model.validation import Check, Model, at_most, between, rule
+from k8s_ha.model.validation import Check, Model, at_most, between, rule, suggestion
 
 __all__ = ["Check", "Model", "Problem", "SpecError", "at_most", "between", "rule"]  # re-exported
 
@@ -678,6 +678,10 @@ class StackSpec(Model):
     def one_source_per_registry(self) -> Iterator[tuple[str, str]]:
         return _pairs(_check_registry_precedence(self))
 
+    @rule("artifacts", "versions", "kubernetes", "mirrors")
+    def digests_name_cluster_images(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_image_digests(self))
+
     def artifact_versions(self) -> ArtifactVersions:
         """The versions and add-ons that decide the stack's files and images."""
         return artifact_versions(self.versions, self.kubernetes, self.mirrors)
@@ -779,6 +783,23 @@ def _check_registry_precedence(spec: StackSpec) -> list[Problem]:
     if not routes.contested:
         return []
     return [Problem("artifacts.imageRegistryPrecedence", contested_message(routes, spec.artifacts.image_registry))]
+
+
+def _check_image_digests(spec: StackSpec) -> list[Problem]:
+    """A pinned image the cluster never pulls is a typo or a stale table: it would pin nothing."""
+    if not spec.artifacts.image_digests or spec.versions.has_problems():
+        return []
+    try:
+        refs = [image.ref for image in images(spec.artifact_versions())]
+    except ArtifactError:
+        return []  # reported by the version checks
+    problems = []
+    for ref in spec.artifacts.image_digests:
+        if ref not in refs:
+            near = suggestion(ref, refs)
+            hint = f"did you mean {near!r}?" if near else f"its images: {', '.join(refs)}"
+            problems.append(Problem("artifacts.imageDigests", f"{ref!r} is not an image this cluster pulls; {hint}"))
+    return problems
 
 
 def _check_harbor_download(spec: StackSpec) -> list[Problem]:

@@ -38,6 +38,7 @@ from k8s_ha.model.artifacts import (
     ReleaseFile,
     contested_message,
     images,
+    node_pinned_images,
     registry_routes,
     release_files,
 )
@@ -93,7 +94,8 @@ ETCD_PKI = {
     "key": f"{PKI_DIR}/apiserver-etcd-client.key",
 }
 
-K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
+K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl, k8s_pin_images
+IMAGE_DIGESTS_FILE = "/etc/k8s-ha/image-digests"  # "ref digest" a line: artifacts.imageDigests
 
 
 # kubeadm's v1beta4 `timeouts` defaults, in minutes (template name -> minutes).
@@ -425,6 +427,12 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
     return files + mirrored
 
 
+def image_digests_file(config: KubernetesConfig) -> str:
+    """The images the nodes pin by digest (k8s_pin_images), "ref digest" a line; empty: none."""
+    pinned = node_pinned_images(images(config.artifact_versions()), config.artifacts)
+    return "".join(f"{ref} {digest}\n" for ref, digest in pinned)
+
+
 def refuse_registry_overlap(config: KubernetesConfig) -> RegistryRoutes:
     """Which registries the mirror and Harbor's proxy cache serve; ValueError naming both settings
     and the precedence setting when a registry would have two answers and the stack names no winner."""
@@ -477,6 +485,7 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
         HostFile("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", read("kubernetes/10-kubeadm.conf")),
         HostFile(CONTAINERD_CONFIG, containerd_config(config)),
         HostFile("/etc/crictl.yaml", read("kubernetes/crictl.yaml")),
+        HostFile(IMAGE_DIGESTS_FILE, image_digests_file(config)),
         *registry_host_files(config, material),
     )
     release = "\n".join(f"{f.component} {f.version} {f.sha256} {f.url}" for f in config.node_files())
