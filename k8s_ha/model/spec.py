@@ -972,7 +972,7 @@ def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset(
     try:
         spec = StackSpec.parse(config)
     except SpecError as error:
-        raise SpecError(found + error.problems) from None
+        raise SpecError(found + error.problems, error.partial) from None
     if found:
-        raise SpecError(found)
+        raise SpecError(found, spec)
     return spec
