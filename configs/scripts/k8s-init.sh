@@ -57,6 +57,8 @@ if [ ! -f "$K8S_ADMIN" ]; then
   k8sha_log "kubeadm init: control-plane endpoint $K8SHA_ENDPOINT, node $K8SHA_NODE ($K8SHA_NODE_IP)"
   kubeadm config images pull --config "$K8S_CONFIG" </dev/null >&2 ||
     k8sha_fail "cannot pull the control-plane images: check mirrors.imageRepository and /etc/containerd/certs.d"
+  # kubeadm pulls by tag: point every pinned tag back at its digest before anything runs it.
+  k8s_pin_images /etc/k8s-ha/image-digests /etc/containerd/certs.d /usr/local/bin/ctr
   kubeadm init --config "$K8S_CONFIG" --upload-certs --skip-token-print --skip-certificate-key-print \
     </dev/null >&2 ||
     k8sha_fail "kubeadm init failed (output above). Fix the cause, run 'kubeadm reset -f' on $K8SHA_NODE, re-run"

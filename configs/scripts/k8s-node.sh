@@ -189,6 +189,7 @@ fi
 # ---- verify --------------------------------------------------------------------------------------
 "$BIN/crictl" --runtime-endpoint unix:///run/containerd/containerd.sock info >/dev/null ||
   k8sha_fail "containerd's CRI plugin does not answer (journalctl -u containerd)"
+k8s_pin_images /etc/k8s-ha/image-digests /etc/containerd/certs.d "$BIN/ctr"
 k8sha_log "node $K8SHA_NODE ready for kubeadm: kubeadm $(k8s_installed kubeadm)," \
   "containerd $(k8s_installed containerd), runc $(k8s_installed runc), sandbox image $K8SHA_SANDBOX_IMAGE"
 

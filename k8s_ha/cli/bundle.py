@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from k8s_ha.model.artifacts import (
     COMPONENTS,
     ArtifactSettings,
@@ -34,6 +36,7 @@ from k8s_ha.model.artifacts import (
 from k8s_ha.model.spec import StackSpec
 
 MANIFEST = "manifest.json"
+STACK_PINS = "stack-artifacts.yaml"  # checksums and imageDigests to paste into a stack
 CHUNK = 1 << 20
 TIMEOUT_S = 60
 
@@ -44,18 +47,7 @@ class BundleError(RuntimeError):
 
 def versions_of(spec: StackSpec) -> ArtifactVersions:
     """The versions and add-ons of a stack that decide its files and images."""
-    v = spec.versions
-    return ArtifactVersions(
-        kubernetes=v.kubernetes,
-        containerd=v.containerd,
-        runc=v.runc,
-        cni_plugins=v.cni_plugins,
-        crictl=v.crictl,
-        etcd=v.etcd,
-        cni=spec.kubernetes.cni,
-        metrics_server=spec.kubernetes.metrics_server,
-        image_repository=spec.mirrors.image_repository,
-    )
+    return spec.artifact_versions()
 
 
 def components_of(spec: StackSpec) -> frozenset[str]:
@@ -208,7 +200,17 @@ def make_bundle(
         "checksums": {f.component: {f.version: table[f.component][f.version]} for f in wanted},
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / STACK_PINS).write_text(stack_pins(manifest))
     return manifest
+
+
+def stack_pins(manifest: dict[str, Any]) -> str:
+    """The stack's `artifacts` entries that pin what this bundle holds: every file's sha256 and
+    every image's manifest digest (the nodes then run exactly these images)."""
+    pins = {"checksums": manifest["checksums"],
+            "imageDigests": {entry["ref"]: entry["digest"] for entry in manifest["images"]}}
+    return ("# k8s-ha:artifacts entries for a stack that installs from this bundle: merge them into\n"
+            "# the stack file's k8s-ha:artifacts block.\n" + yaml.safe_dump(pins, sort_keys=True))
 
 
 def verify_bundle(out: Path) -> dict[str, Any]:

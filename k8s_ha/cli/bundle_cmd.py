@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from k8s_ha.cli import exits
-from k8s_ha.cli.bundle import BundleError, Tools, components_of, make_bundle, verify_bundle, versions_of
+from k8s_ha.cli.bundle import STACK_PINS, BundleError, Tools, components_of, make_bundle, verify_bundle, versions_of
 from k8s_ha.cli.serve_bundle import REGISTRY_BIN, BundleServer
 from k8s_ha.model.artifacts import ArtifactError
 from k8s_ha.model.errors import SpecError
@@ -80,6 +80,7 @@ def _bundle(args: argparse.Namespace) -> int:
     size = sum(e["size"] for e in manifest["files"]) + sum(e["size"] for e in manifest["images"])
     print(f"{args.out}: {len(manifest['files'])} files, {len(manifest['images'])} images, "
           f"{size / 2**20:.1f} MiB")
+    print(f"pins for the stack (artifacts.checksums, artifacts.imageDigests): {args.out / STACK_PINS}")
     return exits.OK
 
 

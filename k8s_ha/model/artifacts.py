@@ -12,20 +12,23 @@ is the registry mirror containerd pulls every image through.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from k8s_ha.model import versions
 from k8s_ha.model.checksums import RELEASE_SHA256
+from k8s_ha.model.validation import Check, Model, rule
 
 ARCH = "amd64"
 SHA256 = re.compile(r"[0-9a-f]{64}")
 REGISTRY_HOST = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
 MAX_CHECKSUM_ENTRIES = 1000
+IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_IMAGE_DIGESTS = 200
 
 # Add-on images that are not kubeadm's; the tags of the releases this project deploys.
 FLANNEL_REPOSITORY = "ghcr.io/flannel-io"
@@ -35,6 +38,16 @@ CALICO_TAG = "v3.31.3"
 METRICS_SERVER_TAG = "v0.8.0"
 KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+
+# Harbor proxy-cache projects that the nodes pull through when Harbor is enabled with
+# proxyCache: registry -> (Harbor project name, the upstream registry's API endpoint). The Harbor
+# component creates these projects (type "proxy cache") with the same names.
+HARBOR_PROXY_PROJECTS: dict[str, tuple[str, str]] = {
+    "docker.io": ("dockerhub", "https://registry-1.docker.io"),
+    "registry.k8s.io": ("k8s", "https://registry.k8s.io"),
+    "quay.io": ("quay", "https://quay.io"),
+}
+RegistryPrecedence = Literal["mirror", "harbor"]
 
 
 class ArtifactError(ValueError):
@@ -69,33 +82,97 @@ def _checksums(table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     return table
 
 
+def _image_digests(table: dict[str, str]) -> dict[str, str]:
+    if len(table) > MAX_IMAGE_DIGESTS:
+        raise ValueError(f"{len(table)} entries; at most {MAX_IMAGE_DIGESTS}")
+    for ref, digest in table.items():
+        if not IMAGE_DIGEST.fullmatch(digest):
+            raise ValueError(f"{ref}: {digest!r} is not a digest such as sha256:<64 lowercase hex digits>")
+    return table
+
+
+def _checked(check: Callable[[Any], Any]) -> Check:
+    """A validator that raises ValueError as a field check: its message at the field's path."""
+    def message(value: Any) -> str | None:
+        try:
+            check(value)
+        except ValueError as error:
+            return str(error)
+        return None
+    return Check(message)
+
+
 def _pem_certificate(value: str | None) -> str | None:
     if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
         raise ValueError("must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
     return value
 
 
-class ArtifactSettings(BaseModel):
+class ArtifactSettings(Model):
     """The stack's `artifacts:` block: the two mirror settings and an optional private checksum table."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
     files_repo: Annotated[str | None, AfterValidator(_files_repo)] = None
-    image_registry: Annotated[str | None, AfterValidator(_registry)] = None
+    image_registry: Annotated[str | None, _checked(_registry)] = None
     # How nodes reach the mirror: HTTPS (verified with this CA, else the system roots) unless the
     # stack says plain HTTP, which an offline bundle served from a laptop usually is.
-    image_registry_ca: Annotated[str | None, AfterValidator(_pem_certificate)] = None
+    image_registry_ca: Annotated[str | None, _checked(_pem_certificate)] = None
     image_registry_plain_http: bool = False
-    checksums: Annotated[dict[str, dict[str, str]], AfterValidator(_checksums)] = {}
+    # Who serves a registry that both the mirror and Harbor's proxy cache could: unset, a stack
+    # with both is refused (neither may win silently).
+    image_registry_precedence: RegistryPrecedence | None = None
+    checksums: Annotated[dict[str, dict[str, str]], _checked(_checksums)] = Field(default_factory=dict)
+    # image reference as the cluster names it (registry/path:tag) -> the manifest digest it must
+    # have (`bundle` writes this table for the images it holds): the nodes run exactly that.
+    image_digests: Annotated[dict[str, str], _checked(_image_digests)] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _mirror_transport(self) -> Self:
+    @rule("image_registry_ca", "image_registry_plain_http")
+    def one_transport(self) -> Iterator[tuple[str, str]]:
         if self.image_registry_ca is not None and self.image_registry_plain_http:
-            raise ValueError("imageRegistryCa is set but imageRegistryPlainHttp is true: a plain HTTP "
-                             "mirror has no certificate; drop one of them")
-        if self.image_registry is None and (self.image_registry_ca is not None or self.image_registry_plain_http):
-            raise ValueError("imageRegistryCa and imageRegistryPlainHttp describe imageRegistry, which is not set")
-        return self
+            yield "imageRegistryCa", ("imageRegistryPlainHttp is true: a plain HTTP mirror has no certificate; "
+                                      "drop one of them")
+
+    @rule("image_registry", "image_registry_ca", "image_registry_plain_http", "image_registry_precedence")
+    def describes_a_mirror(self) -> Iterator[tuple[str, str]]:
+        if self.image_registry is not None:
+            return
+        for name, value in (("imageRegistryCa", self.image_registry_ca is not None),
+                            ("imageRegistryPlainHttp", self.image_registry_plain_http),
+                            ("imageRegistryPrecedence", self.image_registry_precedence is not None)):
+            if value:
+                yield name, "describes artifacts.imageRegistry, which is not set"
+
+
+@dataclass(frozen=True)
+class RegistryRoutes:
+    """Which upstream registries the nodes pull through the mirror and which through Harbor's proxy
+    cache; `contested` are served by both with no `imageRegistryPrecedence` to decide."""
+
+    mirror: frozenset[str]
+    harbor: frozenset[str]
+    contested: tuple[str, ...] = ()
+
+
+def registry_routes(settings: ArtifactSettings, mirrored: Iterable[str], harbor_proxy: bool) -> RegistryRoutes:
+    """One rule for `validate` and the render: the mirror serves the registries its images come
+    from, Harbor's proxy cache the registries it caches, and a registry both could serve goes to
+    the side `imageRegistryPrecedence` names."""
+    mine = frozenset(mirrored) if settings.image_registry is not None else frozenset()
+    proxied = frozenset(HARBOR_PROXY_PROJECTS) if harbor_proxy else frozenset()
+    both = mine & proxied
+    if settings.image_registry_precedence == "mirror":
+        return RegistryRoutes(mine, proxied - both)
+    if settings.image_registry_precedence == "harbor":
+        return RegistryRoutes(mine - both, proxied)
+    return RegistryRoutes(mine - both, proxied - both, tuple(sorted(both)))
+
+
+def contested_message(routes: RegistryRoutes, mirror: str | None) -> str:
+    """What `validate` and the render say about registries both sides would serve."""
+    return (f"images from {list(routes.contested)} would come both through Harbor's proxy cache "
+            f"(harbor.proxyCache) and from the image registry mirror {mirror} (artifacts.imageRegistry): "
+            "say which wins with artifacts.imageRegistryPrecedence: mirror (the mirror serves the "
+            "registries it carries, Harbor proxies the others) or harbor (Harbor proxies every registry "
+            "it caches, the mirror serves the rest)")
 
 
 @dataclass(frozen=True)
@@ -220,6 +297,23 @@ def release_files(
             "artifacts.checksums in the stack for a private build"
         )
     return out
+
+
+# Images a manifest of the program's names (pinned there as ref@digest); the nodes pin the others
+# (kubeadm's, the pause image, Calico's from its operator) by pulling the digest under the tag.
+MANIFEST_IMAGES = frozenset({"flannel", "flannel-cni-plugin", "metrics-server"})
+
+
+def pinned_ref(ref: str, settings: ArtifactSettings) -> str:
+    """`ref@sha256:...` when the stack pins `ref`, else `ref` (pulled by tag)."""
+    digest = settings.image_digests.get(ref)
+    return f"{ref}@{digest}" if digest else ref
+
+
+def node_pinned_images(imgs: Iterable[Image], settings: ArtifactSettings) -> list[tuple[str, str]]:
+    """(ref, digest) of the pinned images that the nodes themselves must point their tags at."""
+    return [(i.ref, settings.image_digests[i.ref]) for i in imgs
+            if i.ref in settings.image_digests and i.component not in MANIFEST_IMAGES]
 
 
 def images(ver: ArtifactVersions) -> list[Image]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -15,10 +16,12 @@ class Problem:
 
 
 class SpecError(ValueError):
-    """A stack that must not be deployed; `problems` holds every reason, not just the first."""
+    """A stack that must not be deployed; `problems` holds every reason, not just the first.
+    `partial`: the model as far as it parsed (its failed fields absent), when one could be built."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], partial: Any = None) -> None:
         self.problems = problems
+        self.partial = partial
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -22,9 +22,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field
 
 from k8s_ha.model import versions
-from k8s_ha.model.artifacts import ArtifactError, ArtifactSettings, ArtifactVersions, release_files
+from k8s_ha.model.artifacts import (
+    ArtifactError,
+    ArtifactSettings,
+    ArtifactVersions,
+    contested_message,
+    images,
+    registry_routes,
+    release_files,
+)
 from k8s_ha.model.errors import Problem, SpecError
-from k8s_ha.model.validation import Check, Model, at_most, between, rule
+from k8s_ha.model.validation import Check, Model, at_most, between, rule, suggestion
 
 __all__ = ["Check", "Model", "Problem", "SpecError", "at_most", "between", "rule"]  # re-exported
 
@@ -666,6 +674,18 @@ class StackSpec(Model):
     def release_files_pinned(self) -> Iterator[tuple[str, str]]:
         return _pairs(_check_release_checksums(self))
 
+    @rule("harbor", "artifacts", "versions", "kubernetes", "mirrors")
+    def one_source_per_registry(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_registry_precedence(self))
+
+    @rule("artifacts", "versions", "kubernetes", "mirrors")
+    def digests_name_cluster_images(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_image_digests(self))
+
+    def artifact_versions(self) -> ArtifactVersions:
+        """The versions and add-ons that decide the stack's files and images."""
+        return artifact_versions(self.versions, self.kubernetes, self.mirrors)
+
     @property
     def virtual_router_id(self) -> int:
         """Configured, or derived from the cluster name so two clusters on one L2 segment differ."""
@@ -739,6 +759,46 @@ def _check_release_checksums(spec: StackSpec) -> list[Problem]:
             release_files(pinned, spec.artifacts, only=frozenset(components))
         except ArtifactError as error:
             problems.append(Problem(f"versions.{key}", str(error)))
+    return problems
+
+
+def artifact_versions(v: Versions, settings: KubernetesSettings, mirrors: Mirrors) -> ArtifactVersions:
+    """The versions and add-ons that decide a cluster's files and images."""
+    return ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
+                            cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd, cni=settings.cni,
+                            metrics_server=settings.metrics_server, image_repository=mirrors.image_repository)
+
+
+def _check_registry_precedence(spec: StackSpec) -> list[Problem]:
+    """A registry both the mirror and Harbor's proxy cache would serve needs the stack to say who
+    wins, before any node has a hosts.toml."""
+    harbor_proxy = spec.harbor.enabled and spec.harbor.proxy_cache
+    if spec.artifacts.image_registry is None or not harbor_proxy or spec.versions.has_problems():
+        return []
+    try:
+        mirrored = {image.registry for image in images(spec.artifact_versions())}
+    except ArtifactError:
+        return []  # reported by the version checks
+    routes = registry_routes(spec.artifacts, mirrored, harbor_proxy)
+    if not routes.contested:
+        return []
+    return [Problem("artifacts.imageRegistryPrecedence", contested_message(routes, spec.artifacts.image_registry))]
+
+
+def _check_image_digests(spec: StackSpec) -> list[Problem]:
+    """A pinned image the cluster never pulls is a typo or a stale table: it would pin nothing."""
+    if not spec.artifacts.image_digests or spec.versions.has_problems():
+        return []
+    try:
+        refs = [image.ref for image in images(spec.artifact_versions())]
+    except ArtifactError:
+        return []  # reported by the version checks
+    problems = []
+    for ref in spec.artifacts.image_digests:
+        if ref not in refs:
+            near = suggestion(ref, refs)
+            hint = f"did you mean {near!r}?" if near else f"its images: {', '.join(refs)}"
+            problems.append(Problem("artifacts.imageDigests", f"{ref!r} is not an image this cluster pulls; {hint}"))
     return problems
 
 
@@ -912,7 +972,7 @@ def parse_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset(
     try:
         spec = StackSpec.parse(config)
     except SpecError as error:
-        raise SpecError(found + error.problems) from None
+        raise SpecError(found + error.problems, error.partial) from None
     if found:
-        raise SpecError(found)
+        raise SpecError(found, spec)
     return spec

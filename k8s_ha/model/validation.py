@@ -44,6 +44,9 @@ F = TypeVar("F", bound=RuleMethod)
 
 # How many models are being validated around this one: only the outermost raises its problems.
 _DEPTH: ContextVar[int] = ContextVar("k8s_ha_model_depth", default=0)
+# What the outermost model that just failed could still build (its fields that parsed), handed to
+# SpecError so that a later phase (placement) can still check what it needs.
+_REFUSED: ContextVar[BaseModel | None] = ContextVar("k8s_ha_model_refused", default=None)
 _PATH_PART = re.compile(r"\[(\d+)\]|([^.\[]+)")
 
 
@@ -165,10 +168,11 @@ class Model(BaseModel):
     @classmethod
     def parse(cls, data: Any) -> Self:
         """`data` (a stack file's mapping) as this model, or SpecError with every problem."""
+        _REFUSED.set(None)
         try:
             return cls.model_validate(data)
         except ValidationError as error:
-            raise SpecError(problems_of(error)) from None
+            raise SpecError(problems_of(error), partial=_REFUSED.get()) from None
 
     @model_validator(mode="wrap")
     @classmethod
@@ -189,6 +193,8 @@ class Model(BaseModel):
         finally:
             _DEPTH.reset(token)
         if errors or (problems and _DEPTH.get() == 0):
+            if _DEPTH.get() == 0:
+                _REFUSED.set(model)
             raise ValidationError.from_exception_data(cls.__name__, errors + [_line(loc, msg) for loc, msg in problems])
         assert model is not None
         if problems:

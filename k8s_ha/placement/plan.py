@@ -38,7 +38,10 @@ def plan_stack(config: dict[str, Any], secret_keys: frozenset[str] = frozenset()
                problems: tuple[Problem, ...] = ()) -> Plan:
     """Validate a stack's `k8s-ha:` config and place its nodes; SpecError lists every problem
     (`problems`: those found while reading the stack file, reported with the rest)."""
-    spec = parse_stack(config, secret_keys, problems)
+    try:
+        spec = parse_stack(config, secret_keys, problems)
+    except SpecError as error:
+        raise SpecError(error.problems + placement_of_refused(error), error.partial) from None
     placement = place(spec)
     unsafe = placement_problems(placement)
     if unsafe:
@@ -50,6 +53,25 @@ def load_plan(path: Path) -> Plan:
     """The plan of a Pulumi.<stack>.yaml file (secure values stay opaque placeholders)."""
     raw = read_stack_file(path)
     return plan_stack(raw.config, raw.secret_keys, raw.problems)
+
+
+# The sections placement reads; while one of them has a problem, placement is not run at all.
+PLACEMENT_INPUTS = frozenset({"cluster", "hypervisors", "loadBalancer", "etcd", "controlPlane", "workerPools",
+                              "harbor"})
+
+
+def placement_of_refused(error: SpecError) -> list[Problem]:
+    """Placement's problems for a stack refused elsewhere (its versions, its Kubernetes settings):
+    placement reads only the node, hypervisor and cluster sections, so when those are clean its
+    verdict is reported in the same run as everything else."""
+    spec = error.partial
+    if not isinstance(spec, StackSpec) or any(_section(p.path) in PLACEMENT_INPUTS for p in error.problems):
+        return []
+    return placement_problems(place(spec))
+
+
+def _section(path: str) -> str:
+    return path.split(".", 1)[0].split("[", 1)[0]
 
 
 def placement_problems(placement: Placement) -> list[Problem]:

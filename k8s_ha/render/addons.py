@@ -28,6 +28,7 @@ from k8s_ha.model.artifacts import (
     FLANNEL_REPOSITORY,
     FLANNEL_TAG,
     METRICS_SERVER_TAG,
+    pinned_ref,
 )
 from k8s_ha.model.spec import StackSpec
 from k8s_ha.render.templating import render
@@ -95,7 +96,7 @@ def flannel_images(sources: AddonSources) -> tuple[str, str]:
 
 
 def flannel_objects(spec: StackSpec, sources: AddonSources = AddonSources()) -> list[KubeObject]:
-    flannel, cni_plugin = flannel_images(sources)
+    flannel, cni_plugin = (pinned_ref(ref, spec.artifacts) for ref in flannel_images(sources))
     cni_conf = {
         "name": "cbr0",
         "cniVersion": "0.3.1",
@@ -171,7 +172,7 @@ def metrics_server_objects(spec: StackSpec, sources: AddonSources = AddonSources
         args.append("--kubelet-insecure-tls")
     return _objects(
         "kubernetes/addons/metrics-server.yaml.j2",
-        image=metrics_server_image(spec, sources),
+        image=pinned_ref(metrics_server_image(spec, sources), spec.artifacts),
         args=args,
         replicas=sources.metrics_server_replicas,
     )

@@ -24,10 +24,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS
 from k8s_ha.model.spec import Mirrors, StackSpec, Versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
-from k8s_ha.render.kubernetes import HARBOR_PROXY_PROJECTS, harbor_registry_host
+from k8s_ha.render.kubernetes import harbor_registry_host
 from k8s_ha.render.members import Member
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render

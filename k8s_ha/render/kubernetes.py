@@ -30,13 +30,24 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from k8s_ha.model import versions
-from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, ReleaseFile, images, release_files
-from k8s_ha.model.spec import Failover, KubernetesSettings, Mirrors, Role, StackSpec, Versions
+from k8s_ha.model.artifacts import (
+    HARBOR_PROXY_PROJECTS,
+    ArtifactSettings,
+    ArtifactVersions,
+    RegistryRoutes,
+    ReleaseFile,
+    contested_message,
+    images,
+    node_pinned_images,
+    registry_routes,
+    release_files,
+)
+from k8s_ha.model.spec import Failover, KubernetesSettings, Mirrors, Role, StackSpec, Versions, artifact_versions
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_endpoints
 from k8s_ha.render.members import Member
-from k8s_ha.render.registry_mirrors import mirror_hosts, refuse_contested
+from k8s_ha.render.registry_mirrors import mirror_hosts
 from k8s_ha.render.steps import HostFile, Step, secret_file
 from k8s_ha.render.templating import read, render
 
@@ -76,14 +87,6 @@ def controller_manager_args(failover: Failover) -> list[tuple[str, str]]:
     return [*leader_election_args(failover),
             ("node-monitor-grace-period", f"{failover.node_monitor_grace_period_s}s")]
 
-# Harbor proxy-cache projects that the nodes pull through when Harbor is enabled with
-# proxyCache: registry -> (Harbor project name, the upstream registry's API endpoint). The Harbor
-# component must create these projects (type "proxy cache") with the same names.
-HARBOR_PROXY_PROJECTS: dict[str, tuple[str, str]] = {
-    "docker.io": ("dockerhub", "https://registry-1.docker.io"),
-    "registry.k8s.io": ("k8s", "https://registry.k8s.io"),
-    "quay.io": ("quay", "https://quay.io"),
-}
 
 ETCD_PKI = {
     "ca": f"{PKI_DIR}/etcd/ca.crt",
@@ -91,7 +94,8 @@ ETCD_PKI = {
     "key": f"{PKI_DIR}/apiserver-etcd-client.key",
 }
 
-K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl
+K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl, k8s_pin_images
+IMAGE_DIGESTS_FILE = "/etc/k8s-ha/image-digests"  # "ref digest" a line: artifacts.imageDigests
 
 
 # kubeadm's v1beta4 `timeouts` defaults, in minutes (template name -> minutes).
@@ -174,11 +178,7 @@ class KubernetesConfig:
         return kubernetes_version(self.versions.kubernetes)
 
     def artifact_versions(self) -> ArtifactVersions:
-        v = self.versions
-        return ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
-                                cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd, cni=self.settings.cni,
-                                metrics_server=self.settings.metrics_server,
-                                image_repository=self.mirrors.image_repository)
+        return artifact_versions(self.versions, self.settings, self.mirrors)
 
     def node_files(self) -> list[ReleaseFile]:
         """The release files every node installs (etcd's is the etcd layer's), pinned by sha256."""
@@ -392,17 +392,19 @@ def hosts_toml(registry: str, server: str, hosts: list[RegistryHost]) -> str:
 
 def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[HostFile]:
     """containerd certs.d files. With `artifacts.imageRegistry`: a hosts.toml per upstream registry
-    the cluster's images come from, pulling from that mirror only (an offline bundle's registry).
-    With Harbor: its CA under certs.d/<harbor>/ca.crt, a hosts.toml so nodes trust Harbor itself,
-    and, with proxyCache, a hosts.toml per upstream registry that pulls through Harbor's
-    proxy-cache project first and falls back to the upstream registry."""
+    the mirror serves, pulling from that mirror only (an offline bundle's registry). With Harbor:
+    its CA under certs.d/<harbor>/ca.crt, a hosts.toml so nodes trust Harbor itself, and, with
+    proxyCache, a hosts.toml per upstream registry Harbor serves, pulling through its proxy-cache
+    project first and falling back to the upstream registry. `registry_routes` decides which
+    side serves a registry both could (`artifacts.imageRegistryPrecedence`)."""
+    routes = refuse_registry_overlap(config)
+    served = [image for image in images(config.artifact_versions()) if image.registry in routes.mirror]
     mirrored = [HostFile(path, text) for path, text in
-                mirror_hosts(config.artifacts, images(config.artifact_versions()),
+                mirror_hosts(config.artifacts, served,
                              plain_http=config.artifacts.image_registry_plain_http,
                              ca=config.artifacts.image_registry_ca).items()]
     if config.registry is None:
         return mirrored
-    refuse_registry_overlap(config)
     harbor = config.registry.host
     ca_path = f"{CERTS_DIR}/{harbor}/ca.crt"
     harbor_url = f"https://{harbor}"
@@ -416,8 +418,8 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
             hosts_toml(harbor, harbor_url, [RegistryHost(harbor_url, ("pull", "resolve", "push"), ca=ca_path)]),
         ),
     ]
-    if config.registry.proxy_cache:
-        for registry, (project, upstream) in HARBOR_PROXY_PROJECTS.items():
+    for registry, (project, upstream) in HARBOR_PROXY_PROJECTS.items():
+        if registry in routes.harbor:
             mirror = RegistryHost(
                 f"{harbor_url}/v2/{project}", ("pull", "resolve"), override_path=True, ca=ca_path
             )
@@ -425,13 +427,21 @@ def registry_host_files(config: KubernetesConfig, material: m.Material) -> list[
     return files + mirrored
 
 
-def refuse_registry_overlap(config: KubernetesConfig) -> None:
-    """Refuse a cluster whose images would come both through Harbor's proxy cache and from the
-    image registry mirror (ValueError naming both settings): neither may silently win."""
-    if config.registry is None or not config.registry.proxy_cache:
-        return
+def image_digests_file(config: KubernetesConfig) -> str:
+    """The images the nodes pin by digest (k8s_pin_images), "ref digest" a line; empty: none."""
+    pinned = node_pinned_images(images(config.artifact_versions()), config.artifacts)
+    return "".join(f"{ref} {digest}\n" for ref, digest in pinned)
+
+
+def refuse_registry_overlap(config: KubernetesConfig) -> RegistryRoutes:
+    """Which registries the mirror and Harbor's proxy cache serve; ValueError naming both settings
+    and the precedence setting when a registry would have two answers and the stack names no winner."""
     mirrored = {image.registry for image in images(config.artifact_versions())}
-    refuse_contested(config.artifacts.image_registry, mirrored, config.registry.host, HARBOR_PROXY_PROJECTS)
+    proxy = config.registry is not None and config.registry.proxy_cache
+    routes = registry_routes(config.artifacts, mirrored, proxy)
+    if routes.contested:
+        raise ValueError(contested_message(routes, config.artifacts.image_registry))
+    return routes
 
 
 # ---- kubeconfig --------------------------------------------------------------------------------
@@ -475,6 +485,7 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
         HostFile("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", read("kubernetes/10-kubeadm.conf")),
         HostFile(CONTAINERD_CONFIG, containerd_config(config)),
         HostFile("/etc/crictl.yaml", read("kubernetes/crictl.yaml")),
+        HostFile(IMAGE_DIGESTS_FILE, image_digests_file(config)),
         *registry_host_files(config, material),
     )
     release = "\n".join(f"{f.component} {f.version} {f.sha256} {f.url}" for f in config.node_files())

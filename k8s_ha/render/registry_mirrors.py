@@ -4,13 +4,11 @@ registry mirror (`artifacts.imageRegistry`, e.g. a served bundle). containerd as
 
 The mirror is reached over HTTPS unless the caller says plain HTTP: verified against the CA given
 (written beside the hosts files and named inside each host table, where containerd applies it to
-that host), else against the node's system roots. A registry that Harbor's proxy cache also serves
-has two answers; `refuse_contested` says so instead of letting one silently win.
+that host), else against the node's system roots. Which registries the mirror serves when Harbor's
+proxy cache could serve them too is decided by `registry_routes` (model), not here.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from k8s_ha.model.artifacts import ArtifactSettings, Image
 from k8s_ha.render.templating import render
@@ -50,17 +48,3 @@ def mirror_hosts(settings: ArtifactSettings, images: list[Image], *, plain_http:
     if ca is not None and ca_path is not None:
         out[ca_path] = ca
     return out
-
-
-def refuse_contested(mirror: str | None, mirrored: Iterable[str], harbor: str, proxied: Iterable[str]) -> None:
-    """Refuse registries that both the image registry mirror and Harbor's proxy cache would serve:
-    the stack has no setting yet that says which one wins, and guessing hides a pull path."""
-    if mirror is None:
-        return
-    both = sorted(set(mirrored) & set(proxied))
-    if both:
-        raise ValueError(
-            f"images from {both} would come both through Harbor's proxy cache at {harbor} (harbor.proxyCache) "
-            f"and from the image registry mirror {mirror} (artifacts.imageRegistry), and the stack cannot say "
-            "which wins: set harbor.proxyCache: false to pull them from the mirror, or remove "
-            "artifacts.imageRegistry to pull them through Harbor")

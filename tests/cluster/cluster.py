@@ -160,9 +160,9 @@ class ClusterStack(ClusterSteps, GuestStack):
     """Nine TCG guests of the lab stack; `close()` removes every one."""
 
     def __init__(self, hvs: LabHypervisors, image: Path, domain_type: str, work: Path,
-                 checksums: dict[str, dict[str, str]], kubectl: Path, log: Callable[[str], None] = print,
+                 pins: dict[str, Any], kubectl: Path, log: Callable[[str], None] = print,
                  booted: tuple[str, ...] = NODES) -> None:
         config = stack_config({n: hv.uri for n, hv in hvs.hypervisors.items()}, hvs.client_ip, image, domain_type,
-                              checksums)
+                              pins)
         GuestStack.__init__(self, hvs, image, domain_type, work, log, config=config, booted=booted)
         self._cluster_init(kubectl, Roles(LB_NAMES, ETCD_NAMES, CP_NAMES, WORKER_NAMES))

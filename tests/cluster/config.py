@@ -11,7 +11,6 @@ Lab-only settings are marked; everything else is the product's default.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,9 @@ LAB_FAILOVER = {"nodeMonitorGracePeriodS": 60, "podEvictionTimeoutS": 30, "leade
 
 
 def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domain_type: str,
-                 checksums: dict[str, dict[str, str]], subnet: str = "10.212.0") -> dict[str, Any]:
+                 pins: dict[str, Any], subnet: str = "10.212.0") -> dict[str, Any]:
     """`hypervisors`: name -> libvirt URI; `client_ip`: the operator's address on the bridge, where
-    the bundle is served; `checksums`: the lab build's pin table (artifacts.checksums)."""
+    the bundle is served; `pins`: the bundle's artifacts.checksums and artifacts.imageDigests."""
     node = lab_nodes(PINS, SIZES, subnet)
     base = lab_base(CLUSTER, hypervisors, client_ip, image, domain_type, subnet, node)
     # Lab-only: a TCG master answers /readyz in 1-2 s under load; at the default 1 s check HAProxy
@@ -62,11 +61,5 @@ def stack_config(hypervisors: dict[str, str], client_ip: str, image: Path, domai
         "kubernetes": {"cni": "flannel", "metricsServer": True, "failover": LAB_FAILOVER, "waitScale": 5},
         "artifacts": {"filesRepo": f"http://{client_ip}:{FILES_PORT}", "imageRegistry": f"{client_ip}:{REGISTRY_PORT}",
                       "imageRegistryPlainHttp": True,  # serve-bundle serves plain HTTP
-                      "checksums": checksums},
+                      **pins},
     }
-
-
-def lab_checksums(cache: Path) -> dict[str, dict[str, str]]:
-    """The pin table scripts/lab-artifacts wrote for its private build."""
-    table: dict[str, dict[str, str]] = json.loads((cache / "source" / "checksums.json").read_text())
-    return table

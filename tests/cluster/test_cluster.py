@@ -36,12 +36,12 @@ from tests.cluster.checklist_tests import (  # noqa: F401
     test_the_exported_kubeconfig_reaches_the_api_through_the_vip,
 )
 from tests.cluster.cluster import ClusterStack
-from tests.cluster.config import CLUSTER, CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES, lab_checksums
+from tests.cluster.config import CLUSTER, CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES
 from tests.cluster.drill import seed_001
 from tests.guests.domain_type import DomainTypeProbe
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib
-from tests.support.lab_artifacts import build_times
+from tests.support.lab_artifacts import build_times, lab_pins
 
 pytestmark = pytest.mark.cluster_guests
 
@@ -82,7 +82,7 @@ def cluster(cluster_image: Path, lab_artifacts: Path, capacity: DomainTypeProbe,
         served.push(layout, path)
         RESULTS["bundle_served_after_s"] = served.started_s
         stack = ClusterStack(hvs, cluster_image, probe.domain_type, work_dir / "cluster",
-                             lab_checksums(lab_artifacts), kubectl)
+                             lab_pins(lab_artifacts), kubectl)
         try:
             t0 = time.monotonic()
             stack.boot()

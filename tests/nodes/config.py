@@ -39,10 +39,11 @@ def ip(name: str) -> str:
     return f"{SUBNET}.{ADDRESSES[name]}"
 
 
-def stack_config(host_keys: dict[str, str], client_ip: str, checksums: dict[str, dict[str, str]],
+def stack_config(host_keys: dict[str, str], client_ip: str, pins: dict[str, Any],
                  workers: tuple[str, ...] = WORKER_NAMES) -> dict[str, Any]:
     """`host_keys`: each node's public SSH host key (pinned, as a datacenter team would hand it
-    over); `client_ip`: the operator's address on the bridge, where the bundle is served."""
+    over); `client_ip`: the operator's address on the bridge, where the bundle is served; `pins`: the
+    bundle's artifacts.checksums and artifacts.imageDigests, as `bundle` writes them."""
     def node(name: str) -> dict[str, Any]:
         return {"name": name, "ip": ip(name), "existing": {"hostKey": host_keys[name], "failureDomain": RACKS[name]}}
 
@@ -63,5 +64,5 @@ def stack_config(host_keys: dict[str, str], client_ip: str, checksums: dict[str,
                        "allowCgroupV1": True, "systemContainerNodes": True},
         "artifacts": {"filesRepo": f"http://{client_ip}:{FILES_PORT}", "imageRegistry": f"{client_ip}:{REGISTRY_PORT}",
                       "imageRegistryPlainHttp": True,  # serve-bundle serves plain HTTP
-                      "checksums": checksums},
+                      **pins},
     }

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from k8s_ha.placement.plan import plan_stack
 from k8s_ha.render import material as m
@@ -61,13 +62,13 @@ class NodeStack(RecordedStack):
 
     error = NodeError
 
-    def __init__(self, lab: NodeLab, rootfs: Path, work: Path, checksums: dict[str, dict[str, str]],
+    def __init__(self, lab: NodeLab, rootfs: Path, work: Path, pins: dict[str, Any],
                  log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES) -> None:
         self.node_lab, self.rootfs = lab, rootfs
         keys_dir = work / "host-keys"
         keys_dir.mkdir(parents=True, exist_ok=True)
         self.host_keys = {n: host_key_pair(keys_dir, n) for n in (*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *workers)}
-        config = stack_config({n: pub for n, (_k, pub) in self.host_keys.items()}, lab.client_ip, checksums, workers)
+        config = stack_config({n: pub for n, (_k, pub) in self.host_keys.items()}, lab.client_ip, pins, workers)
         super().__init__(lab, config, work, log, booted=tuple(self.host_keys))
 
     def seed(self, name: str) -> Seed:
@@ -117,8 +118,8 @@ class NodeStack(RecordedStack):
 class NodeClusterStack(ClusterSteps, NodeStack):
     """The cluster on node containers: NodeStack's hosts, the cluster tier's steps and kubectl."""
 
-    def __init__(self, lab: NodeLab, rootfs: Path, work: Path, checksums: dict[str, dict[str, str]],
+    def __init__(self, lab: NodeLab, rootfs: Path, work: Path, pins: dict[str, Any],
                  kubectl: Path, log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES) -> None:
-        NodeStack.__init__(self, lab, rootfs, work, checksums, log, workers)
+        NodeStack.__init__(self, lab, rootfs, work, pins, log, workers)
         self._cluster_init(kubectl, Roles(LB_NAMES, ETCD_NAMES, CP_NAMES, workers))
         self.boot_started = time.monotonic()

@@ -45,7 +45,7 @@ from tests.nodes.containers import NodeLab
 from tests.nodes.stack import NodeClusterStack
 from tests.nodes.tunables import KubeletTunables
 from tests.nodes.usage import cpu_percent, memory_mib
-from tests.support.lab_artifacts import build_times, lab_versions
+from tests.support.lab_artifacts import build_times, lab_pins, lab_versions
 from tests.unit.harness import run_program
 
 pytestmark = pytest.mark.cluster
@@ -88,7 +88,7 @@ def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.Tem
                            "workers": list(WORKER_NAMES)}
     RESULTS["artifact_build_seconds"] = sum(int(t["seconds"]) for t in build_times(lab_artifacts / "times"))
     kubectl = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
-    checksums = json.loads((lab_artifacts / "source" / "checksums.json").read_text())
+    pins = lab_pins(lab_artifacts)  # the bundle's checksums and image digests
     work = tmp_path_factory.mktemp("nodes")
     lab = NodeLab(work)
     served = LabBundleServer(lab, lab_artifacts / "bundle", work / "registry")
@@ -96,7 +96,7 @@ def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.Tem
         layout, path = agnhost_image(lab_artifacts)
         served.push(layout, path)
         RESULTS["bundle_served_after_s"] = served.started_s
-        stack = NodeClusterStack(lab, node_rootfs, work / "cluster", checksums, kubectl)
+        stack = NodeClusterStack(lab, node_rootfs, work / "cluster", pins, kubectl)
         try:
             t0 = time.monotonic()
             reached = stack.boot()

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import Placement, place
 from k8s_ha.render import material as m
@@ -48,7 +49,7 @@ from k8s_ha.render.harbor import (
     proxy_cache_projects,
     served_certificate,
 )
-from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, kubernetes_config, registry_host_files
+from k8s_ha.render.kubernetes import CERTS_DIR, kubernetes_config, registry_host_files
 from k8s_ha.render.steps import HostFile, Step, bundle
 from k8s_ha.render.templating import CONFIGS
 from tests.conftest import load_example

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, images, release_files
+from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS, ArtifactSettings, ArtifactVersions, images, release_files
 from k8s_ha.model.checksums import RELEASE_SHA256
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement, place
@@ -427,13 +427,13 @@ def test_hosts_toml_pull_through_harbor_with_its_ca() -> None:
     assert files[ca_path].content == material[m.HARBOR_CERT]
     own = check_hosts_toml(files[f"/etc/containerd/certs.d/{harbor}/hosts.toml"].content)
     assert own["host"][f"https://{harbor}"]["ca"] == ca_path
-    for registry, (project, upstream) in k.HARBOR_PROXY_PROJECTS.items():
+    for registry, (project, upstream) in HARBOR_PROXY_PROJECTS.items():
         doc = check_hosts_toml(files[f"/etc/containerd/certs.d/{registry}/hosts.toml"].content)
         assert doc["server"] == upstream  # the fallback when Harbor is down
         mirror = doc["host"][f"https://{harbor}/v2/{project}"]
         assert mirror == {"capabilities": ["pull", "resolve"], "override_path": True, "ca": ca_path}
     assert set(files) == {ca_path, f"/etc/containerd/certs.d/{harbor}/hosts.toml"} | {
-        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in k.HARBOR_PROXY_PROJECTS
+        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in HARBOR_PROXY_PROJECTS
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from k8s_ha.cli.bundle import sha256_file
+from k8s_ha.cli.bundle import sha256_file, stack_pins
 from k8s_ha.cli.main import main as cli
 from k8s_ha.model.artifacts import UPSTREAM, ArtifactVersions, files_path
 
@@ -43,6 +43,13 @@ def missing_artifacts(cache: Path | None = None) -> str | None:
     if not list((cache / "bin").glob("kubernetes-*/kubectl")):
         return "no kubectl in the lab artifacts: run scripts/lab-artifacts kubernetes"
     return None
+
+
+def lab_pins(cache: Path) -> dict[str, Any]:
+    """The lab bundle's `artifacts` pins (checksums, imageDigests), as the product's `bundle` writes
+    them for a stack (from the manifest: a bundle cached before that file existed has it too)."""
+    pins: dict[str, Any] = yaml.safe_load(stack_pins(json.loads((cache / "bundle" / "manifest.json").read_text())))
+    return pins
 
 
 def lab_versions(env: Path) -> ArtifactVersions:

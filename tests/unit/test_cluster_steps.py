@@ -19,7 +19,7 @@ CHECKSUMS = {"kubeadm": {"1.36.4": PIN}, "kubelet": {"1.36.4": PIN}, "kubectl": 
 @functools.cache
 def _graph() -> Graph:
     config = stack_config({"hv-a": "qemu:///system", "hv-b": "qemu:///system"}, "10.212.0.1",
-                          Path("/nonexistent/base.qcow2"), "qemu", CHECKSUMS)
+                          Path("/nonexistent/base.qcow2"), "qemu", {"checksums": CHECKSUMS})
     return run_program(config)
 
 

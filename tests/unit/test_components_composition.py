@@ -333,5 +333,5 @@ def test_a_control_plane_pulling_through_harbor_and_a_mirror_raises_before_regis
         return ControlPlane("both", replace(args, kubernetes=both, registry_certificate=pem("CERTIFICATE", "h")))
 
     _raises_before_registering(build, r"ControlPlaneArgs.kubernetes: images from \['quay.io', 'registry.k8s.io'\] "
-                                      r"would come both through Harbor's proxy cache at 10.44.0.40 "
+                                      r"would come both through Harbor's proxy cache "
                                       r"\(harbor.proxyCache\) and from the image registry mirror 10.44.0.5:5000")

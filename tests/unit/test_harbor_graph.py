@@ -24,12 +24,13 @@ from typing import Any
 import pulumi
 import pytest
 
+from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS
 from k8s_ha.model.spec import Role, StackSpec, parse_stack
 from k8s_ha.model.stackfile import read_stack_file
 from k8s_ha.placement.place import Placement, place
 from k8s_ha.render import material as m
 from k8s_ha.render.harbor import HARBOR_UPSTREAMS, harbor_config, robot_projects
-from k8s_ha.render.kubernetes import CERTS_DIR, HARBOR_PROXY_PROJECTS, kubernetes_config, registry_host_files
+from k8s_ha.render.kubernetes import CERTS_DIR, kubernetes_config, registry_host_files
 from k8s_ha.resources.harbor import HarborRegistry, HarborRegistryArgs
 from k8s_ha.resources.pki import ClusterPki
 from k8s_ha.resources.remote import MaterialViews

@@ -17,7 +17,7 @@ CHECKSUMS = {c: {v: "0" * 64} for c, v in (("crictl", "1.37.0"),)}
 
 
 def test_the_node_stack_is_existing_hosts_over_three_racks_with_no_fatal_loss() -> None:
-    plan = plan_stack(stack_config({n: KEY for n in NODES}, "10.213.0.1", CHECKSUMS))
+    plan = plan_stack(stack_config({n: KEY for n in NODES}, "10.213.0.1", {"checksums": CHECKSUMS}))
     nodes = {n.name: n for n in plan.placement.nodes}
     assert set(nodes) == set(NODES) and all(not n.is_vm for n in nodes.values())
     assert {n.failure_domain for n in nodes.values()} == {f"host:{r}" for r in RACKS.values()}

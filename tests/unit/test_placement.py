@@ -65,6 +65,24 @@ def test_pins_that_break_quorum_are_an_error_with_three_hypervisors() -> None:
     assert "etcd.nodes[0]" in problem.message
 
 
+def test_placement_is_reported_with_the_problems_of_sections_it_does_not_read() -> None:
+    config = prod()
+    for node in config["etcd"]["nodes"][:3]:
+        node["hypervisor"] = "hv1"
+    config["versions"] = {"kubernetes": "1.20.0"}
+    config["kubernetes"] = {"podCidr": "10.244.0.0/33"}
+    with pytest.raises(SpecError) as info:
+        plan_stack(config)
+    paths = [p.path for p in info.value.problems]
+    assert paths[-1] == "placement" and "versions.kubernetes" in paths and "kubernetes.podCidr" in paths
+    assert "losing hv1 would take the cluster down" in info.value.problems[-1].message
+    # A problem in a section placement reads: placement waits for it (it would judge wrong input).
+    config["etcd"]["nodes"][3]["ip"] = "not an address"
+    with pytest.raises(SpecError) as info:
+        plan_stack(config)
+    assert "placement" not in [p.path for p in info.value.problems]
+
+
 def test_pins_that_put_both_load_balancers_together_are_an_error() -> None:
     config = prod()
     for node in config["loadBalancer"]["nodes"]:

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, images
+from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS, ArtifactSettings, ArtifactVersions, images, registry_routes
 from k8s_ha.render import kubernetes as k
 from k8s_ha.render import material as m
-from k8s_ha.render.registry_mirrors import mirror_ca_path, mirror_hosts, refuse_contested
+from k8s_ha.render.registry_mirrors import mirror_ca_path, mirror_hosts
 
 IMAGES = images(ArtifactVersions(cni="flannel", metrics_server=True))
 MIRROR = "10.0.0.5:5000"
+CERTS = "/etc/containerd/certs.d"
 CA = "-----BEGIN CERTIFICATE-----\nTWlycm9yIENB\n-----END CERTIFICATE-----\n"
 # The keys containerd's hosts.toml reader knows (remotes/docker/config/hosts.go): at the top,
 # and in each [host."..."] table. An unknown key is silently ignored by containerd, so a typo would
@@ -77,30 +78,57 @@ def test_fallback_keeps_upstream_as_server() -> None:
     assert doc["server"] == "https://ghcr.io" and "https://mirror.example:443" in doc["host"]
 
 
-def test_a_registry_served_by_both_harbor_and_the_mirror_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"images from \['registry.k8s.io'\] would come both through Harbor's "
-                                         r"proxy cache at h.example \(harbor.proxyCache\) and from the image "
-                                         r"registry mirror 10.0.0.5:5000 \(artifacts.imageRegistry\)"):
-        refuse_contested(MIRROR, ["registry.k8s.io", "ghcr.io"], "h.example", ["registry.k8s.io", "docker.io"])
-    refuse_contested(None, ["registry.k8s.io"], "h.example", ["registry.k8s.io"])  # no mirror: Harbor alone
-    refuse_contested(MIRROR, ["ghcr.io"], "h.example", ["registry.k8s.io"])  # nothing served twice
+def test_a_registry_both_could_serve_goes_where_the_stack_says_or_is_contested() -> None:
+    mirrored = ["registry.k8s.io", "ghcr.io"]
+    unset = registry_routes(ArtifactSettings(imageRegistry=MIRROR), mirrored, harbor_proxy=True)
+    assert unset.contested == ("registry.k8s.io",)
+    assert unset.mirror == {"ghcr.io"} and unset.harbor == {"docker.io", "quay.io"}
+    mirror = registry_routes(ArtifactSettings(imageRegistry=MIRROR, imageRegistryPrecedence="mirror"),
+                             mirrored, harbor_proxy=True)
+    assert (mirror.mirror, mirror.harbor, mirror.contested) == (
+        {"registry.k8s.io", "ghcr.io"}, {"docker.io", "quay.io"}, ())
+    harbor = registry_routes(ArtifactSettings(imageRegistry=MIRROR, imageRegistryPrecedence="harbor"),
+                             mirrored, harbor_proxy=True)
+    assert (harbor.mirror, harbor.harbor, harbor.contested) == (
+        {"ghcr.io"}, {"docker.io", "registry.k8s.io", "quay.io"}, ())
+    alone = registry_routes(ArtifactSettings(), mirrored, harbor_proxy=True)  # no mirror: Harbor alone
+    assert (alone.mirror, alone.contested) == (frozenset(), ())
+    no_proxy = registry_routes(ArtifactSettings(imageRegistry=MIRROR), mirrored, harbor_proxy=False)
+    assert (no_proxy.mirror, no_proxy.harbor, no_proxy.contested) == (set(mirrored), frozenset(), ())
 
 
-def _config(proxy_cache: bool, image_registry: str | None) -> k.KubernetesConfig:
+def _config(proxy_cache: bool, image_registry: str | None, precedence: str | None = None) -> k.KubernetesConfig:
+    artifacts = ArtifactSettings.model_validate({"imageRegistry": image_registry,
+                                                 "imageRegistryPrecedence": precedence})
     return k.KubernetesConfig(
         vip=ipaddress.IPv4Address("10.0.0.10"), etcd_endpoints=("https://10.0.0.11:2379",),
-        registry=k.RegistryMirror("10.0.0.40", proxy_cache=proxy_cache),
-        artifacts=ArtifactSettings(imageRegistry=image_registry),
+        registry=k.RegistryMirror("10.0.0.40", proxy_cache=proxy_cache), artifacts=artifacts,
     )
 
 
-def test_the_nodes_registry_files_refuse_harbor_and_a_mirror_for_the_same_images() -> None:
+def _server(files: list[k.HostFile], registry: str) -> str:
+    return str(hosts_doc(next(f.content for f in files if f.path == f"{CERTS}/{registry}/hosts.toml"))["server"])
+
+
+def test_the_nodes_registry_files_follow_the_precedence_or_refuse_two_answers() -> None:
     material = {m.HARBOR_CERT: CA}
-    with pytest.raises(ValueError, match=r"set harbor\.proxyCache: false to pull them from the mirror"):
+    with pytest.raises(ValueError, match=r"images from \['quay.io', 'registry.k8s.io'\] would come both "
+                                         r"through Harbor's proxy cache \(harbor.proxyCache\) and from the image "
+                                         r"registry mirror 10.0.0.5:5000 \(artifacts.imageRegistry\): "
+                                         r"say which wins with artifacts.imageRegistryPrecedence"):
         k.registry_host_files(_config(True, MIRROR), material)
     # Without Harbor's proxy cache nothing is served twice: Harbor for its own name, the mirror for the rest.
     paths = {f.path for f in k.registry_host_files(_config(False, MIRROR), material)}
-    assert "/etc/containerd/certs.d/10.0.0.40/hosts.toml" in paths
-    assert "/etc/containerd/certs.d/registry.k8s.io/hosts.toml" in paths
+    assert f"{CERTS}/10.0.0.40/hosts.toml" in paths and f"{CERTS}/registry.k8s.io/hosts.toml" in paths
     assert {f.path for f in k.registry_host_files(_config(True, None), material)} >= {
-        f"/etc/containerd/certs.d/{r}/hosts.toml" for r in k.HARBOR_PROXY_PROJECTS}
+        f"{CERTS}/{r}/hosts.toml" for r in HARBOR_PROXY_PROJECTS}
+    # One hosts.toml per registry, from the side the stack named.
+    # One hosts.toml per registry, from the side the stack named (the default CNI's images come from
+    # registry.k8s.io and quay.io, both of which Harbor also caches; docker.io only Harbor serves).
+    for precedence, servers in (("mirror", (f"https://{MIRROR}", f"https://{MIRROR}")),
+                                ("harbor", ("https://registry.k8s.io", "https://quay.io"))):
+        files = k.registry_host_files(_config(True, MIRROR, precedence), material)
+        paths_list = [f.path for f in files]
+        assert len(paths_list) == len(set(paths_list))
+        assert (_server(files, "registry.k8s.io"), _server(files, "quay.io")) == servers
+        assert _server(files, "docker.io") == "https://registry-1.docker.io"

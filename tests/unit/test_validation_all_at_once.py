@@ -175,3 +175,24 @@ def test_every_rule_names_fields_that_exist() -> None:
         for method in model._rules:
             unknown = method.__rule_fields__ - set(model.model_fields)  # type: ignore[attr-defined]
             assert not unknown, f"{model.__name__}.{method.__name__}: {unknown}"
+
+
+def test_harbor_and_a_mirror_for_the_same_registry_are_refused_by_validate_until_the_stack_chooses() -> None:
+    config = prod()  # Harbor with its proxy cache
+    config["artifacts"] = {"imageRegistry": "10.20.0.5:5000"}
+    config["workerPools"][0]["count"] = -2  # reported in the same run
+    found = problems(config)
+    assert found[0].startswith("artifacts.imageRegistryPrecedence: images from ['quay.io', 'registry.k8s.io'] "
+                               "would come both through Harbor's proxy cache (harbor.proxyCache) and from the "
+                               "image registry mirror 10.20.0.5:5000 (artifacts.imageRegistry): say which wins")
+    assert "workerPools[0].count: -2 is outside 0..5000" in found
+    for winner in ("mirror", "harbor"):
+        config = prod()
+        config["artifacts"] = {"imageRegistry": "10.20.0.5:5000", "imageRegistryPrecedence": winner}
+        parse_stack(config)
+    config = prod()
+    config["artifacts"] = {"imageRegistryPrecedence": "mirror"}
+    assert problems(config) == ["artifacts.imageRegistryPrecedence: describes artifacts.imageRegistry, "
+                                "which is not set"]
+    config["artifacts"] = {"imageRegistry": "10.20.0.5:5000", "imageRegistryPrecedence": "upstream"}
+    assert problems(config)[0].startswith("artifacts.imageRegistryPrecedence: Input should be 'mirror' or 'harbor'")
