@@ -4,10 +4,11 @@ against the goals in docs/architecture.md and the published numbers of the usual
     sudo venv/bin/python bench/lab_failover.py          # root: the lab creates namespaces
 
 The lab (docs/lab.md) is bootstrapped with the production steps and the production defaults
-(advertIntervalMs 500, VRRPv3, HAProxy checks every 1000 ms, fall 3, rise 2; etcd heartbeat
-100 ms, election 1000 ms). In the same run, host loss is also measured with advertIntervalMs 1000
-(keepalived's usual `advert_int 1`) as the baseline, rolled out as a config change would be, and
-etcd is measured once more without pre-vote (etcd 3.4's own default), as the baseline for etcd.preVote.
+(k8s_ha/model/timers.py: advertIntervalMs 300, VRRPv3, HAProxy checks every 1000 ms, fall 3, rise 2;
+etcd heartbeat 100 ms, election 500 ms). In the same run, host loss is also measured with
+advertIntervalMs 1000 (keepalived's usual `advert_int 1`) as the baseline, rolled out as a config
+change would be; etcd is measured once more with etcd's own 1000 ms election timeout and once without
+pre-vote (etcd 3.4's own default), as the baselines for those settings.
 Prints a table and writes bench/results/lab.json. Drills and what they measure: tests/lab/drills.py
 and docs/ha.md.
 """
@@ -28,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from k8s_ha.model.timers import ADVERT_INTERVAL_MS, ELECTION_TIMEOUT_MS  # noqa: E402
 from tests.lab import drills  # noqa: E402
 from tests.lab.labhosts import SshKey, cleanup_stale  # noqa: E402
 from tests.lab.stack import LAB_DEFAULTS, LB_NAMES, LabStack, lab_stack  # noqa: E402
@@ -46,17 +48,19 @@ INFO: dict[str, tuple[str, str, float | None, str, str]] = {
     "keepalived-stop": ("keepalived stopped on the MASTER -> VIP:6443 answers from the BACKUP",
                         VIP_TARGET, 2.0, KEEPALIVED_DEFAULT, "0.67 s"),
     "keepalived-kill": ("keepalived SIGKILLed on the MASTER, restarted by k8s-ha's drop-in -> seconds BOTH "
-                        "held the VIP", "split brain <= 1 advert interval", 0.5, "-", "VIP stays on the dead node too"),
+                        "held the VIP", "split brain <= 1 advert interval", ADVERT_INTERVAL_MS / 1000, "-",
+                        "VIP stays on the dead node too"),
     "keepalived-kill-no-restart": ("baseline: Debian's unit as shipped (no Restart=) -> seconds BOTH held the VIP "
                                    "(until started by hand)", "-", None, "-", "VIP stays on the dead node too"),
-    "host-loss-advert-500ms": ("MASTER's link cut -> VIP:6443 answers from the BACKUP (advertIntervalMs 500)",
+    f"host-loss-advert-{ADVERT_INTERVAL_MS}ms": (
+        f"MASTER's link cut -> VIP:6443 answers from the BACKUP (advertIntervalMs {ADVERT_INTERVAL_MS})",
                                VIP_TARGET, 2.0, KEEPALIVED_DEFAULT, "3.76 s (advert_int 1)"),
     "host-loss-advert-1000ms": ("the same with advertIntervalMs 1000 (baseline)", "-", None,
                                 KEEPALIVED_DEFAULT, "3.76 s"),
     "apiserver-drop": ("apiserver stand-in SIGKILLed -> HAProxy on the MASTER marks it DOWN",
                        "dropped <= 6 s", 6.0, "Kubespray's HAProxy checks ~30 s", "~2 s"),
     "lb-restart": ("rolling restart of haproxy+keepalived, BACKUP then MASTER -> longest time BOTH held the VIP",
-                   "<= 1 advert interval", 0.5, "-", "-"),
+                   "<= 1 advert interval", ADVERT_INTERVAL_MS / 1000, "-", "-"),
     "etcd-leader-kill": ("etcd leader SIGKILLed -> first successful write", "<= 1.5 s", 1.5,
                          "Kubespray/KubeKey etcd timers: 5 s", "1.5 s median"),
     "etcd-quorum-loss": ("2 of 3 members killed (writes fail), started again -> all healthy and a write",
@@ -143,8 +147,15 @@ def main() -> None:
         baseline = drills.host_loss(stack, RUNS)
         rows.append(row("host-loss-advert-1000ms", baseline))
         print(f"  host-loss-advert-1000ms: {[m.seconds for m in baseline]}", flush=True)
-        stack.retune(load_balancer={"advertIntervalMs": 500})
+        stack.retune(load_balancer={"advertIntervalMs": ADVERT_INTERVAL_MS})
         stack.run_steps(LB_NAMES, "loadbalancer")
+        # Baseline: etcd's own 1000 ms election timeout, rolled out by the member steps one at a time.
+        stack.retune(etcd={"electionTimeoutMs": 1000})
+        stack.run_steps_serially(drills.ETCD_NAMES, "etcd-member")
+        measured = drills.ETCD_DRILLS["etcd-leader-kill"](stack, RUNS)
+        baselines.append(row("etcd-leader-kill", measured, label="etcd-leader-kill (baseline: electionTimeoutMs 1000)"))
+        print(f"  etcd-leader-kill with a 1000 ms election timeout: {[m.seconds for m in measured]}", flush=True)
+        stack.retune(etcd={"electionTimeoutMs": ELECTION_TIMEOUT_MS})
         # Baseline: etcd 3.4's own default (no pre-vote), rolled out by the member steps one at a time.
         stack.retune(etcd={"preVote": False})
         stack.run_steps_serially(drills.ETCD_NAMES, "etcd-member")
@@ -155,19 +166,20 @@ def main() -> None:
         stack.retune(etcd={"preVote": True})
         stack.run_steps_serially(drills.ETCD_NAMES, "etcd-member")
     by_name = {r["drill"]: r for r in rows}
-    ratio = by_name["host-loss-advert-500ms"]["median"] / by_name["host-loss-advert-1000ms"]["median"]
+    default = f"host-loss-advert-{ADVERT_INTERVAL_MS}ms"
+    ratio = by_name[default]["median"] / by_name["host-loss-advert-1000ms"]["median"]
     result = {
         "benchmark": "lab_failover", "runs_per_drill": RUNS, "wall_s": round(time.monotonic() - started, 1),
         "config": used, "versions": versions(),
         "lab_adaptations": {path: text.strip() for path, text in LAB_DEFAULTS.items()},
         "results": rows,
-        "host_loss_median_ratio_500ms_to_1000ms": round(ratio, 2),
+        f"host_loss_median_ratio_{ADVERT_INTERVAL_MS}ms_to_1000ms": round(ratio, 2),
         "baselines": baselines,
     }
     print_table(rows)
     print("\nbaselines, same run (not the production config):")
     print_table(baselines)
-    print(f"\nhost loss, advertIntervalMs 500 vs 1000: x{ratio:.2f} of the time (medians)")
+    print(f"\nhost loss, advertIntervalMs {ADVERT_INTERVAL_MS} vs 1000: x{ratio:.2f} of the time (medians)")
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)} in {result['wall_s']} s")
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 
-from k8s_ha.model import versions
+from k8s_ha.model import timers, versions
 from k8s_ha.model.artifacts import (
     ArtifactError,
     ArtifactSettings,
@@ -261,8 +261,8 @@ class HaproxyCheck(Model):
     check moves the node to FAULT and the VIP to the peer. Each run forks a shell, so on slow or
     starved hosts (TCG guests) a longer interval and timeout keep the check from timing out by itself."""
 
-    interval_s: Annotated[int, between(1, 60)] = 1
-    timeout_s: Annotated[int, between(1, 60)] = 1
+    interval_s: Annotated[int, between(1, 60)] = timers.TRACK_INTERVAL_S
+    timeout_s: Annotated[int, between(1, 60)] = timers.TRACK_TIMEOUT_S
     fall: Annotated[int, between(1, 10)] = 1
     rise: Annotated[int, between(1, 10)] = 2
 
@@ -287,7 +287,7 @@ class LoadBalancerSpec(Model):
     virtual_router_id: Annotated[int | None, between(1, 255)] = None
     nopreempt: bool = False
     vrrp_version: Literal[2, 3] = 3
-    advert_interval_ms: Annotated[int, Check(_centiseconds)] = 500
+    advert_interval_ms: Annotated[int, Check(_centiseconds)] = timers.ADVERT_INTERVAL_MS
     haproxy: HaproxySettings = HaproxySettings()
     haproxy_check: HaproxyCheck = HaproxyCheck()
     harbor_frontend: bool = False
@@ -360,8 +360,8 @@ def quorum_table(up_to: int = 9) -> str:
 
 class EtcdSpec(Model):
     nodes: Annotated[list[NodeSpec], at_most(MAX_LIST, "members")]
-    heartbeat_interval_ms: Annotated[int, between(10, 10000)] = 100
-    election_timeout_ms: Annotated[int, between(50, 50000)] = 1000
+    heartbeat_interval_ms: Annotated[int, between(10, 10000)] = timers.HEARTBEAT_INTERVAL_MS
+    election_timeout_ms: Annotated[int, between(50, 50000)] = timers.ELECTION_TIMEOUT_MS
     pre_vote: bool = True  # etcd 3.4 defaults to off; measured in the lab (docs/ha.md)
     source: EtcdSource = EtcdSource()
     backup: EtcdBackup = EtcdBackup()
@@ -378,8 +378,12 @@ class EtcdSpec(Model):
 
     @rule("election_timeout_ms", "heartbeat_interval_ms")
     def election_after_heartbeats(self) -> Iterator[tuple[str, str]]:
-        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
-            yield "electionTimeoutMs", "should be at least 5x heartbeatIntervalMs (etcd tuning guide)"
+        least = timers.MIN_ELECTION_HEARTBEATS
+        if self.election_timeout_ms < least * self.heartbeat_interval_ms:
+            yield "electionTimeoutMs", (
+                f"should be at least {least}x heartbeatIntervalMs (etcd tuning guide: fewer missed heartbeats "
+                f"than a busy leader can miss would start an election), got {self.election_timeout_ms} ms "
+                f"< {least} x {self.heartbeat_interval_ms} ms")
 
 
 class ControlPlaneSpec(Model):

@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from k8s_ha.model import timers
 from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
 from k8s_ha.model.errors import Problem, SpecError
 from k8s_ha.model.spec import (
@@ -88,8 +89,8 @@ class EtcdSettings:
     cluster: str = "k8s-ha"
     source: EtcdSource = field(default_factory=EtcdSource)
     artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)  # files mirror, private checksums
-    heartbeat_interval_ms: int = 100
-    election_timeout_ms: int = 1000
+    heartbeat_interval_ms: int = timers.HEARTBEAT_INTERVAL_MS
+    election_timeout_ms: int = timers.ELECTION_TIMEOUT_MS
     pre_vote: bool = True
     backup: EtcdBackup = field(default_factory=EtcdBackup)
 

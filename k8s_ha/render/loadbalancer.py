@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
+from k8s_ha.model import timers
 from k8s_ha.model.spec import HaproxyCheck, HaproxySettings, IngressFrontend, Role, StackSpec, derived_virtual_router_id
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
@@ -33,7 +34,7 @@ class FrontDoor:
     interface: str = "eth0"
     virtual_router_id: int | None = None  # None: derived from the cluster name
     vrrp_version: Literal[2, 3] = 3
-    advert_interval_ms: int = 500
+    advert_interval_ms: int = timers.ADVERT_INTERVAL_MS
     nopreempt: bool = False
     haproxy: HaproxySettings = field(default_factory=HaproxySettings)
     haproxy_check: HaproxyCheck = field(default_factory=HaproxyCheck)

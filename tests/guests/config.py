@@ -38,7 +38,7 @@ def lab_nodes(pins: dict[str, str], sizes: dict[str, dict[str, int]], subnet: st
 def lab_base(cluster: str, hypervisors: dict[str, str], client_ip: str, image: Path, domain_type: str,
              subnet: str, node: Node) -> dict[str, Any]:
     """What every lab stack shares: the hypervisors on the namespace's bridge, the network and the
-    LB pair with the lab's keepalived timing. `client_ip`: the operator's address on the bridge (the
+    LB pair, with the product's failover timers. `client_ip`: the operator's address on the bridge (the
     nodes' gateway and DNS server: the spec wants one; nothing routes through it)."""
     return {
         "cluster": {"name": cluster},
@@ -46,10 +46,7 @@ def lab_base(cluster: str, hypervisors: dict[str, str], client_ip: str, image: P
                          "baseImage": str(image)} for name, uri in hypervisors.items()],
         "network": {"cidr": f"{subnet}.0/24", "gateway": client_ip, "dns": [client_ip],
                     "vip": f"{subnet}.200", "interface": "eth0"},
-        # Lab-only timing: keepalived's track script forks a shell per run, which a TCG guest runs
-        # 20-30x slower; at the 1 s default it timed out by itself and no LB ever took the VIP.
-        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True,
-                         "haproxyCheck": {"intervalS": 3, "timeoutS": 3}},
+        "loadBalancer": {"nodes": [node("lb1", "11", "lb"), node("lb2", "12", "lb")], "nopreempt": True},
     }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from k8s_ha.model.timers import ADVERT_INTERVAL_MS
 from k8s_ha.render.material import ssh_host_pub
 from k8s_ha.render.tree import host_steps
 from tests.lab import drills
@@ -143,7 +144,7 @@ def test_a_changed_setting_reloads_keepalived_in_place(stack: LabStack) -> None:
         assert stack.main_pids(stack.master, ["keepalived.service"]) == pid
         assert sampler.moves(0.0) == 0 and drills.vip_holders(stack) == (stack.master,)
     finally:
-        stack.retune(load_balancer={"advertIntervalMs": 500})
+        stack.retune(load_balancer={"advertIntervalMs": ADVERT_INTERVAL_MS})
         stack.run_steps(LB_NAMES, "loadbalancer")
     after = hashlib.sha256(stack.host(stack.master).run("cat /etc/keepalived/keepalived.conf").stdout.encode())
     assert after.hexdigest() == digest.hexdigest()

@@ -14,6 +14,7 @@ import copy
 import datetime
 import json
 import platform
+import statistics
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ from tests.cluster.checklist_tests import (  # noqa: F401
 )
 from tests.cluster.drill import admin_files, seed_001
 from tests.cluster.writers import NumberedWriters
-from tests.guests.drills import etcd_healthy, power_cut_etcd_leader, power_cut_vip_holder, wait_for
+from tests.guests.drills import Measurement, etcd_healthy, power_cut_etcd_leader, power_cut_vip_holder, wait_for
 from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES
 from tests.nodes.containers import NodeLab
 from tests.nodes.stack import NodeClusterStack
@@ -54,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS_FILE = ROOT / "bench" / "results" / "cluster.json"
 READY_TIMEOUT_S = 900
 IDLE_SAMPLE_S = 60.0
+# Each power cut is run this often; the goals (docs/ha.md) are judged on the median.
+DRILL_RUNS = 5
+VIP_GOAL_S, ETCD_WRITE_GOAL_S = 1.2, 1.5
 RESULTS: dict[str, Any] = {}
 
 
@@ -133,29 +137,40 @@ def checklist(cluster: NodeClusterStack, lab_artifacts: Path) -> dict[str, Any]:
     return result
 
 
+def _runs(measured: list[Measurement], goal_s: float) -> dict[str, Any]:
+    """One drill's runs: median and worst against its goal (reported, not asserted), every run kept."""
+    values = [m.seconds for m in measured if m.seconds is not None]
+    median = round(statistics.median(values), 3) if values else None
+    return {"median_s": median, "worst_s": max(values, default=None), "seconds": values, "goal_s": goal_s,
+            "median_meets_goal": median is not None and median <= goal_s, "runs": [m.details for m in measured]}
+
+
 def test_power_cut_of_the_etcd_leader_loses_no_acknowledged_write(cluster: NodeClusterStack,
                                                                  checklist: dict[str, Any],
                                                                  lab_artifacts: Path) -> None:
     with NumberedWriters(cluster, admin_files(cluster), _etcdctl_from_bundle(lab_artifacts), "etcd-cut") as writers:
         time.sleep(2.0)
-        measured = power_cut_etcd_leader(cluster)
-        time.sleep(2.0)
+        measured = []
+        for _ in range(DRILL_RUNS):
+            measured.append(power_cut_etcd_leader(cluster))
+            time.sleep(2.0)
         writes = writers.report()
-    RESULTS["etcd_leader_power_cut"] = {"first_write_s": measured.seconds, **measured.details, "writes": writes}
+    RESULTS["etcd_leader_power_cut"] = {"first_write_s": _runs(measured, ETCD_WRITE_GOAL_S), "writes": writes}
     print(json.dumps(RESULTS["etcd_leader_power_cut"], indent=1, default=str))
-    assert measured.seconds is not None and measured.seconds < 30, measured  # the figure is reported
+    assert all(m.seconds is not None and m.seconds < 30 for m in measured), measured  # the figures are reported
     assert etcd_healthy(cluster)
     for writer in writes.values():
         assert writer["acknowledged"] > 0 and not writer["lost"], writes
 
 
 def test_power_cut_of_the_vip_holder(cluster: NodeClusterStack, checklist: dict[str, Any]) -> None:
-    measured = power_cut_vip_holder(cluster)
-    RESULTS["vip_holder_power_cut"] = {"vip_back_s": measured.seconds, **measured.details}
+    measured = [power_cut_vip_holder(cluster) for _ in range(DRILL_RUNS)]
+    RESULTS["vip_holder_power_cut"] = {"vip_back_s": _runs(measured, VIP_GOAL_S)}
     print(json.dumps(RESULTS["vip_holder_power_cut"], indent=1, default=str))
-    assert measured.seconds is not None and measured.seconds < 30, measured
-    assert not measured.details["both_held_vip_at_s"], measured.details
-    assert "BACKUP" in measured.details["restarted_state"], measured.details
+    for run in measured:
+        assert run.seconds is not None and run.seconds < 30, run
+        assert not run.details["both_held_vip_at_s"], run.details
+        assert "BACKUP" in run.details["restarted_state"], run.details
 
 
 def test_seed_001_lb_master_and_worker_lost_together(cluster: NodeClusterStack, checklist: dict[str, Any],

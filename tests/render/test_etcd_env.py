@@ -87,7 +87,7 @@ def test_timing_quota_and_compaction_follow_the_spec() -> None:
     env = parse_env(e.etcd_env(e.etcd_config(tuned, placement), node))
     assert (env["ETCD_HEARTBEAT_INTERVAL"], env["ETCD_ELECTION_TIMEOUT"]) == ("50", "750")
     default_env = parse_env(e.etcd_env(e.etcd_config(spec, placement), node))
-    assert (default_env["ETCD_HEARTBEAT_INTERVAL"], default_env["ETCD_ELECTION_TIMEOUT"]) == ("100", "1000")
+    assert (default_env["ETCD_HEARTBEAT_INTERVAL"], default_env["ETCD_ELECTION_TIMEOUT"]) == ("100", "500")
     # dev members have 10 GiB disks: a quarter of it; prod's 40 GiB default is capped at 8 GiB.
     assert env["ETCD_QUOTA_BACKEND_BYTES"] == str(10 * 1024**3 // 4)
     prod, prod_placement = load_example("Pulumi.prod.yaml")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from k8s_ha.cli.main import main
 
@@ -67,3 +68,25 @@ def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_module_entry_point_usage_error_exits_2() -> None:
     result = subprocess.run([sys.executable, "-m", "k8s_ha", "plan"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "--stack-file" in result.stderr
+
+
+def test_validate_refuses_timers_that_break_their_relations_each_at_its_path(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The failover timers' documented relations, all broken in one file: every rule and path in one run."""
+    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    values = config["config"]
+    values["k8s-ha:etcd"].update(heartbeatIntervalMs=200, electionTimeoutMs=600)  # fewer than 5 heartbeats
+    values["k8s-ha:loadBalancer"].update(haproxyCheck={"intervalS": 1, "timeoutS": 2}, advertIntervalMs=250,
+                                         vrrpVersion=2)
+    broken = tmp_path / "Pulumi.timers.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    assert main(["validate", "--stack-file", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err, err
+    for expected in (
+        "etcd.electionTimeoutMs: should be at least 5x heartbeatIntervalMs",
+        "got 600 ms < 5 x 200 ms",
+        "loadBalancer.haproxyCheck.timeoutS: must not exceed intervalS",
+        "loadBalancer.advertIntervalMs: VRRPv2 adverts are whole seconds",
+    ):
+        assert expected in err, err

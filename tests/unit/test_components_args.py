@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from k8s_ha.model.timers import ELECTION_TIMEOUT_MS
 from k8s_ha.render.etcd import EtcdSettings
 from k8s_ha.render.harbor import HarborConfig
 from k8s_ha.render.loadbalancer import FrontDoor
@@ -185,4 +186,4 @@ def test_etcd_settings_apply_the_stack_files_rules_at_construction() -> None:
     with pytest.raises(SpecError) as error:
         EtcdSettings(version="3.6.14", heartbeat_interval_ms=300, election_timeout_ms=1000)
     assert "electionTimeoutMs: should be at least 5x heartbeatIntervalMs" in str(error.value)
-    assert EtcdSettings(version="3.6.14").election_timeout_ms == 1000
+    assert EtcdSettings(version="3.6.14").election_timeout_ms == ELECTION_TIMEOUT_MS

@@ -1,0 +1,28 @@
+"""The failover timers' defaults, each in one place, and the arithmetic that chose them.
+
+A VRRP BACKUP takes the VIP after the Master_Down_Interval of RFC 5798 without an advert:
+3 x advert interval + (256 - priority) / 256 x advert interval. An etcd follower campaigns after a
+randomised 1 to 2 election timeouts without a heartbeat. Shorter timers fail over sooner and trip
+sooner on a host that stalls; docs/ha.md holds the measurements on both sides (drills and the soak).
+"""
+
+from __future__ import annotations
+
+# VRRPv3 adverts every 300 ms: Master_Down_Interval 1.02 s (priority 150) to 1.08 s (priority 100).
+ADVERT_INTERVAL_MS = 300
+# etcd: heartbeats every 100 ms, an election after 500 to 1000 ms without one (5 heartbeats, the
+# tuning guide's minimum ratio).
+HEARTBEAT_INTERVAL_MS = 100
+ELECTION_TIMEOUT_MS = 500
+MIN_ELECTION_HEARTBEATS = 5
+# keepalived's check of the local HAProxy, in whole seconds: keepalived before 2.3 (Debian 12's
+# 2.2.7) refuses fractional script intervals and timeouts.
+TRACK_INTERVAL_S = 1
+TRACK_TIMEOUT_S = 1
+
+
+def master_down_interval_s(advert_interval_ms: int, priority: int) -> float:
+    """RFC 5798's Master_Down_Interval, as keepalived computes it (centiseconds)."""
+    advert_cs = advert_interval_ms // 10
+    skew_cs = (256 - priority) * advert_cs // 256
+    return (3 * advert_cs + skew_cs) / 100
