@@ -240,12 +240,13 @@ class NodeNetwork(Model):
 
 
 class HaproxySettings(Model):
-    """Health-check timings: a dead apiserver leaves the pool after inter*fall (3 s by default)."""
+    """Health-check timings: a dead apiserver leaves the pool after one interval and fall - 1 fast
+    checks (~2 s by default), or one fast check after live traffic failed to connect to it."""
 
-    check_interval_ms: Annotated[int, between(100, 60000)] = 1000
-    fall: Annotated[int, between(1, 10)] = 3
-    rise: Annotated[int, between(1, 10)] = 2
-    connect_timeout_ms: Annotated[int, between(100, 60000)] = 3000
+    check_interval_ms: Annotated[int, between(100, 60000)] = timers.HAPROXY_CHECK_INTERVAL_MS
+    fall: Annotated[int, between(1, 10)] = timers.HAPROXY_FALL
+    rise: Annotated[int, between(1, 10)] = timers.HAPROXY_RISE
+    connect_timeout_ms: Annotated[int, between(100, 60000)] = timers.HAPROXY_CONNECT_TIMEOUT_MS
     client_timeout_s: Annotated[int, between(1, 86400)] = 3600
     stats_port: Annotated[int, between(1, 65535)] = 8404
 

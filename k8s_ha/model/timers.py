@@ -15,6 +15,14 @@ ADVERT_INTERVAL_MS = 300
 HEARTBEAT_INTERVAL_MS = 100
 ELECTION_TIMEOUT_MS = 500
 MIN_ELECTION_HEARTBEATS = 5
+# HAProxy's apiserver checks: /readyz every second, DOWN after 3 failures (fast checks every 500 ms
+# once one failed): ~2 s. A connection to an apiserver that does not answer its SYN is given up after
+# 500 ms and retried on another (a LAN host answers in milliseconds; the kernel, not the apiserver,
+# sends the SYN-ACK), and that live-traffic error leaves the server one failed check from DOWN.
+HAPROXY_CHECK_INTERVAL_MS = 1000
+HAPROXY_FALL = 3
+HAPROXY_RISE = 2
+HAPROXY_CONNECT_TIMEOUT_MS = 500
 # keepalived's check of the local HAProxy, in whole seconds: keepalived before 2.3 (Debian 12's
 # 2.2.7) refuses fractional script intervals and timeouts.
 TRACK_INTERVAL_S = 1

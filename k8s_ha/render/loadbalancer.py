@@ -84,6 +84,7 @@ def _servers(nodes: tuple[Endpoint, ...]) -> list[dict[str, str]]:
 def haproxy_cfg(config: LoadBalancerConfig, node: Member, material: m.Material) -> str:
     door = config.door
     interval = door.haproxy.check_interval_ms
+    fastinter = max(100, interval // 2)  # after a first failed check
     return render(
         "loadbalancer/haproxy.cfg.j2",
         cluster=door.cluster,
@@ -91,8 +92,8 @@ def haproxy_cfg(config: LoadBalancerConfig, node: Member, material: m.Material) 
         node_ip=node.ip,
         haproxy=door.haproxy,
         check_timeout_ms=max(100, min(interval, 2000)),
-        fastinter_ms=max(100, interval // 2),
-        drop_after_ms=interval * door.haproxy.fall,
+        fastinter_ms=fastinter,
+        drop_after_ms=interval + (door.haproxy.fall - 1) * fastinter,
         apiservers=_servers(door.apiservers),
         harbor=_servers((door.harbor,))[0] if door.harbor else None,
         ingress=_servers(door.ingress),

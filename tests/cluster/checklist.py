@@ -62,13 +62,14 @@ def etcd_health(c: ClusterStack) -> dict[str, bool]:
 
 
 def leases(c: ClusterStack) -> dict[str, dict[str, Any]]:
-    """component -> holder node, seconds since its last renewal (by the API server's clock)."""
+    """component -> holder node, its identity (node_uuid: a new one per process), seconds since its
+    last renewal (by the API server's clock)."""
     out = {}
     now = datetime.datetime.now(datetime.UTC)
     for name in LEASES:
         spec = c.kubectl_json("get", "lease", "-n", "kube-system", name)["spec"]
         renewed = datetime.datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
-        out[name] = {"holder": spec["holderIdentity"].split("_")[0],
+        out[name] = {"holder": spec["holderIdentity"].split("_")[0], "identity": spec["holderIdentity"],
                      "renewed_s_ago": round((now - renewed).total_seconds(), 1)}
     return out
 

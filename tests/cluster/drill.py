@@ -99,10 +99,13 @@ def _leaders_onto(c: ClusterStack, wanted: str, timeout: float = 600) -> dict[st
             if time.monotonic() - started > timeout:
                 raise DrillError(f"{lease} leadership did not move to {wanted} within {timeout:g} s (on {holder})")
             if holder is not None:
+                # The stopped leader's restarted container may win the lease again: wait for another
+                # identity, not another node, and stop that one too if it is still not on `wanted`.
+                identity = _safe_leases(c).get(lease, {}).get("identity")
                 crictl = "crictl --runtime-endpoint unix:///run/containerd/containerd.sock"
                 c.run(holder, f"{crictl} stop $({crictl} ps -q --name {container})")
-                wait_for(lambda lease=lease, holder=holder: _safe_leases(c).get(lease, {}).get("holder") != holder,
-                         f"{lease} leadership to leave {holder}", timeout, 1)
+                wait_for(lambda lease=lease, identity=identity: _safe_leases(c).get(lease, {}).get("identity")
+                         not in (identity, None), f"{lease} leadership to leave {holder}'s stopped leader", timeout, 1)
             else:
                 time.sleep(1)
         moved[lease] = round(time.monotonic() - started, 1)
