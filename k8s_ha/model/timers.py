@@ -3,17 +3,20 @@
 A VRRP BACKUP takes the VIP after the Master_Down_Interval of RFC 5798 without an advert:
 3 x advert interval + (256 - priority) / 256 x advert interval. An etcd follower campaigns after a
 randomised 1 to 2 election timeouts without a heartbeat. Shorter timers fail over sooner and trip
-sooner on a host that stalls; docs/ha.md holds the measurements on both sides (drills and the soak).
+sooner on a host that stalls; docs/ha.md holds the measurements on both sides (drills and the soak)
+and why each value won.
 """
 
 from __future__ import annotations
 
 # VRRPv3 adverts every 300 ms: Master_Down_Interval 1.02 s (priority 150) to 1.08 s (priority 100).
 ADVERT_INTERVAL_MS = 300
-# etcd: heartbeats every 100 ms, an election after 500 to 1000 ms without one (5 heartbeats, the
-# tuning guide's minimum ratio).
+# etcd: heartbeats every 100 ms, an election after 1 to 2 s without one (etcd's own default). 500 ms
+# (5 heartbeats, the tuning guide's minimum ratio) halves the failover on hosts with CPU to spare but
+# set off repeated elections on starved ones (docs/ha.md): a setting for fast hosts, not the default.
 HEARTBEAT_INTERVAL_MS = 100
-ELECTION_TIMEOUT_MS = 500
+ELECTION_TIMEOUT_MS = 1000
+FAST_HOSTS_ELECTION_TIMEOUT_MS = 500
 MIN_ELECTION_HEARTBEATS = 5
 # HAProxy's apiserver checks: /readyz every second, DOWN after 3 failures (fast checks every 500 ms
 # once one failed): ~2 s. A connection to an apiserver that does not answer its SYN is given up after

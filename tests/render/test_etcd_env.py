@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from k8s_ha.model import timers
 from k8s_ha.model.artifacts import ArtifactSettings
 from k8s_ha.model.checksums import RELEASE_SHA256
 from k8s_ha.model.errors import SpecError
@@ -87,7 +88,8 @@ def test_timing_quota_and_compaction_follow_the_spec() -> None:
     env = parse_env(e.etcd_env(e.etcd_config(tuned, placement), node))
     assert (env["ETCD_HEARTBEAT_INTERVAL"], env["ETCD_ELECTION_TIMEOUT"]) == ("50", "750")
     default_env = parse_env(e.etcd_env(e.etcd_config(spec, placement), node))
-    assert (default_env["ETCD_HEARTBEAT_INTERVAL"], default_env["ETCD_ELECTION_TIMEOUT"]) == ("100", "500")
+    assert (default_env["ETCD_HEARTBEAT_INTERVAL"], default_env["ETCD_ELECTION_TIMEOUT"]) == (
+        str(timers.HEARTBEAT_INTERVAL_MS), str(timers.ELECTION_TIMEOUT_MS))
     # dev members have 10 GiB disks: a quarter of it; prod's 40 GiB default is capped at 8 GiB.
     assert env["ETCD_QUOTA_BACKEND_BYTES"] == str(10 * 1024**3 // 4)
     prod, prod_placement = load_example("Pulumi.prod.yaml")
