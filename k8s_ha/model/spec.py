@@ -507,18 +507,23 @@ class Versions(Model):
 class Failover(Model):
     """How fast the cluster reacts to a lost node or master (docs/configuration.md, "Failover").
 
-    Kubernetes' own defaults wait 5 minutes before moving pods off an unreachable node; an HA
-    cluster's users expect about a minute. Lower values trade speed for evictions on short blips.
+    Kubernetes' own defaults wait about 6 minutes before pods leave an unreachable node; an HA
+    cluster's users expect about a minute and a half (k8s_ha/model/timers.py has the sum). Lower
+    values trade speed for NotReady nodes and evictions on short blips.
     """
 
+    # kubelet nodeLeaseDurationSeconds: the kubelet renews its node lease every quarter of this.
+    node_lease_duration_s: Annotated[int, between(8, 300)] = timers.NODE_LEASE_DURATION_S
     # controller-manager --node-monitor-grace-period: a node without a heartbeat this long is NotReady.
-    node_monitor_grace_period_s: Annotated[int, between(20, 600)] = 40
+    node_monitor_grace_period_s: Annotated[int, between(8, 600)] = timers.NODE_MONITOR_GRACE_PERIOD_S
+    # controller-manager --node-monitor-period: how often the node lifecycle controller looks.
+    node_monitor_period_s: Annotated[int, between(1, 60)] = timers.NODE_MONITOR_PERIOD_S
     # apiserver --default-{not-ready,unreachable}-toleration-seconds: pods then leave a NotReady node.
-    pod_eviction_timeout_s: Annotated[int, between(0, 3600)] = 60
-    # controller-manager and scheduler leader election (Kubernetes' defaults).
-    leader_lease_s: Annotated[int, between(5, 300)] = 15
-    leader_renew_deadline_s: Annotated[int, between(3, 300)] = 10
-    leader_retry_period_s: Annotated[int, between(1, 60)] = 2
+    pod_eviction_timeout_s: Annotated[int, between(0, 3600)] = timers.POD_EVICTION_TIMEOUT_S
+    # controller-manager and scheduler leader election.
+    leader_lease_s: Annotated[int, between(5, 300)] = timers.LEADER_LEASE_S
+    leader_renew_deadline_s: Annotated[int, between(3, 300)] = timers.LEADER_RENEW_DEADLINE_S
+    leader_retry_period_s: Annotated[int, between(1, 60)] = timers.LEADER_RETRY_PERIOD_S
 
     @rule("leader_retry_period_s", "leader_renew_deadline_s", "leader_lease_s")
     def leader_timers_ordered(self) -> Iterator[tuple[str, str]]:
@@ -526,6 +531,20 @@ class Failover(Model):
             yield "leaderRenewDeadlineS", (
                 f"leader election needs retryPeriod < renewDeadline < lease, got {self.leader_retry_period_s} s, "
                 f"{self.leader_renew_deadline_s} s, {self.leader_lease_s} s")
+
+    @rule("node_lease_duration_s", "node_monitor_grace_period_s", "node_monitor_period_s")
+    def node_heartbeats_fit_the_grace(self) -> Iterator[tuple[str, str]]:
+        renewal_s = self.node_lease_duration_s / 4
+        needed = timers.MIN_MISSED_NODE_RENEWALS * renewal_s
+        if self.node_monitor_grace_period_s < needed:
+            yield "nodeMonitorGracePeriodS", (
+                f"a node must be allowed {timers.MIN_MISSED_NODE_RENEWALS} missed lease renewals before it is "
+                f"NotReady: the kubelet renews every nodeLeaseDurationS / 4 = {renewal_s:g} s, so the grace "
+                f"needs at least {needed:g} s, got {self.node_monitor_grace_period_s} s")
+        if self.node_monitor_period_s >= self.node_monitor_grace_period_s:
+            yield "nodeMonitorPeriodS", (
+                f"the node monitor must look more often than the grace period, got every "
+                f"{self.node_monitor_period_s} s for {self.node_monitor_grace_period_s} s")
 
 
 class KubernetesSettings(Model):

@@ -37,3 +37,28 @@ def master_down_interval_s(advert_interval_ms: int, priority: int) -> float:
     advert_cs = advert_interval_ms // 10
     skew_cs = (256 - priority) * advert_cs // 256
     return (3 * advert_cs + skew_cs) / 100
+
+
+# How fast Kubernetes moves pods off a lost node (kubernetes.failover). The worst case is a worker
+# lost together with the master leading the controller-manager:
+#   pods run elsewhere after ~ leader lease + retry (a standby takes over)
+#                            + node monitor grace, counted from the new leader's start
+#                            + node monitor period + pod eviction toleration + the pod's start
+#   = 8 + 2 + 16 + 2 + 60 + ~1 = ~89 s (Kubernetes' own: 15 + 2 + 50 + 5 + 300 = ~372 s).
+# The kubelet renews its node lease every quarter of its duration (every 4 s here, Kubespray's "fast"
+# status cadence); a node is NotReady after 4 renewals missed. A kubelet whose connection died
+# silently would need HTTP/2's 45 s ping timeout to notice (upstream's reason for its 50 s grace);
+# behind the front door it does not: HAProxy closes the sessions of a server it marks DOWN
+# (`on-marked-down shutdown-sessions`) and the new VIP holder answers the old holder's connections
+# with a reset.
+NODE_LEASE_DURATION_S = 16
+NODE_MONITOR_GRACE_PERIOD_S = 16
+NODE_MONITOR_PERIOD_S = 2
+MIN_MISSED_NODE_RENEWALS = 3
+POD_EVICTION_TIMEOUT_S = 60
+# controller-manager and scheduler leader election: a standby takes over ~lease + retry after the
+# leader's master is lost; the leader steps down when it cannot renew within the deadline (an
+# apiserver unreachable for 6 s: longer than the etcd and front-door failovers above).
+LEADER_LEASE_S = 8
+LEADER_RENEW_DEADLINE_S = 6
+LEADER_RETRY_PERIOD_S = 2

@@ -121,6 +121,7 @@ class KubeletConfiguration(Strict):
     kind: Literal["KubeletConfiguration"]
     cgroupDriver: Literal["systemd"]
     failCgroupV1: Literal[False] | None = None  # kubernetes.allowCgroupV1
+    nodeLeaseDurationSeconds: Annotated[int, Field(gt=0)]  # kubernetes.failover.nodeLeaseDurationS
 
 
 class Conntrack(Strict):

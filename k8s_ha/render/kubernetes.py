@@ -64,9 +64,8 @@ NODE_COMPONENTS = frozenset({"kubeadm", "kubelet", "kubectl", "containerd", "run
 TOKEN_TTL = "24h0m0s"
 
 
-# Leader election for kube-controller-manager and kube-scheduler: one active instance,
-# the others stand by. The values are the upstream defaults, written out so that the failover
-# time is visible: a dead leader is replaced within lease-duration (15 s) + retry-period (2 s).
+# Leader election for kube-controller-manager and kube-scheduler: one active instance, the others
+# stand by; a dead leader is replaced within lease-duration + retry-period (k8s_ha/model/timers.py).
 def leader_election_args(failover: Failover) -> list[tuple[str, str]]:
     """controller-manager and scheduler: one active instance, handed over within the lease."""
     return [
@@ -85,7 +84,8 @@ def apiserver_args(failover: Failover) -> list[tuple[str, str]]:
 
 def controller_manager_args(failover: Failover) -> list[tuple[str, str]]:
     return [*leader_election_args(failover),
-            ("node-monitor-grace-period", f"{failover.node_monitor_grace_period_s}s")]
+            ("node-monitor-grace-period", f"{failover.node_monitor_grace_period_s}s"),
+            ("node-monitor-period", f"{failover.node_monitor_period_s}s")]
 
 
 ETCD_PKI = {
@@ -327,6 +327,7 @@ def _kubeadm_context(
         "scheduler_args": leader_election_args(config.settings.failover),
         "ignore_preflight": ignored_preflight_errors(config),
         "allow_cgroup_v1": config.settings.allow_cgroup_v1,
+        "node_lease_duration_s": config.settings.failover.node_lease_duration_s,
         "system_container_nodes": config.settings.system_container_nodes,
     }
 

@@ -314,8 +314,9 @@ def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: 
         args = _args(cluster[component]["extraArgs"])
         assert args["leader-elect"] == "true"
         assert args["leader-elect-lease-duration"] == f"{failover.leader_lease_s}s"
-    assert _args(cluster["controllerManager"]["extraArgs"])["node-monitor-grace-period"] == (
-        f"{failover.node_monitor_grace_period_s}s")
+    manager = _args(cluster["controllerManager"]["extraArgs"])
+    assert manager["node-monitor-grace-period"] == f"{failover.node_monitor_grace_period_s}s"
+    assert manager["node-monitor-period"] == f"{failover.node_monitor_period_s}s"
     api_args = _args(cluster["apiServer"]["extraArgs"])
     assert api_args["default-unreachable-toleration-seconds"] == str(failover.pod_eviction_timeout_s)
     assert api_args["default-not-ready-toleration-seconds"] == str(failover.pod_eviction_timeout_s)
@@ -328,6 +329,7 @@ def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: 
     assert init["nodeRegistration"]["name"] == node.name
     assert _args(init["nodeRegistration"]["kubeletExtraArgs"])["node-ip"] == str(node.ip)
     assert kubelet["cgroupDriver"] == "systemd"
+    assert kubelet["nodeLeaseDurationSeconds"] == failover.node_lease_duration_s
 
 
 def test_node_labels_carry_the_failure_domain() -> None:

@@ -165,8 +165,15 @@ def test_failover_leader_election_must_be_ordered() -> None:
     config["kubernetes"] = {"failover": {"leaderLeaseS": 10, "leaderRenewDeadlineS": 10}}
     message = one_problem(config)
     assert message.startswith("kubernetes.failover.leaderRenewDeadlineS: leader election needs retryPeriod")
-    config["kubernetes"] = {"failover": {"nodeMonitorGracePeriodS": 5}}
-    assert one_problem(config).startswith("kubernetes.failover.nodeMonitorGracePeriodS: 5 is outside 20..600")
+    config["kubernetes"] = {"failover": {"nodeMonitorGracePeriodS": 700}}
+    assert one_problem(config).startswith("kubernetes.failover.nodeMonitorGracePeriodS: 700 is outside 8..600")
+    config["kubernetes"] = {"failover": {"nodeLeaseDurationS": 40, "nodeMonitorGracePeriodS": 20}}
+    assert one_problem(config) == (
+        "kubernetes.failover.nodeMonitorGracePeriodS: a node must be allowed 3 missed lease renewals before it is "
+        "NotReady: the kubelet renews every nodeLeaseDurationS / 4 = 10 s, so the grace needs at least 30 s, "
+        "got 20 s")
+    config["kubernetes"] = {"failover": {"nodeMonitorPeriodS": 16}}
+    assert one_problem(config).startswith("kubernetes.failover.nodeMonitorPeriodS: the node monitor must look")
 
 
 def test_only_the_supported_window_is_accepted() -> None:

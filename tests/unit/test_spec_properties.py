@@ -135,9 +135,12 @@ def test_etcd_versions_outside_the_window_are_refused(minor: int, patch: int) ->
 def failovers(draw: st.DrawFn) -> dict[str, int]:
     retry = draw(st.integers(1, 60))
     renew = draw(st.integers(max(3, retry + 1), 299))
+    lease = draw(st.integers(8, 300))
+    grace = draw(st.integers(max(8, -(-3 * lease // 4)), 600))  # 3 renewals at lease / 4
     return {"leader_retry_period_s": retry, "leader_renew_deadline_s": renew,
             "leader_lease_s": draw(st.integers(max(5, renew + 1), 300)),
-            "node_monitor_grace_period_s": draw(st.integers(20, 600)),
+            "node_lease_duration_s": lease, "node_monitor_grace_period_s": grace,
+            "node_monitor_period_s": draw(st.integers(1, min(60, grace - 1))),
             "pod_eviction_timeout_s": draw(st.integers(0, 3600))}
 
 
@@ -154,6 +157,17 @@ def test_unordered_leader_timers_are_refused(values: dict[str, int]) -> None:
     with pytest.raises(SpecError) as info:
         Failover(**values)
     assert "leaderRenewDeadlineS" in [p.path for p in info.value.problems]
+
+
+@FAST
+@given(failovers())
+def test_a_grace_shorter_than_three_node_lease_renewals_is_refused(values: dict[str, int]) -> None:
+    values["node_lease_duration_s"] = 4 * values["node_monitor_grace_period_s"]  # one renewal per grace
+    if values["node_lease_duration_s"] > 300:
+        return
+    with pytest.raises(SpecError) as info:
+        Failover(**values)
+    assert "nodeMonitorGracePeriodS" in [p.path for p in info.value.problems]
 
 
 hosts = st.integers(2, 253).map(lambda i: ipaddress.IPv4Address(f"10.20.0.{i}"))
