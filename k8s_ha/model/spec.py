@@ -518,6 +518,8 @@ class Failover(Model):
     node_monitor_grace_period_s: Annotated[int, between(8, 600)] = timers.NODE_MONITOR_GRACE_PERIOD_S
     # controller-manager --node-monitor-period: how often the node lifecycle controller looks.
     node_monitor_period_s: Annotated[int, between(1, 60)] = timers.NODE_MONITOR_PERIOD_S
+    # controller-manager --node-eviction-rate: NotReady nodes tainted per second (in a healthy zone).
+    node_eviction_rate: Annotated[float, between(0.01, 100)] = timers.NODE_EVICTION_RATE
     # apiserver --default-{not-ready,unreachable}-toleration-seconds: pods then leave a NotReady node.
     pod_eviction_timeout_s: Annotated[int, between(0, 3600)] = timers.POD_EVICTION_TIMEOUT_S
     # controller-manager and scheduler leader election.

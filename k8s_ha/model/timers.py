@@ -44,16 +44,19 @@ def master_down_interval_s(advert_interval_ms: int, priority: int) -> float:
 #   pods run elsewhere after ~ leader lease + retry (a standby takes over)
 #                            + node monitor grace, counted from the new leader's start
 #                            + node monitor period + pod eviction toleration + the pod's start
-#   = 8 + 2 + 16 + 2 + 60 + ~1 = ~89 s (Kubernetes' own: 15 + 2 + 50 + 5 + 300 = ~372 s).
-# The kubelet renews its node lease every quarter of its duration (every 4 s here, Kubespray's "fast"
-# status cadence); a node is NotReady after 4 renewals missed. A kubelet whose connection died
-# silently would need HTTP/2's 45 s ping timeout to notice (upstream's reason for its 50 s grace);
-# behind the front door it does not: HAProxy closes the sessions of a server it marks DOWN
-# (`on-marked-down shutdown-sessions`) and the new VIP holder answers the old holder's connections
-# with a reset.
-NODE_LEASE_DURATION_S = 16
-NODE_MONITOR_GRACE_PERIOD_S = 16
+#   = 8 + 2 + 12 + 2 + 60 + ~1 = ~85 s (Kubernetes' own: 15 + 2 + 50 + 5 + 300 = ~372 s).
+# The kubelet renews its node lease every quarter of its duration (every 3 s here); a node is
+# NotReady after 4 renewals missed. A kubelet whose connection died silently would need HTTP/2's
+# 45 s ping timeout to notice (upstream's reason for its 50 s grace); behind the front door it does
+# not: HAProxy closes the sessions of a server it marks DOWN (`on-marked-down shutdown-sessions`)
+# and the new VIP holder answers the old holder's connections with a reset. NotReady nodes are
+# tainted (starting their pods' toleration) at up to 1 node per second, not Kubernetes' 0.1: a lost
+# rack's second node would otherwise wait 10 s more. A zone where most but not all nodes are lost
+# still gets no evictions in a small cluster (the controller's own partial-disruption rule).
+NODE_LEASE_DURATION_S = 12
+NODE_MONITOR_GRACE_PERIOD_S = 12
 NODE_MONITOR_PERIOD_S = 2
+NODE_EVICTION_RATE = 1.0
 MIN_MISSED_NODE_RENEWALS = 3
 POD_EVICTION_TIMEOUT_S = 60
 # controller-manager and scheduler leader election: a standby takes over ~lease + retry after the

@@ -57,7 +57,7 @@ class Check:
     rule: Callable[[Any], str | None]
 
 
-def between(low: int, high: int) -> Check:
+def between(low: float, high: float) -> Check:
     return Check(lambda v: None if low <= v <= high else f"{v} is outside {low}..{high}")
 
 

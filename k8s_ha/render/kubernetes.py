@@ -85,7 +85,8 @@ def apiserver_args(failover: Failover) -> list[tuple[str, str]]:
 def controller_manager_args(failover: Failover) -> list[tuple[str, str]]:
     return [*leader_election_args(failover),
             ("node-monitor-grace-period", f"{failover.node_monitor_grace_period_s}s"),
-            ("node-monitor-period", f"{failover.node_monitor_period_s}s")]
+            ("node-monitor-period", f"{failover.node_monitor_period_s}s"),
+            ("node-eviction-rate", f"{failover.node_eviction_rate:g}")]
 
 
 ETCD_PKI = {

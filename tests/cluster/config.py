@@ -34,7 +34,7 @@ SIZES = {**GUEST_SIZES, "cp": {"vcpu": 2, "memoryMib": 2048, "diskGib": 20},
 FILES_PORT = 8080
 REGISTRY_PORT = 5000
 # Lab-only timing: a TCG guest runs 20-30x slower, so a kubelet's heartbeat or a leader's renewal
-# can lag by seconds; the product defaults (16 s grace over 4 s node lease renewals, 8/6/2 s leader
+# can lag by seconds; the product defaults (12 s grace over 3 s node lease renewals, 8/6/2 s leader
 # leases) would flap here.
 LAB_FAILOVER = {"nodeLeaseDurationS": 40, "nodeMonitorGracePeriodS": 60, "podEvictionTimeoutS": 30, "leaderLeaseS": 30,
                 "leaderRenewDeadlineS": 20, "leaderRetryPeriodS": 4}

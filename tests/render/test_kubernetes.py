@@ -317,6 +317,7 @@ def test_cluster_configuration_vip_sans_external_etcd_and_leader_election(case: 
     manager = _args(cluster["controllerManager"]["extraArgs"])
     assert manager["node-monitor-grace-period"] == f"{failover.node_monitor_grace_period_s}s"
     assert manager["node-monitor-period"] == f"{failover.node_monitor_period_s}s"
+    assert float(manager["node-eviction-rate"]) == failover.node_eviction_rate
     api_args = _args(cluster["apiServer"]["extraArgs"])
     assert api_args["default-unreachable-toleration-seconds"] == str(failover.pod_eviction_timeout_s)
     assert api_args["default-not-ready-toleration-seconds"] == str(failover.pod_eviction_timeout_s)

@@ -172,7 +172,7 @@ def test_failover_leader_election_must_be_ordered() -> None:
         "kubernetes.failover.nodeMonitorGracePeriodS: a node must be allowed 3 missed lease renewals before it is "
         "NotReady: the kubelet renews every nodeLeaseDurationS / 4 = 10 s, so the grace needs at least 30 s, "
         "got 20 s")
-    config["kubernetes"] = {"failover": {"nodeMonitorPeriodS": 16}}
+    config["kubernetes"] = {"failover": {"nodeMonitorPeriodS": 12}}
     assert one_problem(config).startswith("kubernetes.failover.nodeMonitorPeriodS: the node monitor must look")
 
 

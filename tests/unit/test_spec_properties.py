@@ -132,7 +132,7 @@ def test_etcd_versions_outside_the_window_are_refused(minor: int, patch: int) ->
 
 
 @st.composite
-def failovers(draw: st.DrawFn) -> dict[str, int]:
+def failovers(draw: st.DrawFn) -> dict[str, float]:
     retry = draw(st.integers(1, 60))
     renew = draw(st.integers(max(3, retry + 1), 299))
     lease = draw(st.integers(8, 300))
@@ -141,18 +141,19 @@ def failovers(draw: st.DrawFn) -> dict[str, int]:
             "leader_lease_s": draw(st.integers(max(5, renew + 1), 300)),
             "node_lease_duration_s": lease, "node_monitor_grace_period_s": grace,
             "node_monitor_period_s": draw(st.integers(1, min(60, grace - 1))),
+            "node_eviction_rate": draw(st.floats(0.01, 100)),
             "pod_eviction_timeout_s": draw(st.integers(0, 3600))}
 
 
 @FAST
 @given(failovers())
-def test_valid_failover_timers_build(values: dict[str, int]) -> None:
+def test_valid_failover_timers_build(values: dict[str, float]) -> None:
     assert Failover(**values).model_dump() == values
 
 
 @FAST
 @given(failovers())
-def test_unordered_leader_timers_are_refused(values: dict[str, int]) -> None:
+def test_unordered_leader_timers_are_refused(values: dict[str, float]) -> None:
     values["leader_renew_deadline_s"] = values["leader_lease_s"]  # no longer below the lease
     with pytest.raises(SpecError) as info:
         Failover(**values)
@@ -161,7 +162,7 @@ def test_unordered_leader_timers_are_refused(values: dict[str, int]) -> None:
 
 @FAST
 @given(failovers())
-def test_a_grace_shorter_than_three_node_lease_renewals_is_refused(values: dict[str, int]) -> None:
+def test_a_grace_shorter_than_three_node_lease_renewals_is_refused(values: dict[str, float]) -> None:
     values["node_lease_duration_s"] = 4 * values["node_monitor_grace_period_s"]  # one renewal per grace
     if values["node_lease_duration_s"] > 300:
         return
