@@ -51,6 +51,18 @@ k8sha_install_files() {
   fi
 }
 
+# Remove every file this step installs (a delete's undo of k8sha_install_files).
+k8sha_remove_files() {
+  local path _mode _owner
+  [ -f "$K8SHA_STAGE/manifest" ] || return 0
+  while read -r path _mode _owner; do
+    if [ -e "$path" ]; then
+      rm -f -- "$path"
+      k8sha_log "removed $path"
+    fi
+  done <"$K8SHA_STAGE/manifest"
+}
+
 # True when any file installed by this run matches one of the glob patterns.
 k8sha_changed() {
   local file pattern

@@ -241,7 +241,7 @@ class NodeNetwork(Model):
 
 class HaproxySettings(Model):
     """Health-check timings: a dead apiserver leaves the pool after one interval and fall - 1 fast
-    checks (~2 s by default), or one fast check after live traffic failed to connect to it."""
+    checks (~2 s by default); until then a connection it refuses is redispatched to another."""
 
     check_interval_ms: Annotated[int, between(100, 60000)] = timers.HAPROXY_CHECK_INTERVAL_MS
     fall: Annotated[int, between(1, 10)] = timers.HAPROXY_FALL

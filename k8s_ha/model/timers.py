@@ -21,7 +21,8 @@ MIN_ELECTION_HEARTBEATS = 5
 # HAProxy's apiserver checks: /readyz every second, DOWN after 3 failures (fast checks every 500 ms
 # once one failed): ~2 s. A connection to an apiserver that does not answer its SYN is given up after
 # 500 ms and retried on another (a LAN host answers in milliseconds; the kernel, not the apiserver,
-# sends the SYN-ACK), and that live-traffic error leaves the server one failed check from DOWN.
+# sends the SYN-ACK). Live-traffic errors do not count toward DOWN (`observe layer4`): a server marked
+# DOWN has its sessions closed, including one waiting to be redispatched, which then fails (docs/ha.md).
 HAPROXY_CHECK_INTERVAL_MS = 1000
 HAPROXY_FALL = 3
 HAPROXY_RISE = 2

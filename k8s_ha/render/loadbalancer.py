@@ -143,6 +143,7 @@ def loadbalancer_step(config: LoadBalancerConfig, node: Member, material: m.Mate
         name="loadbalancer",
         host=node.name,
         script="loadbalancer.sh",
+        delete_script="lb-remove.sh",
         files=files,
         env=(
             ("K8SHA_NODE_IP", str(node.ip)),
