@@ -25,7 +25,7 @@ PASSPHRASE = "engine-tier"
 
 
 @cache
-def _missing() -> str | None:
+def missing_engine() -> str | None:
     from k8s_ha.cli.engine import cli_path
     from k8s_ha.cli.plugins import missing_plugins
 
@@ -41,7 +41,7 @@ def _missing() -> str | None:
 @pytest.fixture(scope="session")
 def engine_ready() -> None:
     """Skip, naming what is missing, unless the CLI and every plugin the program needs are here."""
-    reason = _missing()
+    reason = missing_engine()
     if reason:
         print(f"\nengine tier: SKIPPING: {reason}")
         pytest.skip(reason)
@@ -74,8 +74,13 @@ class Project:
         return self.directory / "state"
 
     def write(self) -> None:
-        document = {"config": {f"k8s-ha:{k}": v for k, v in self.config.items()}}
-        (self.directory / f"Pulumi.{self.stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+        """The stack file from `config`; the salt the engine wrote for the stack's secrets is kept."""
+        path = self.directory / f"Pulumi.{self.stack}.yaml"
+        old = yaml.safe_load(path.read_text()) if path.exists() else None
+        document: dict[str, Any] = {"config": {f"k8s-ha:{k}": v for k, v in self.config.items()}}
+        if isinstance(old, dict) and "encryptionsalt" in old:
+            document = {"encryptionsalt": old["encryptionsalt"], **document}
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 def stack_config(stack_file: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""One real-engine action, run inside the lab network namespace: the command provider dials the
-guests, which only exist on the namespace's bridge. The test starts this module through
-`LabHypervisors.netns_argv`; it prints the live display and, last, one line `OPS {urn: op}`.
+"""One real-engine action, run inside a lab network namespace: the command provider dials the
+guests or node containers, which only exist on the namespace's bridge. The tests start this module
+through `engine()` below with their lab's `netns_argv`; it prints the live display and, last, one
+line `OPS {urn: op}`.
 
     python -m tests.guests.engine_run ACTION PROJECT_DIR STACK [--exclude URN]...
 """
@@ -9,13 +10,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from k8s_ha.cli.engine import run
 
+if TYPE_CHECKING:
+    from tests.engine.conftest import Project
+
 OPS_PREFIX = "OPS "
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_TIMEOUT_S = 2400
+
+
+def engine(netns_argv: Callable[[list[str]], list[str]], project: Project, action: str,
+           exclude: list[str] | None = None) -> tuple[int, dict[str, str], str]:
+    """Run `action` in the lab namespace; exit code, URN -> operation, and the display."""
+    exclude = exclude or []
+    argv = [sys.executable, "-m", "tests.guests.engine_run", action, str(project.directory), project.stack,
+            *[f"--exclude={urn}" for urn in exclude], *[f"--env={k}={v}" for k, v in project.env.items()]]
+    started = time.monotonic()
+    done = subprocess.run(netns_argv(argv), capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_TIMEOUT_S,
+                          check=False)
+    print(f"engine {action}: exit {done.returncode} after {time.monotonic() - started:.0f} s")
+    print(done.stdout[-4000:], done.stderr[-4000:])
+    ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
+    ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
+    return done.returncode, ops, done.stdout + done.stderr
+
+
+def changed_names(ops: dict[str, str], existing: set[str]) -> dict[str, str]:
+    """Resource name -> operation for every resource of `existing` the engine did not leave alone."""
+    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items() if urn in existing and op != "same"}
 
 
 def main(argv: list[str] | None = None) -> int:

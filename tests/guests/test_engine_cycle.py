@@ -13,22 +13,19 @@ runs inside the lab network namespace (tests/guests/engine_run.py): the guests l
 from __future__ import annotations
 
 import copy
-import json
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from k8s_ha.cli.engine import own_type
-from tests.engine.conftest import Project, make_project
+from tests.engine.conftest import make_project
 from tests.engine.state import assert_no_secret_in_clear, deployment
 from tests.guests.config import PINS, stack_config
 from tests.guests.domain_type import probe_domain_type
-from tests.guests.engine_run import OPS_PREFIX
+from tests.guests.engine_run import changed_names, engine
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.stack import BOOTED
 
@@ -36,7 +33,6 @@ pytestmark = pytest.mark.guests
 
 ROOT = Path(__file__).resolve().parents[2]
 LEFT_OUT = re.compile(r"^cp\d+-(root|cloudinit)$")  # the control plane's disks; dependents follow
-ENGINE_TIMEOUT_S = 2400
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +46,6 @@ def engine_installed() -> None:
         pytest.skip(f"engine path skipped: {missing_message(missing)}")
 
 
-def engine(hvs: LabHypervisors, project: Project, action: str,
-           exclude: list[str] | None = None) -> tuple[int, dict[str, str], str]:
-    """Run `action` in the lab namespace; exit code, URN -> operation, and the display."""
-    exclude = exclude or []
-    argv = [sys.executable, "-m", "tests.guests.engine_run", action, str(project.directory), project.stack,
-            *[f"--exclude={urn}" for urn in exclude], *[f"--env={k}={v}" for k, v in project.env.items()]]
-    started = time.monotonic()
-    done = subprocess.run(hvs.netns_argv(argv), capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_TIMEOUT_S,
-                          check=False)
-    print(f"engine {action}: exit {done.returncode} after {time.monotonic() - started:.0f} s")
-    print(done.stdout[-4000:], done.stderr[-4000:])
-    ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
-    ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
-    return done.returncode, ops, done.stdout + done.stderr
-
-
-def changed_names(ops: dict[str, str], existing: set[str]) -> dict[str, str]:
-    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items() if urn in existing and op != "same"}
-
-
 def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None, base_image: Path,
                                                         work_dir: Path) -> None:
     probe = probe_domain_type(base_image)
@@ -79,13 +55,13 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
         config["kubernetes"] = {"bootstrap": False}
         project = make_project(work_dir / "engine-project", "guests", config)
         try:
-            code, planned, text = engine(hvs, project, "preview")
+            code, planned, text = engine(hvs.netns_argv, project, "preview")
             assert code == 0, text
             assert not [urn for urn in planned if own_type(urn).startswith("pulumi:providers:kubernetes")]
             exclude = [urn for urn in planned if LEFT_OUT.match(urn.rsplit("::", 1)[1])]
             assert len(exclude) == 6, exclude
 
-            code, _, text = engine(hvs, project, "up", exclude)
+            code, _, text = engine(hvs.netns_argv, project, "up", exclude)
             assert code == 0, text
             existing = {r["urn"] for r in deployment(project).get("resources", [])}
             names = {urn.rsplit("::", 1)[1] for urn in existing}
@@ -100,13 +76,13 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
             assert tcp.returncode == 0, "HAProxy on the VIP does not accept"
             assert_no_secret_in_clear(project)
 
-            code, ops, text = engine(hvs, project, "preview", exclude)
+            code, ops, text = engine(hvs.netns_argv, project, "preview", exclude)
             assert code == 0 and not changed_names(ops, existing), (changed_names(ops, existing), text)
 
             project.config = copy.deepcopy(config)
             project.config["loadBalancer"]["haproxy"] = {"clientTimeoutS": 1234}
             project.write()
-            code, ops, text = engine(hvs, project, "preview", exclude)
+            code, ops, text = engine(hvs.netns_argv, project, "preview", exclude)
             assert code == 0, text
             assert set(changed_names(ops, existing)) == {"lb1-loadbalancer", "lb2-loadbalancer"}, changed_names(
                 ops, existing)
@@ -115,7 +91,7 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
             project.config["workerPools"] = [{"name": "worker", "count": 1, "firstIp": "10.212.0.41", "vcpu": 1,
                                               "memoryMib": 1024, "diskGib": 20}]
             project.write()
-            code, ops, text = engine(hvs, project, "preview", exclude)
+            code, ops, text = engine(hvs.netns_argv, project, "preview", exclude)
             assert code == 0, text
             assert not changed_names(ops, existing), changed_names(ops, existing)
             added = {urn.rsplit("::", 1)[1] for urn, op in ops.items() if urn not in existing and op == "create"}
@@ -123,7 +99,7 @@ def test_engine_up_change_destroy_on_the_lab_hypervisors(engine_installed: None,
         finally:
             project.config = config
             project.write()
-            code, _, text = engine(hvs, project, "destroy")
+            code, _, text = engine(hvs.netns_argv, project, "destroy")
         assert code == 0, text
         after = deployment(project)
         assert not after.get("resources") and not after.get("pending_operations"), after

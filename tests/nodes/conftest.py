@@ -58,3 +58,14 @@ def node_rootfs(nodes_available: None) -> Path:
     lower = unpacked_rootfs(rootfs_path(lab_image()))
     print(f"node root file system: ready in {time.monotonic() - started:.0f} s")
     return lower
+
+
+@pytest.fixture(scope="session")
+def engine_installed(nodes_available: None) -> None:
+    """The engine driver runs where the pulumi CLI and every provider plugin are installed; the
+    replay driver (test_node_cluster.py) covers the same stack everywhere else."""
+    from tests.engine.conftest import missing_engine
+
+    if (reason := missing_engine()) is not None:
+        print(f"\ncluster tier, engine driver: SKIPPING: {reason}")
+        pytest.skip(f"engine driver skipped: {reason}")
