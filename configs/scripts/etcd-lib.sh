@@ -44,19 +44,33 @@ etcd_locked() {
   shift
   (
     held=$(mktemp "$K8SHA_STAGE/etcd-lock.XXXXXX")
-    timeout -s KILL 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="$K8SHA_ETCD_ENDPOINTS" --dial-timeout=2s \
-      lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
-    holder=$!
+    # The lock client talks to the members that pass a health check now: one that has just left
+    # the cluster (another host's removal, as on `destroy`) answers "raft: stopped" and the client
+    # does not fail over. A client that stops before it holds the lock is started again (5 tries).
+    etcd_lock_client() {
+      local targets
+      targets=$(etcd_healthy_urls "$K8SHA_ETCD_ENDPOINTS" | paste -sd, -)
+      timeout -s KILL 900 "$ETCDCTL" "${ETCD_TLS[@]}" --endpoints="${targets:-$K8SHA_ETCD_ENDPOINTS}" \
+        --dial-timeout=2s lock --ttl=15 "$lock" >"$held" 2>"$held.err" &
+      holder=$!
+    }
+    etcd_lock_client
     trap 'etcd_unlock "$holder" "$held"' EXIT
     deadline=$((SECONDS + ${K8SHA_ETCD_LOCK_TIMEOUT:-300}))
-    waited=0
+    waited=0 tries=1
     until [ -s "$held" ]; do # etcdctl prints the lock's key once it holds it
       if [ "$waited" -eq 10 ]; then
         k8sha_log "waiting for the etcd lock $lock (another member's step holds it)"
       fi
       waited=$((waited + 1))
-      if ! kill -0 "$holder" 2>/dev/null; then
-        k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
+      if ! kill -0 "$holder" 2>/dev/null && [ ! -s "$held" ]; then
+        if [ "$tries" -ge 5 ]; then
+          k8sha_fail "could not take the etcd lock $lock: $(tail -n 2 "$held.err")"
+        fi
+        k8sha_log "the etcd lock client stopped ($(tail -n 1 "$held.err" | cut -c1-160)); trying again"
+        tries=$((tries + 1))
+        sleep 1
+        etcd_lock_client
       fi
       if [ "$SECONDS" -ge "$deadline" ]; then
         k8sha_fail "waited ${K8SHA_ETCD_LOCK_TIMEOUT:-300}s for the etcd lock $lock; its holder is" \

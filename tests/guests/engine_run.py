@@ -37,7 +37,8 @@ def engine(netns_argv: Callable[[list[str]], list[str]], project: Project, actio
     done = subprocess.run(netns_argv(argv), capture_output=True, text=True, cwd=ROOT, timeout=ENGINE_TIMEOUT_S,
                           check=False)
     print(f"engine {action}: exit {done.returncode} after {time.monotonic() - started:.0f} s")
-    print(done.stdout[-4000:], done.stderr[-4000:])
+    display = "\n".join(line for line in done.stdout.splitlines() if not line.startswith(OPS_PREFIX))
+    print(display[-4000:], done.stderr[-4000:])
     ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
     ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
     return done.returncode, ops, done.stdout + done.stderr

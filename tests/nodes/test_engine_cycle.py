@@ -60,10 +60,11 @@ def _set_secret(project: Project, key: str, value: str) -> None:
     project.config[key] = written["config"][f"k8s-ha:{key}"]  # {"secure": "v1:..."}
 
 
-def _with_workers(config: dict[str, Any], workers: tuple[str, ...]) -> dict[str, Any]:
+def _with_workers(config: dict[str, Any], every_worker: list[dict[str, Any]], workers: tuple[str, ...]
+                  ) -> dict[str, Any]:
+    """`config` with the worker pool holding `workers`, taken from `every_worker` (the booted ones)."""
     changed = copy.deepcopy(config)
-    pool = changed["workerPools"][0]
-    pool["nodes"] = [n for n in pool["nodes"] if n["name"] in workers]
+    changed["workerPools"][0]["nodes"] = [copy.deepcopy(n) for n in every_worker if n["name"] in workers]
     return changed
 
 
@@ -110,12 +111,11 @@ def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine
         nodes = NodeStack(lab, node_rootfs, work / "cluster", pins, workers=all_workers)
         try:
             print(f"start -> SSH (s): {nodes.boot()}")
-            config = _with_workers(nodes.config, WORKER_NAMES)
-            project = make_project(work / "project", STACK, config)
+            every_worker = nodes.config["workerPools"][0]["nodes"]
+            project = make_project(work / "project", STACK, _with_workers(nodes.config, every_worker, WORKER_NAMES))
             _set_secret(project, "sshPrivateKey", (nodes.ssh_dir / "id").read_text())
             project.write()
-            config = copy.deepcopy(project.config)
-            _cycle(nodes, project, config, kubectl_binary, work)
+            _cycle(nodes, project, copy.deepcopy(project.config), every_worker, kubectl_binary, work)
         finally:
             failed = nodes.close()
     leftovers = lab.leftovers()
@@ -123,7 +123,8 @@ def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine
     assert not tunables.changed(), f"machine-global tunables not restored: {tunables.changed()}"
 
 
-def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], kubectl_binary: Path, work: Path) -> None:
+def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_worker: list[dict[str, Any]],
+           kubectl_binary: Path, work: Path) -> None:
     base = [*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *WORKER_NAMES]
     destroyed = False
     try:
@@ -156,7 +157,7 @@ def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], kubectl_b
 
         # Workers 2 -> 3: the new worker joins; nothing that exists is replaced or deleted.
         config = changed
-        project.config = _with_workers(config, (*WORKER_NAMES, EXTRA_WORKER))
+        project.config = _with_workers(config, every_worker, (*WORKER_NAMES, EXTRA_WORKER))
         project.write()
         code, ops, text = engine(nodes.netns_argv, project, "up")
         assert code == 0, text

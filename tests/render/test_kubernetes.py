@@ -513,7 +513,7 @@ GUARDS = {
     "k8s-join.sh": ['[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes', 'if [ "$joined_before" = no ]',
                     "kubeadm config validate --config"],
     "k8s-reset.sh": ["--ignore-not-found", "kubeadm reset -f"],
-    "k8s-drain.sh": ["--ignore-not-found", "--timeout=300s"],
+    "k8s-drain.sh": ["--ignore-not-found", "deadline=$((SECONDS + 300))", "k8s_schedulable_elsewhere"],
     "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]',
                           'if [ "$previous" != "$managed" ]'],
 }
@@ -672,7 +672,7 @@ case " $* " in
   *" get node "*"go-template"*) cat "$S/labels" ;;
   *" get node "*"annotations"*) cat "$S/annotation" ;;
   *" get node "*) printf 'node/x\n' ;;
-  *" drain "* | *" delete node "*) ;;
+  *" drain "* | *" cordon "* | *" delete node "*) ;;
   *" label node "*)
     shift 6  # --kubeconfig F --request-timeout=T label node NAME: shift to the first label
     for arg in "$@"; do
