@@ -11,6 +11,13 @@ NAME=$K8SHA_ETCD_NAME
 DATA_DIR=$K8SHA_ETCD_DATA_DIR
 
 
+# The member list as this member sees it (it is still a member while this runs), else as the others
+# do. Never a list from any endpoint: a member removed a moment ago by another host's step still
+# answers with the list it had, and that stale list made a quorum check count it as a dead member.
+etcd_current_members() {
+  etcd_member_list "$K8SHA_ETCD_CLIENT_URL" || etcd_member_list "$(etcd_others)"
+}
+
 # This member's line in a `member list`: by peer URL, or by name.
 etcd_find_self() {
   awk -F', ' -v peer="$K8SHA_ETCD_PEER_URL" -v name="$NAME" '$4 == peer || ($3 != "" && $3 == name)' <<<"$1"
@@ -56,7 +63,7 @@ etcd_check_quorum() {
 # Runs under the membership lock (one membership change at a time, see etcd-member.sh).
 etcd_remove_self() {
   local list self id status me leader target removed deadline
-  list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL") || k8sha_fail "the cluster stopped answering"
+  list=$(etcd_current_members) || k8sha_fail "the cluster stopped answering"
   self=$(etcd_find_self "$list")
   if [ -z "$self" ]; then
     k8sha_log "$NAME was removed meanwhile"
@@ -124,7 +131,7 @@ etcd_retire() {
 }
 
 # ---- the step ----
-if ! list=$(etcd_member_list "$(etcd_others),$K8SHA_ETCD_CLIENT_URL"); then
+if ! list=$(etcd_current_members); then
   case $(systemctl is-active etcd.service 2>/dev/null || true) in active | activating)
     k8sha_fail "no etcd member answers, yet etcd runs on $NAME: refusing to stop it, since it may be" \
       "needed for quorum. Fix the cluster and retry, or stop it by hand if the cluster is gone." ;;
