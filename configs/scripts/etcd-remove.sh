@@ -73,7 +73,7 @@ etcd_remove_self() {
     k8sha_log "$NAME is the last member now: the cluster ends with it"
     return 0
   fi
-  etcd_check_quorum "$list" quiet # again: another host may have changed the cluster meanwhile
+  etcd_check_quorum "$list"
   id=$(etcd_field 1 "$self")
   # Removing the leader forces an election; handing leadership over first avoids that pause.
   status=$(etcd_ctl "$K8SHA_ETCD_CLIENT_URL" endpoint status -w json 2>/dev/null || true)
@@ -144,7 +144,8 @@ elif [ -z "$(etcd_find_self "$list")" ]; then
 elif [ "$(grep -c . <<<"$list")" -eq 1 ]; then
   k8sha_log "$NAME is the last member: the cluster ends with it"
 else
-  etcd_check_quorum "$list"
+  # The quorum check runs under the lock only: outside it, another host's removal can land between
+  # reading the list and checking the others' health, and its member would count as a dead one.
   etcd_locked membership etcd_remove_self
 fi
 etcd_retire

@@ -13,6 +13,7 @@ import pytest
 
 from tests.lab import drills
 from tests.lab.conftest import KeyStore
+from tests.lab.labhosts import LabCommandError
 from tests.lab.stack import ETCD_NAMES, HOST_NAMES, LabStack, StepRun, lab_stack
 from tests.support.material import Authority
 
@@ -111,6 +112,25 @@ def test_a_removed_member_leaves_the_cluster_and_rejoins_with_member_add(stack: 
     drills.etcd_steady(stack)
     assert names() == list(ETCD_NAMES)
     stack.etcdctl("put", "/k8s-ha-lab/after-rejoin", "ok", check=True)
+
+
+def test_a_removal_that_would_lose_quorum_is_refused_and_changes_nothing(stack: LabStack) -> None:
+    """With etcd1 down, removing etcd3 would leave etcd2 alone of two: refused, under the lock, with
+    the numbers; the membership and etcd3 itself stay as they were."""
+    (step,) = [s for s in stack.lab_steps("etcd3") if s.name == "etcd-member"]
+    stack.host("etcd1").run("systemctl stop etcd")
+    try:
+        with pytest.raises(LabCommandError) as refused:
+            stack.run_step(step, "delete")
+        assert ("refusing to remove etcd3: the 2 members left would have 1 healthy, and quorum needs 2"
+                in refused.value.stderr), refused.value.stderr
+        assert stack.host("etcd3").run("systemctl is-active etcd", check=False).stdout.strip() == "active"
+        assert stack.host("etcd3").run("test -d /var/lib/etcd/member", check=False).returncode == 0
+    finally:
+        stack.host("etcd1").run("systemctl start etcd")
+    drills.etcd_steady(stack)
+    listed = stack.etcdctl("member", "list", "-w", "json", check=True).stdout
+    assert sorted(m.get("name", "") for m in json.loads(listed)["members"]) == list(ETCD_NAMES)
 
 
 # ---------------------------------------------------------------------- drills
