@@ -45,7 +45,7 @@ etcd_without_self() {
   awk -F', ' -v peer="$K8SHA_ETCD_PEER_URL" -v name="$NAME" 'NF && !($4 == peer || ($3 != "" && $3 == name))' <<<"$1"
 }
 
-# etcd_check_quorum LIST [quiet]: refuse when the members left after this removal would lack quorum.
+# etcd_check_quorum LIST: refuse when the members left after this removal would lack quorum.
 etcd_check_quorum() {
   local members remaining need healthy
   members=$(grep -c . <<<"$1")
@@ -57,7 +57,7 @@ etcd_check_quorum() {
       "quorum needs $need. Bring the unhealthy members back first (etcdctl endpoint health --cluster)," \
       "or remove a dead member instead."
   fi
-  [ "${2:-}" = quiet ] || k8sha_log "$healthy of the $remaining remaining members are healthy (quorum $need)"
+  k8sha_log "$healthy of the $remaining remaining members are healthy (quorum $need)"
 }
 
 # Runs under the membership lock (one membership change at a time, see etcd-member.sh).

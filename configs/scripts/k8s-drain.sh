@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Delete of a worker's membership step, run on the first control-plane node (which holds
 # admin.conf): cordon, drain (bounded; PodDisruptionBudgets respected until the timeout, or until
-# no other node could take the pods) and delete the worker's Node. Afterwards the worker's own delete runs `kubeadm reset -f`.
+# no other node could take the pods) and delete the worker's Node. Afterwards the worker's own
+# delete runs `kubeadm reset -f`.
 # Env: K8SHA_WORKER
 set -euo pipefail
 # K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).

@@ -13,12 +13,12 @@ from tests.engine.conftest import Project
 from tests.unit.harness import SECRET_SIG, SIG_KEY
 
 
-def pulumi(project: Project, *args: str) -> str:
+def pulumi(project: Project, *args: str, stdin: str | None = None) -> str:
     cli = cli_path()
     assert cli is not None
     done = subprocess.run([cli, *args, "--stack", project.stack, "--cwd", str(project.directory)],
                           env={**os.environ, **project.env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
-                          capture_output=True, text=True, timeout=300, check=True)
+                          input=stdin, capture_output=True, text=True, timeout=300, check=True)
     return done.stdout
 
 

@@ -44,9 +44,14 @@ def engine(netns_argv: Callable[[list[str]], list[str]], project: Project, actio
     return done.returncode, ops, done.stdout + done.stderr
 
 
+def ops_by_name(ops: dict[str, str]) -> dict[str, str]:
+    """URN -> operation as resource name -> operation."""
+    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items()}
+
+
 def changed_names(ops: dict[str, str], existing: set[str]) -> dict[str, str]:
     """Resource name -> operation for every resource of `existing` the engine did not leave alone."""
-    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items() if urn in existing and op != "same"}
+    return ops_by_name({urn: op for urn, op in ops.items() if urn in existing and op != "same"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from tests.cluster.bundle_server import LabBundleServer
 from tests.engine.conftest import Project, make_project
 from tests.engine.state import assert_no_secret_in_clear, deployment, pulumi
 from tests.guests.drills import wait_for
-from tests.guests.engine_run import changed_names, engine
+from tests.guests.engine_run import changed_names, engine, ops_by_name
 from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
 from tests.nodes.containers import NodeLab
 from tests.nodes.stack import NodeStack
@@ -46,16 +45,8 @@ SERVICES = ("kubelet", "etcd", "haproxy", "keepalived")
 
 def _set_secret(project: Project, key: str, value: str) -> None:
     """`pulumi config set --secret`, as the user does; the encrypted value is kept in project.config."""
-    from k8s_ha.cli.engine import cli_path
-
-    cli = cli_path()
-    assert cli is not None
-    env = {**os.environ, **project.env, "PULUMI_SKIP_UPDATE_CHECK": "true"}
-    cwd = str(project.directory)
-    subprocess.run([cli, "stack", "init", project.stack, "--cwd", cwd], env=env, capture_output=True, text=True,
-                   check=True, timeout=120)
-    subprocess.run([cli, "config", "set", "--secret", f"k8s-ha:{key}", "--stack", project.stack, "--cwd", cwd],
-                   input=value, env=env, capture_output=True, text=True, check=True, timeout=120)
+    pulumi(project, "stack", "init")
+    pulumi(project, "config", "set", "--secret", f"k8s-ha:{key}", stdin=value)
     written = yaml.safe_load((project.directory / f"Pulumi.{project.stack}.yaml").read_text())
     project.config[key] = written["config"][f"k8s-ha:{key}"]  # {"secure": "v1:..."}
 
@@ -82,20 +73,18 @@ class Kubectl:
         argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), "--request-timeout=10s", *args]
         return subprocess.run(self.nodes.netns_argv(argv), capture_output=True, text=True, timeout=60, check=False)
 
-    def ready_nodes(self) -> set[str]:
+    def node_objects(self) -> list[dict[str, Any]] | None:
+        """The Node objects, or None while the API does not answer."""
         listed = self("get", "nodes", "-o", "json")
-        if listed.returncode != 0:
-            return set()
-        return {item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]
+        return json.loads(listed.stdout)["items"] if listed.returncode == 0 else None
+
+    def ready_nodes(self) -> set[str]:
+        return {item["metadata"]["name"] for item in self.node_objects() or []
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in item["status"]["conditions"])}
 
     def node_names(self) -> set[str] | None:
-        listed = self("get", "nodes", "-o", "json")
-        return {i["metadata"]["name"] for i in json.loads(listed.stdout)["items"]} if listed.returncode == 0 else None
-
-
-def _ops_by_name(ops: dict[str, str]) -> dict[str, str]:
-    return {urn.rsplit("::", 1)[1]: op for urn, op in ops.items()}
+        items = self.node_objects()
+        return None if items is None else {item["metadata"]["name"] for item in items}
 
 
 def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine(
@@ -126,7 +115,6 @@ def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine
 def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_worker: list[dict[str, Any]],
            kubectl_binary: Path, work: Path) -> None:
     base = [*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *WORKER_NAMES]
-    destroyed = False
     try:
         code, _, text = engine(nodes.netns_argv, project, "preview")
         assert code == 0, text
@@ -163,7 +151,7 @@ def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_wor
         assert code == 0, text
         touched = changed_names(ops, existing)
         assert not {n: op for n, op in touched.items() if op not in ("update",)}, touched
-        created = {n for n, op in _ops_by_name(ops).items() if op == "create"}
+        created = {n for n, op in ops_by_name(ops).items() if op == "create"}
         assert f"{EXTRA_WORKER}-ready" in created, sorted(created)
         wait_for(lambda: EXTRA_WORKER in kubectl.ready_nodes(), f"{EXTRA_WORKER} Ready", READY_TIMEOUT_S)
         print(f"workers 2 -> 3: updated {sorted(touched)}")
@@ -174,7 +162,7 @@ def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_wor
         project.write()
         code, ops, text = engine(nodes.netns_argv, project, "up")
         assert code == 0, text
-        deleted = {n for n, op in _ops_by_name(ops).items() if op == "delete"}
+        deleted = {n for n, op in ops_by_name(ops).items() if op == "delete"}
         assert f"{EXTRA_WORKER}-ready" in deleted, sorted(deleted)
         assert EXTRA_WORKER not in (kubectl.node_names() or {EXTRA_WORKER}), "the removed worker's Node is left"
         assert nodes.run(EXTRA_WORKER, "systemctl is-active kubelet", check=False).stdout.strip() != "active"
@@ -182,8 +170,7 @@ def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_wor
         print(f"workers 3 -> 2: deleted {sorted(deleted)}")
     finally:
         code, _, text = engine(nodes.netns_argv, project, "destroy")
-        destroyed = code == 0
-    assert destroyed, text
+    assert code == 0, text
     after = deployment(project)
     assert not after.get("resources") and not after.get("pending_operations"), after
     for name in base:
