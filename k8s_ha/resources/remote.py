@@ -23,6 +23,9 @@ from k8s_ha.render.steps import Step, bundle, digest, remote_command
 # 60 dials x up to 10 s each: room for a TCG guest's first boot and cloud-init run.
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT_S = 10
+# An existing host is up before the program runs: a few dials ride out a restarting sshd, and one
+# that is off the network is reported in about a minute instead of ten.
+EXISTING_HOST_DIALS = 6
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class HostAccess:
     user: str
     host_key: pulumi.Input[str]
     private_key: pulumi.Input[str]
+    dials: int = DIAL_ERROR_LIMIT  # failed connection attempts before a step gives up
 
     def connection(self) -> command.remote.ConnectionArgs:
         return command.remote.ConnectionArgs(
@@ -43,7 +47,7 @@ class HostAccess:
             user=self.user,
             private_key=secret(self.private_key),
             host_key=self.host_key,
-            dial_error_limit=DIAL_ERROR_LIMIT,
+            dial_error_limit=self.dials,
             per_dial_timeout=PER_DIAL_TIMEOUT_S,
         )
 

@@ -21,7 +21,14 @@ from k8s_ha.render import material as m
 from k8s_ha.render.cloudinit import network_config, user_data
 from k8s_ha.render.node import ready_step
 from k8s_ha.render.templating import read
-from k8s_ha.resources.remote import HostAccess, MaterialViews, StepFactory, remote_step, secret
+from k8s_ha.resources.remote import (
+    EXISTING_HOST_DIALS,
+    HostAccess,
+    MaterialViews,
+    StepFactory,
+    remote_step,
+    secret,
+)
 from k8s_ha.resources.target import Target
 
 GIB = 1024**3
@@ -183,6 +190,7 @@ class ExistingHost(Host):
             user=node.existing.user or spec.ssh.user,
             host_key=node.existing.host_key,
             private_key=private_key,
+            dials=EXISTING_HOST_DIALS,
         )
         self.ready = _ready(self, spec, views.for_node(node.name), [])
         self.register_outputs({})

@@ -85,7 +85,8 @@ def haproxy_backends(c: ClusterStack) -> dict[str, dict[str, str]]:
 
 def deploy_echo(c: ClusterStack, image: str, replicas: int | None = None) -> None:
     """agnhost netexec behind a Service, one pod per worker preferred (soft: a lost worker's pod
-    can then be rescheduled onto the survivor)."""
+    can then be rescheduled onto the survivor). Readiness is probed every second, so a drill's
+    time to a Ready replacement is the cluster's and not the probe's period."""
     labels = {"app": SERVICE}
     replicas = replicas or len(c.roles.workers)
     objects = [
@@ -99,7 +100,7 @@ def deploy_echo(c: ClusterStack, image: str, replicas: int | None = None) -> Non
                       "containers": [{"name": "netexec", "image": image, "args": ["netexec", "--http-port=8080"],
                                       "ports": [{"containerPort": 8080}],
                                       "readinessProbe": {"httpGet": {"path": "/hostname", "port": 8080},
-                                                         "periodSeconds": 5, "timeoutSeconds": 5}}]}}}},
+                                                         "periodSeconds": 1, "timeoutSeconds": 2}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": NAMESPACE},
          "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
     ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,14 @@ from typing import Any
 from tests.guests.config import BOOTED, ETCD_NAMES, LB_NAMES, stack_config
 from tests.guests.driver import GuestError, LibvirtDriver
 from tests.guests.hypervisors import LabHypervisors
-from tests.support.recorded_stack import COMMAND, RecordedStack
+from tests.support.recorded_stack import COMMAND, HostStalled, RecordedStack
 
 __all__ = ["BOOTED", "COMMAND", "ETCD_NAMES", "LB_NAMES", "GuestStack"]
+
+# A booting guest writes to its serial console (kernel, systemd, cloud-init) until sshd answers; one
+# CI run's guest sat silent with no route to it for the whole 40 min SSH wait. Silence this long
+# without SSH means it will not come up: power-cycle it once, as an operator would.
+CONSOLE_SILENT_S = 300.0
 
 
 class GuestStack(RecordedStack):
@@ -61,13 +67,55 @@ class GuestStack(RecordedStack):
         self.driver.domain(name).create()
 
     def boot(self, names: tuple[str, ...] | None = None) -> dict[str, float]:
-        """Make and start the VMs, wait for each one's SSH; returns define->SSH seconds per VM."""
+        """Make and start the VMs, wait for each one's SSH; returns define->SSH seconds per VM.
+        A guest that stops or whose console goes silent is power-cycled once (`power_cycled`)."""
         names = names or self.booted
         self.started = self.driver.create(list(names))
+        self.power_cycled: dict[str, str] = {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
-            waits = {n: pool.submit(self.wait_for_ssh, n, self.started[n]) for n in names}
+            waits = {n: pool.submit(self._wait_booted, n) for n in names}
             self.reachable = {n: round(f.result(), 1) for n, f in waits.items()}
         return self.reachable
+
+    def _wait_booted(self, name: str) -> float:
+        since = self.started[name]
+        try:
+            return self.wait_for_ssh(name, since, stalled=self.stall_watch(name))
+        except HostStalled as stall:
+            self.log(f"{stall}; power-cycling it once. Its console's last lines:\n{self.console_tail(name)}")
+            self.power_cycled[name] = str(stall)
+        with contextlib.suppress(Exception):
+            self.power_off(name)
+        self.power_on(name)
+        try:
+            return self.wait_for_ssh(name, since, stalled=self.stall_watch(name))
+        except HostStalled as stall:
+            raise self.error(f"{stall}, again after a power cycle. Its console's last lines:\n"
+                             f"{self.console_tail(name)}") from None
+
+    def stall_watch(self, name: str, silent_s: float = CONSOLE_SILENT_S) -> Callable[[], str | None]:
+        """A check for `wait_for_ssh`: the domain stopped, or its console log has not grown for `silent_s`."""
+        log = self.boot_log(name)
+        seen = {"size": -1, "at": time.monotonic()}
+
+        def stalled() -> str | None:
+            if not self.driver.domain(name).isActive():
+                return "its domain stopped"
+            size = log.stat().st_size if log.exists() else 0
+            now = time.monotonic()
+            if size != seen["size"]:
+                seen.update(size=size, at=now)
+            elif now - seen["at"] > silent_s:
+                return f"no SSH and its console silent for {silent_s:g} s"
+            return None
+        return stalled
+
+    def console_tail(self, name: str, lines: int = 25) -> str:
+        log = self.boot_log(name)
+        if not log.exists():
+            return f"(no console log at {log})"
+        text = log.read_text(errors="replace").replace("\r", "")
+        return "\n".join(text.splitlines()[-lines:])
 
     def close(self) -> list[str]:
         with contextlib.suppress(Exception):

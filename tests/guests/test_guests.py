@@ -27,6 +27,7 @@ from tests.guests.drills import (
 from tests.guests.driver import GuestError
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.stack import BOOTED, ETCD_NAMES, LB_NAMES, GuestStack
+from tests.support.recorded_stack import HostStalled
 
 pytestmark = pytest.mark.guests
 
@@ -177,3 +178,21 @@ def test_silent_guest_is_named(spare_hypervisors: LabHypervisors, base_image: Pa
     started = time.monotonic()
     with pytest.raises(GuestError, match=r"VM etcd2 on hv-hv-b: no SSH answer"):
         guests.wait_for_ssh("etcd2", started, timeout=3)
+
+
+def test_a_stopped_or_silent_guest_is_seen_without_waiting_out_the_boot(
+        spare_hypervisors: LabHypervisors, base_image: Path, tmp_path: Path) -> None:
+    """The boot wait gives up on a guest at once when its domain stops, and after its console has
+    been silent too long (a paused domain here), so `boot()` can power-cycle it instead of waiting 40 min."""
+    guests = GuestStack(spare_hypervisors, base_image, "qemu", tmp_path)
+    try:
+        started = guests.driver.create(["etcd2"])["etcd2"]
+        guests.driver.domain("etcd2").suspend()
+        with pytest.raises(HostStalled, match=r"VM etcd2 on hv-hv-b: no SSH and its console silent for 2 s"):
+            guests.wait_for_ssh("etcd2", started, timeout=120, stalled=guests.stall_watch("etcd2", silent_s=2))
+        guests.power_off("etcd2")
+        with pytest.raises(HostStalled, match=r"VM etcd2 on hv-hv-b: its domain stopped"):
+            guests.wait_for_ssh("etcd2", started, timeout=120, stalled=guests.stall_watch("etcd2"))
+    finally:
+        assert guests.close() == []
+    assert _no_volumes_or_domains(spare_hypervisors) == []

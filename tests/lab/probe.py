@@ -13,7 +13,8 @@ Modes and their lines:
            -> "START END 1" or "START END 0 ERROR"
   https    TLS verified against --ca (the name is not checked: a stand-in's certificate names its
            backend, not the VIP), optionally with a client certificate (--cert/--key), then GET
-           --path -> "START END {json}" (ok, status, body, cn, error)
+           --path -> "START END {json}" (ok, status, body, cn, error); one at a time, or with
+           --overlap a new one every --interval while earlier ones wait (at most 20 in flight)
   stats    HAProxy's CSV stats page, basic auth      -> "START END {json}": {server: status}
   etcdput  `etcdctl put` with client-certificate auth, a new one every --interval (they overlap,
            so one stuck in an election does not hide the next) -> "START END RC last-stderr-line"
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import json
 import selectors
@@ -32,15 +34,19 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+_EMIT = threading.Lock()
+
 
 def emit(start: float, text: str) -> None:
-    sys.stdout.write(f"{start:.4f} {time.monotonic():.4f} {text}\n")
-    sys.stdout.flush()
+    with _EMIT:
+        sys.stdout.write(f"{start:.4f} {time.monotonic():.4f} {text}\n")
+        sys.stdout.flush()
 
 
 def common_name(cert: dict[str, Any]) -> str:
@@ -179,6 +185,28 @@ def sequential(args: argparse.Namespace, once: Callable[[argparse.Namespace], st
         time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
 
 
+def overlapping(args: argparse.Namespace, once: Callable[[argparse.Namespace], str]) -> None:
+    """A new request every interval whether or not the last one answered (at most 20 in flight,
+    each bounded by --timeout), like `tcp` and `etcdput`: a request stuck on a dead path does not
+    hide the moment the service answers again."""
+    def timed() -> None:
+        start = time.monotonic()
+        try:
+            text = once(args)
+        except Exception as error:  # a probe reports, it does not die
+            text = json.dumps({"error": f"{type(error).__name__}: {error}"})
+        emit(start, text)
+
+    deadline = time.monotonic() + args.duration
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        while True:
+            start = time.monotonic()
+            pool.submit(timed)
+            if start >= deadline:
+                return
+            time.sleep(max(0.0, args.interval - (time.monotonic() - start)))
+
+
 def tcp(args: argparse.Namespace) -> None:
     """Overlapping non-blocking connects: a new attempt every interval, each with its own timeout."""
     address, _, port = args.target.rpartition(":")
@@ -218,6 +246,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--timeout", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 = one sample")
+    parser.add_argument("--overlap", action="store_true", help="https, configmap, stats: a new request every "
+                        "--interval even while earlier ones are unanswered")
     parser.add_argument("--path", default="/readyz")
     parser.add_argument("--ca", help="CA file (https)")
     parser.add_argument("--url", help="stats CSV URL")
@@ -239,7 +269,7 @@ def main() -> None:
     else:
         once = {"https": https_once, "stats": stats_once, "etcdstatus": etcdstatus_once,
                 "configmap": configmap_once}[args.mode]
-        sequential(args, once)
+        (overlapping if args.overlap else sequential)(args, once)
 
 
 def _terminate(_signum: int, _frame: object) -> None:

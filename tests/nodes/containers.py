@@ -151,6 +151,11 @@ class NodeContainer:
         run(["ip", "-n", self.lab.netns, "link", "set", self.link, "down"], check=False)
         self._lxc("lxc-wait", "-s", "STOPPED", "-t", "30", check=False, timeout=40)
 
+    def cable(self, plugged: bool) -> None:
+        """Put the node's veth on the lab bridge, or take it off (the node keeps running: a host
+        that is not on the stack's network)."""
+        run(["ip", "-n", self.lab.netns, "link", "set", self.link, *(["master", BRIDGE] if plugged else ["nomaster"])])
+
     def attach(self, command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """A command inside the node without SSH (diagnostics)."""
         return self._lxc("lxc-attach", "--", "sh", "-c", command, check=False, timeout=timeout)

@@ -1,6 +1,7 @@
 """The program itself makes the node-container cluster: `up` with the real engine and its plugins
 (pulumi-command over the pinned SSH host keys, pulumi-tls and pulumi-random for the key material,
-pulumi-kubernetes for the add-ons through the VIP), from the offline lab bundle; then a preview with
+pulumi-kubernetes for the add-ons through the VIP), from the offline lab bundle (after an `up` with
+one worker off the bridge, which must fail naming it and leave it untouched); then a preview with
 no changes, a change that re-runs only the steps it affects, workers 2 -> 3 -> 2 (the removed one
 drained and deleted first), and a `destroy` that leaves the hosts clean and no state behind.
 
@@ -112,12 +113,32 @@ def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine
     assert not tunables.changed(), f"machine-global tunables not restored: {tunables.changed()}"
 
 
+def _unplugged_node_is_named(nodes: NodeStack, project: Project, name: str) -> None:
+    """Bad input: a node that is not on the bridge. `up` fails naming it and what to check, within
+    the existing-host dial budget, and nothing on that node has changed; plugged in again, the
+    next `up` carries on from there."""
+    node = nodes.node_lab.nodes[name]
+    node.cable(plugged=False)
+    try:
+        started = time.monotonic()
+        code, _, text = engine(nodes.netns_argv, project, "up")
+        print(f"up with {name} off the bridge: exit {code} after {time.monotonic() - started:.0f} s")
+    finally:
+        node.cable(plugged=True)
+    assert code != 0
+    assert f"node {name} ({nodes.ip(name)}): does not answer SSH from this machine" in text, text[-3000:]
+    assert "nodes[].ip" in text, text[-3000:]
+    untouched = nodes.run(name, "test ! -e /var/lib/k8s-ha && ! systemctl is-active --quiet kubelet", check=False)
+    assert untouched.returncode == 0, f"{name} was changed although it could not be reached"
+
+
 def _cycle(nodes: NodeStack, project: Project, config: dict[str, Any], every_worker: list[dict[str, Any]],
            kubectl_binary: Path, work: Path) -> None:
     base = [*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *WORKER_NAMES]
     try:
         code, _, text = engine(nodes.netns_argv, project, "preview")
         assert code == 0, text
+        _unplugged_node_is_named(nodes, project, WORKER_NAMES[0])
         started = time.monotonic()
         code, _, text = engine(nodes.netns_argv, project, "up")
         assert code == 0, text

@@ -39,6 +39,10 @@ class StepError(RuntimeError):
     """A host or a step failed; the message names the host."""
 
 
+class HostStalled(RuntimeError):
+    """A host that is not answering SSH will not: it stopped, or its console went silent."""
+
+
 class Lab(Protocol):
     """Where the operator's workstation sits: a network namespace on the hosts' bridge."""
 
@@ -188,11 +192,15 @@ class RecordedStack:
                              f"{done.stderr.strip()[-500:]}")
         return done
 
-    def wait_for_ssh(self, name: str, since: float, timeout: float = SSH_TIMEOUT_S) -> float:
-        """Seconds from `since` until SSH with the pinned key works; a different key is refused at once."""
+    def wait_for_ssh(self, name: str, since: float, timeout: float = SSH_TIMEOUT_S,
+                     stalled: Callable[[], str | None] | None = None) -> float:
+        """Seconds from `since` until SSH with the pinned key works; a different key is refused at once.
+        `stalled` says why the host cannot come up any more (then `HostStalled` is raised at once)."""
         deadline = since + timeout
         last = ""
         while time.monotonic() < deadline:
+            if stalled is not None and (reason := stalled()):
+                raise HostStalled(f"{self.describe(name)}: {reason} (last SSH error: {last[-200:]})")
             try:  # a booting host can accept TCP and then stall the SSH handshake: try again
                 done = subprocess.run([*self.ssh_argv(name), "true"], capture_output=True, text=True,
                                       timeout=DIAL_TIMEOUT_S + 30, check=False)
