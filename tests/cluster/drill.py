@@ -147,6 +147,7 @@ def seed_001(c: ClusterStack) -> Measurement:
             leases_before = leases(c)
             t0_wall = time.time()
             t0 = _power(c, VICTIMS, on=False)
+            watch.cut(VICTIMS, t0)
             c.log(f"seed 001: powered off {VICTIMS}")
             try:
                 survivors = tuple(n for n in c.roles.masters if n != CP_VICTIM)

@@ -86,6 +86,7 @@ class VipWatch:
     def __init__(self, stack: GuestStack) -> None:
         self.stack = stack
         self.watchers: dict[str, Lines] = {}
+        self.down: dict[str, list[list[float]]] = {}  # name -> [cut at, watched again at (or inf)]
 
     def _start(self, name: str) -> None:
         # No fork per sample: a loop of `ip | grep; sleep` costs three processes every 100 ms, which a
@@ -102,8 +103,17 @@ class VipWatch:
             self._start(name)
         return self
 
+    def cut(self, names: tuple[str, ...] | list[str], at: float) -> None:
+        """`names` lost power at `at`: from then until `restart` they hold nothing, whatever their
+        last reports (made before the cut, some arriving after it) said."""
+        for name in names:
+            if name in self.watchers:
+                self.down.setdefault(name, []).append([at, float("inf")])
+
     def restart(self, name: str) -> None:
         """After a guest came back: watch it again (its old session died with it)."""
+        for span in self.down.get(name, []):
+            span[1] = min(span[1], time.monotonic())
         self.watchers[name].stop()
         old = self.watchers[name].lines
         self._start(name)
@@ -116,6 +126,8 @@ class VipWatch:
     def holders_at(self, t: float, stale: float = STALE_S) -> tuple[str, ...]:
         held = []
         for name, watcher in self.watchers.items():
+            if any(start <= t < end for start, end in self.down.get(name, [])):
+                continue
             last = [(s, text) for s, text in list(watcher.lines) if s <= t]
             if last and t - last[-1][0] <= stale and last[-1][1] == "1":
                 held.append(name)
@@ -126,7 +138,8 @@ class VipWatch:
 
     def both_samples(self, since: float) -> list[float]:
         """Instants (after `since`) at which both LBs reported holding the VIP within BOTH_WINDOW_S
-        of each other (a powered-off guest's last report never pairs with the survivor's takeover)."""
+        of each other. A guest `cut` holds nothing from its cut on: its last report, made before,
+        must not pair with a survivor that takes over quickly (on TCG one took over within 0.35 s)."""
         stamps = sorted(s for w in self.watchers.values() for s, _ in list(w.lines) if s >= since)
         return [round(s - since, 3) for s in stamps if len(self.holders_at(s, BOTH_WINDOW_S)) == 2]
 
@@ -228,6 +241,7 @@ def power_cut_vip_holder(stack: GuestStack) -> Measurement:
         time.sleep(1.0)
         t0 = time.monotonic()
         stack.power_off(victim)
+        watch.cut([victim], t0)
         try:
             wait_for(lambda: _failed_and_back(samples(probe), t0), "the VIP to fail over and answer again", 60)
             wait_for(lambda: watch.holders() == (survivor,), f"{survivor} to report holding the VIP", 30)
@@ -296,6 +310,7 @@ def hypervisor_loss(stack: GuestStack, hv: str) -> Measurement:
             holder_before = _vip_onto(stack, watch, [n for n in lost if n in LB_NAMES])
             time.sleep(1.0)
             t0 = stack.hvs.kill_daemon_and_guests(hv)
+            watch.cut(lost, t0)
             dead = time.monotonic() + 0.05  # SIGKILLed processes are gone within this
             stack.driver.forget_connection(stack.hvs[hv].uri)
             holder_lost = any(n in lost for n in holder_before)
