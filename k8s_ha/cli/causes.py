@@ -81,7 +81,7 @@ def ssh_unreachable(resource: str, message: str, node_names: Iterable[str]) -> s
     address, reason = found.group(1).strip("[]"), found.group(2).strip()
     return (f"node {node_of(resource, node_names)} ({address}): does not answer SSH from this machine ({reason}): "
             "is it on the stack's network and is sshd running? (nodes[].ip, or nodes[].existing.address for a "
-            "separate management address)")
+            "separate management address; ssh.bootTimeoutS for a VM that boots slowly)")
 
 
 def passphrase_problem(text: str) -> str | None:

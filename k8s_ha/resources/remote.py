@@ -6,13 +6,13 @@
   (the same idempotent script); `triggers` are never used because they force a replacement.
 - pulumi-command feeds the same stdin to delete (pulumi-command#250), so the bundle carries its
   own teardown and the delete command only selects it.
-- Connections pin the host key: no trust on first use. Dial retries cover a VM's first boot.
+- Connections pin the host key: no trust on first use. A VM's first step dials for `ssh.bootTimeoutS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_command as command
@@ -20,12 +20,26 @@ import pulumi_command as command
 from k8s_ha.render import material as m
 from k8s_ha.render.steps import Step, bundle, digest, remote_command
 
-# 60 dials x up to 10 s each: room for a TCG guest's first boot and cloud-init run.
+# Between failed dials pulumi-command waits as the Pulumi SDK's retry.Until does: 0.1 s, then
+# 1.5x each time, at most 5 s. A failed dial itself takes ~0 s (refused) to ~3 s (no ARP answer).
+FIRST_RETRY_S, RETRY_BACKOFF, MAX_RETRY_S = 0.1, 1.5, 5.0
+# Steps after a host's first: it is up, so 60 failed dials (~4.5 min of waits) ride out a reboot.
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT_S = 10
 # An existing host is up before the program runs: a few dials ride out a restarting sshd, and one
 # that is off the network is reported in about a minute instead of ten.
 EXISTING_HOST_DIALS = 6
+
+
+def dials_for(seconds: float) -> int:
+    """Failed dials whose waits alone add up to `seconds`: a step given this many keeps dialling at
+    least that long (a dial count is the only budget pulumi-command offers)."""
+    waited, delay, dials = 0.0, FIRST_RETRY_S, 0
+    while waited < seconds:
+        dials += 1
+        waited += delay
+        delay = min(delay * RETRY_BACKOFF, MAX_RETRY_S)
+    return dials
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,10 @@ class HostAccess:
     host_key: pulumi.Input[str]
     private_key: pulumi.Input[str]
     dials: int = DIAL_ERROR_LIMIT  # failed connection attempts before a step gives up
+
+    def dialling(self, dials: int) -> HostAccess:
+        """The same host with another dial budget (a VM's first step waits out its boot)."""
+        return replace(self, dials=dials)
 
     def connection(self) -> command.remote.ConnectionArgs:
         return command.remote.ConnectionArgs(

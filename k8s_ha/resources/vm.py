@@ -26,6 +26,7 @@ from k8s_ha.resources.remote import (
     HostAccess,
     MaterialViews,
     StepFactory,
+    dials_for,
     remote_step,
     secret,
 )
@@ -79,9 +80,9 @@ class Host(pulumi.ComponentResource):
 
 
 def _ready(host: Host, spec: StackSpec, material: pulumi.Output[dict[str, str]],
-           depends_on: list[pulumi.Resource]) -> command.remote.Command:
+           depends_on: list[pulumi.Resource], access: HostAccess | None = None) -> command.remote.Command:
     node = host.node
-    return remote_step(f"{node.name}-ready", host.access, partial(ready_step, spec, node), material,
+    return remote_step(f"{node.name}-ready", access or host.access, partial(ready_step, spec, node), material,
                        parent=host, depends_on=depends_on)
 
 
@@ -165,7 +166,9 @@ class LibvirtVm(Host):
             host_key=material.apply(lambda mat: mat[m.ssh_host_pub(node.name)]),
             private_key=private_key,
         )
-        self.ready = _ready(self, spec, material, [self.domain])
+        # Only the first step waits for the boot; later ones find the host up.
+        booting = self.access.dialling(dials_for(spec.ssh.boot_timeout_s))
+        self.ready = _ready(self, spec, material, [self.domain], booting)
         self.register_outputs({"domain": self.domain.id})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -41,7 +42,16 @@ def engine(netns_argv: Callable[[list[str]], list[str]], project: Project, actio
     print(display[-4000:], done.stderr[-4000:])
     ops_line = next((line for line in reversed(done.stdout.splitlines()) if line.startswith(OPS_PREFIX)), None)
     ops = json.loads(ops_line.removeprefix(OPS_PREFIX)) if ops_line else {}
-    return done.returncode, ops, done.stdout + done.stderr
+    text = done.stdout + done.stderr
+    return done.returncode, ops, text if done.returncode == 0 else lead_with_errors(text)
+
+
+def lead_with_errors(text: str, limit: int = 40) -> str:
+    """A failed run's text with its error lines first: a long assertion message is cut in the
+    middle by CI logs, and the engine's reason sits between the resource lines and the summary."""
+    errors = [line for line in text.splitlines()
+              if re.search(r"\berror\b|failed attempts|exit status", line, re.IGNORECASE)]
+    return "\n".join(["== the run's error lines:", *errors[:limit], "== the whole run:", text])
 
 
 def ops_by_name(ops: dict[str, str]) -> dict[str, str]:

@@ -108,7 +108,7 @@ def test_a_node_that_does_not_answer_ssh_is_named_with_its_address(reason: str) 
                  f"dial tcp 10.20.0.40:22: {reason}"))
     assert p.errors == [f"cp10-ready: node cp10 (10.20.0.40): does not answer SSH from this machine ({reason}): "
                         "is it on the stack's network and is sshd running? (nodes[].ip, or nodes[].existing.address "
-                        "for a separate management address)"]
+                        "for a separate management address; ssh.bootTimeoutS for a VM that boots slowly)"]
 
 
 def test_any_remote_step_of_a_node_is_attributed_to_it() -> None:

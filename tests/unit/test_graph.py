@@ -12,7 +12,7 @@ import pulumi
 import pytest
 
 from k8s_ha.model.stackfile import read_stack_file
-from k8s_ha.resources.remote import DIAL_ERROR_LIMIT, EXISTING_HOST_DIALS
+from k8s_ha.resources.remote import DIAL_ERROR_LIMIT, EXISTING_HOST_DIALS, dials_for
 from tests.unit.harness import Graph, Registered, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,10 +111,12 @@ def test_connections_pin_host_keys_and_keep_the_private_key_secret() -> None:
         assert "connection" in step.secret_inputs and "stdin" in step.secret_inputs
         assert step.inputs["connection"]["hostKey"]
         assert {"stdout", "stderr"} <= step.additional_secret_outputs
-        # A VM is dialled through its first boot; an existing host is up already, so one off the
-        # network is reported within about a minute.
+        # A VM's first step is dialled through its boot (ssh.bootTimeoutS), its later steps find it
+        # up; an existing host is up already, so one off the network is reported within a minute.
         existing = step.inputs["connection"]["host"] in metal_hosts
-        assert step.inputs["connection"]["dialErrorLimit"] == (EXISTING_HOST_DIALS if existing else DIAL_ERROR_LIMIT)
+        first = step.name.endswith("-ready")
+        expected = EXISTING_HOST_DIALS if existing else dials_for(900) if first else DIAL_ERROR_LIMIT
+        assert step.inputs["connection"]["dialErrorLimit"] == expected, step.name
     ready = graph.named("metal1-ready")
     pinned = config_of("Pulumi.staging.yaml")["workerPools"][0]["nodes"][0]["existing"]["hostKey"]
     assert ready.inputs["connection"]["hostKey"] == pinned
@@ -320,3 +322,14 @@ def test_every_kubernetes_node_trusts_harbor_and_the_control_plane_waits_for_it(
         assert graph.depends_on(step, harbor_cert), step.name
     assert graph.depends_on(graph.named("cp1-k8s-init"), graph.named("harbor-harbor"))
     assert {"harborAdminPassword", "harborRobotSecret"} <= graph.secret_outputs
+
+
+def test_a_dial_budget_lasts_at_least_its_seconds_under_the_providers_backoff() -> None:
+    """pulumi-command waits 0.1 s after the first failed dial, 1.5x longer after each, at most 5 s."""
+    def waits(dials: int) -> float:
+        return sum(min(0.1 * 1.5**i, 5.0) for i in range(dials))
+
+    for seconds in (60, 900, 7200):
+        dials = dials_for(seconds)
+        assert waits(dials) >= seconds > waits(dials - 1)
+    assert 185 <= dials_for(900) <= 190  # ~10 s of ramp, then one dial every 5 s

@@ -438,3 +438,10 @@ def test_optional_urls_and_paths_are_checked(section: str, key: str, value: str)
         config["mirrors"][key] = value
         expected = f"mirrors.{key}: "
     assert one_problem(config).startswith(expected)
+
+
+@pytest.mark.parametrize("seconds", [30, 7201])
+def test_ssh_boot_timeout_is_bounded(seconds: int) -> None:
+    config = prod()
+    config["ssh"] = {**config.get("ssh", {}), "bootTimeoutS": seconds}
+    assert one_problem(config).startswith("ssh.bootTimeoutS: ")
