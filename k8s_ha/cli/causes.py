@@ -11,7 +11,7 @@ The texts matched here are the real ones: the engine's "Preview failed: %v" (pul
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 _ENGINE_PREFIXES = ("Preview failed: ", "error: ")
 _ERROR_COUNT = re.compile(r"\s*\d+ errors? occurred:?\s*$")
@@ -73,15 +73,19 @@ def node_of(resource: str, node_names: Iterable[str]) -> str:
     return max(matches, key=len) if matches else resource.split("-", 1)[0]
 
 
-def ssh_unreachable(resource: str, message: str, node_names: Iterable[str]) -> str | None:
-    """A remote step whose node did not answer SSH, said as what to check; None for other failures."""
+def ssh_unreachable(resource: str, message: str, node_names: Iterable[str],
+                    vm_names: Container[str] = ()) -> str | None:
+    """A remote step whose node did not answer SSH, said as what to check; None for other failures.
+    For a VM the boot wait is one more thing to check; an existing host was up before the run."""
     found = _SSH_DIAL.search(message)
     if found is None:
         return None
     address, reason = found.group(1).strip("[]"), found.group(2).strip()
-    return (f"node {node_of(resource, node_names)} ({address}): does not answer SSH from this machine ({reason}): "
+    node = node_of(resource, node_names)
+    boot = "; ssh.bootTimeoutS if the VM boots slowly" if node in vm_names else ""
+    return (f"node {node} ({address}): does not answer SSH from this machine ({reason}): "
             "is it on the stack's network and is sshd running? (nodes[].ip, or nodes[].existing.address for a "
-            "separate management address; ssh.bootTimeoutS for a VM that boots slowly)")
+            f"separate management address{boot})")
 
 
 def passphrase_problem(text: str) -> str | None:

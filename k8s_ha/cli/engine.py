@@ -44,6 +44,7 @@ class EventPrinter:
     preview: bool = True
     hypervisor_uris: dict[str, str] = field(default_factory=dict)
     node_names: tuple[str, ...] = ()
+    vm_names: tuple[str, ...] = ()  # the nodes the stack makes as VMs (not existing hosts)
     started: float = field(default_factory=time.monotonic)
     providers: dict[str, str] = field(default_factory=dict)  # resource URN -> provider URN
     unchanged: int = 0
@@ -98,7 +99,7 @@ class EventPrinter:
         if hypervisor is not None:
             name, uri = hypervisor
             return f"hypervisor {name} ({uri}) cannot be used: {causes.cause(message)}"
-        unreachable = causes.ssh_unreachable(_name(urn), message, self.node_names) if urn else None
+        unreachable = causes.ssh_unreachable(_name(urn), message, self.node_names, self.vm_names) if urn else None
         if unreachable is not None:
             return unreachable
         return causes.passphrase_problem(message) or message
@@ -192,7 +193,8 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
     env.update(_passphrase_env(env))
     printer = EventPrinter(out=out, preview=action == "preview",
                            hypervisor_uris={h.name: h.uri for h in spec.hypervisors},
-                           node_names=tuple(node.name for node in plan.placement.nodes))
+                           node_names=tuple(node.name for node in plan.placement.nodes),
+                           vm_names=tuple(node.name for node in plan.placement.nodes if node.is_vm))
 
     def events(event: Any) -> None:
         printer(event)

@@ -127,7 +127,7 @@ def _unplugged_node_is_named(nodes: NodeStack, project: Project, name: str) -> N
         node.cable(plugged=True)
     assert code != 0
     assert f"node {name} ({nodes.ip(name)}): does not answer SSH from this machine" in text, text[-3000:]
-    assert "nodes[].ip" in text, text[-3000:]
+    assert "nodes[].ip" in text and "bootTimeoutS" not in text, text[-3000:]  # an existing host: no boot wait
     untouched = nodes.run(name, "test ! -e /var/lib/k8s-ha && ! systemctl is-active --quiet kubelet", check=False)
     assert untouched.returncode == 0, f"{name} was changed although it could not be reached"
 

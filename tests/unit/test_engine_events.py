@@ -65,7 +65,8 @@ LOCAL_URI = "qemu:///system"
 
 
 def local_printer() -> EventPrinter:
-    return EventPrinter(out=io.StringIO(), hypervisor_uris={"local": LOCAL_URI}, node_names=("cp1", "cp10", "lb1"))
+    return EventPrinter(out=io.StringIO(), hypervisor_uris={"local": LOCAL_URI}, node_names=("cp1", "cp10", "lb1"),
+                        vm_names=("cp1", "cp10"))
 
 
 def test_a_hypervisor_whose_daemon_is_not_running_ends_in_the_cause_and_the_fix() -> None:
@@ -108,7 +109,15 @@ def test_a_node_that_does_not_answer_ssh_is_named_with_its_address(reason: str) 
                  f"dial tcp 10.20.0.40:22: {reason}"))
     assert p.errors == [f"cp10-ready: node cp10 (10.20.0.40): does not answer SSH from this machine ({reason}): "
                         "is it on the stack's network and is sshd running? (nodes[].ip, or nodes[].existing.address "
-                        "for a separate management address; ssh.bootTimeoutS for a VM that boots slowly)"]
+                        "for a separate management address; ssh.bootTimeoutS if the VM boots slowly)"]
+
+
+def test_an_existing_host_that_does_not_answer_is_not_told_about_boot_waits() -> None:
+    """lb1 is an existing host here: it was up before the run, so the VM boot wait is no cause."""
+    p = local_printer()
+    p(diagnostic(STACK + "k8s-ha:index:HaCluster$command:remote:Command::lb1-ready",
+                 "dial tcp 10.20.0.11:22: connect: no route to host"))
+    assert p.errors[0].endswith("(nodes[].ip, or nodes[].existing.address for a separate management address)")
 
 
 def test_any_remote_step_of_a_node_is_attributed_to_it() -> None:
