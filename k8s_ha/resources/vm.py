@@ -79,10 +79,10 @@ class Host(pulumi.ComponentResource):
                            parent=parent, depends_on=[self.ready, *after])
 
 
-def _ready(host: Host, spec: StackSpec, material: pulumi.Output[dict[str, str]],
-           depends_on: list[pulumi.Resource], access: HostAccess | None = None) -> command.remote.Command:
+def _ready(host: Host, access: HostAccess, spec: StackSpec, material: pulumi.Output[dict[str, str]],
+           depends_on: list[pulumi.Resource]) -> command.remote.Command:
     node = host.node
-    return remote_step(f"{node.name}-ready", access or host.access, partial(ready_step, spec, node), material,
+    return remote_step(f"{node.name}-ready", access, partial(ready_step, spec, node), material,
                        parent=host, depends_on=depends_on)
 
 
@@ -168,7 +168,7 @@ class LibvirtVm(Host):
         )
         # Only the first step waits for the boot; later ones find the host up.
         booting = self.access.dialling(dials_for(spec.ssh.boot_timeout_s))
-        self.ready = _ready(self, spec, material, [self.domain], booting)
+        self.ready = _ready(self, booting, spec, material, [self.domain])
         self.register_outputs({"domain": self.domain.id})
 
 
@@ -195,5 +195,5 @@ class ExistingHost(Host):
             private_key=private_key,
             dials=EXISTING_HOST_DIALS,
         )
-        self.ready = _ready(self, spec, views.for_node(node.name), [])
+        self.ready = _ready(self, self.access, spec, views.for_node(node.name), [])
         self.register_outputs({})
