@@ -13,10 +13,8 @@ Writes bench/results/cluster_sizing.json. Needs root, the guests tier's tools an
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from tests.guests.domain_type import probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
 from tests.support.images import lab_image  # noqa: E402
+from tests.support.provenance import provenance  # noqa: E402
 
 MASTER = "cp1"
 BOOTED = (*LB_NAMES, *ETCD_NAMES, MASTER)
@@ -65,9 +64,7 @@ def main() -> int:
     probe = probe_domain_type(image)
     work = ROOT / ".cache" / "guests" / "cluster-sizing"
     kubectl = next((LAB_ARTIFACTS / "bin").glob("kubernetes-*/kubectl"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                            check=False).stdout.strip()
-    result: dict[str, object] = {"measured_on": datetime.date.today().isoformat(), "commit": commit,
+    result: dict[str, object] = {**provenance(),
                                  "domain_type": probe.domain_type,
                                  "booted": list(BOOTED), "host_cores": len(os.sched_getaffinity(0))}
     with LabHypervisors() as hvs, LabBundleServer(hvs, LAB_ARTIFACTS / "bundle", work / "registry"):

@@ -22,7 +22,6 @@ kind's section of bench/results/failover_soak.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
@@ -50,6 +49,7 @@ from tests.guests.drills import (  # noqa: E402
     tcp_probe,
     wait_for,
 )
+from tests.support.provenance import provenance  # noqa: E402
 from tests.support.recorded_stack import RecordedStack  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "failover_soak.json"
@@ -164,7 +164,7 @@ def soak(stack: RecordedStack, seconds: float, scratch: Path) -> dict[str, Any]:
 def record(kind: str, result: dict[str, Any]) -> None:
     """This node kind's section of bench/results/failover_soak.json (the other kind's stays)."""
     data = json.loads(OUT.read_text()) if OUT.is_file() else {"benchmark": "failover_soak"}
-    data[kind] = {"measured_on": datetime.date.today().isoformat(), "kernel": platform.release(),
+    data[kind] = {**provenance(), "kernel": platform.release(),
                   "cpus": os.cpu_count(), **result}
     OUT.write_text(json.dumps(data, indent=2) + "\n")
     counts = ("vip_moves", "keepalived_state_changes", "etcd_leader_changes", "failed_vip_connects",

@@ -38,6 +38,7 @@ from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.stack import BOOTED, GuestStack  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
 from tests.support.images import lab_image  # noqa: E402
+from tests.support.provenance import provenance  # noqa: E402
 
 OUT = ROOT / "bench/results/guests.json"
 GOALS = {"hypervisor-loss-hv-a": 1.2, "power-cut-vip-holder": 1.2, "power-cut-etcd-leader": 1.5}
@@ -73,6 +74,7 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
            measurements: list[list[drills.Measurement]]) -> dict[str, Any]:
     return {
         "benchmark": "guests_failover",
+        **provenance(),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "load_average": os.getloadavg()},
         "image": {"file": image.name, "seconds_to_ready": round(image_s, 1),
                   "note": "seconds_to_ready is the build time when built in this run, else the cache check"},

@@ -10,9 +10,7 @@ judges a duration.
 
 from __future__ import annotations
 
-import datetime
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +40,7 @@ from tests.guests.domain_type import DomainTypeProbe
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib
 from tests.support.lab_artifacts import build_times, lab_pins
+from tests.support.provenance import provenance
 
 pytestmark = pytest.mark.cluster_guests
 
@@ -52,16 +51,8 @@ IDLE_SAMPLE_S = 60.0
 RESULTS: dict[str, Any] = {}
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=ROOT, check=False).stdout.strip()
-    return done.stdout.strip() + ("-dirty" if dirty else "")
-
-
 def _write_results() -> None:
-    RESULTS.update(measured_on=datetime.date.today().isoformat(), commit=_commit())
+    RESULTS.update(provenance())
     RESULTS_FILE.write_text(json.dumps(RESULTS, indent=2, default=str) + "\n")
     print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
 

@@ -11,7 +11,6 @@ against the goals the README states, which the tests report and assert separatel
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import platform
 import statistics
@@ -47,6 +46,7 @@ from tests.nodes.stack import NodeClusterStack
 from tests.nodes.tunables import KubeletTunables
 from tests.nodes.usage import cpu_percent, memory_mib
 from tests.support.lab_artifacts import build_times, lab_pins, lab_versions
+from tests.support.provenance import provenance
 from tests.unit.harness import run_program
 
 pytestmark = pytest.mark.cluster
@@ -61,17 +61,9 @@ VIP_GOAL_S, ETCD_WRITE_GOAL_S = 1.2, 1.5
 RESULTS: dict[str, Any] = {}
 
 
-def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True, cwd=ROOT, check=False).stdout.strip()
-    return done.stdout.strip() + ("-dirty" if dirty else "")
-
-
 def _write_results() -> None:
     ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
-    RESULTS.update(measured_on=datetime.date.today().isoformat(), commit=_commit(),
+    RESULTS.update(**provenance(),
                    node_kind="LXC system container (Debian 13, systemd, cgroup v1 host)",
                    kernel=platform.release(), versions={"kubernetes": ver.kubernetes, "containerd": ver.containerd,
                                                         "runc": ver.runc, "etcd": ver.etcd, "cni": "flannel"})
