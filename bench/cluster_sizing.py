@@ -24,12 +24,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.cluster.bundle_server import LabBundleServer  # noqa: E402
 from tests.cluster.cluster import ClusterStack  # noqa: E402
-from tests.cluster.config import CLUSTER, ETCD_NAMES, LB_NAMES, NODES, lab_checksums  # noqa: E402
+from tests.cluster.config import CLUSTER, ETCD_NAMES, LB_NAMES, NODES  # noqa: E402
 from tests.cluster.conftest import LAB_ARTIFACTS, missing_artifacts  # noqa: E402
 from tests.guests.domain_type import probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
 from tests.support.images import lab_image  # noqa: E402
+from tests.support.lab_artifacts import lab_pins  # noqa: E402
 from tests.support.provenance import provenance  # noqa: E402
 
 MASTER = "cp1"
@@ -68,7 +69,7 @@ def main() -> int:
                                  "domain_type": probe.domain_type,
                                  "booted": list(BOOTED), "host_cores": len(os.sched_getaffinity(0))}
     with LabHypervisors() as hvs, LabBundleServer(hvs, LAB_ARTIFACTS / "bundle", work / "registry"):
-        stack = ClusterStack(hvs, image, probe.domain_type, work / "stack", lab_checksums(LAB_ARTIFACTS), kubectl,
+        stack = ClusterStack(hvs, image, probe.domain_type, work / "stack", lab_pins(LAB_ARTIFACTS), kubectl,
                              booted=BOOTED)
         try:
             t0 = time.monotonic()
