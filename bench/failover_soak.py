@@ -8,8 +8,8 @@ The stack is the program's own (2 load balancers, 3 etcd members; every timer at
 bootstrapped by its recorded steps. For the soak's length, each load balancer and etcd member runs
 one CPU spinner and one disk writer (8 MiB written and fsynced every half second: a busy disk, not a
 saturated one, where no timer could help), and so does this machine (in the bench's own directory);
-every load process ends by itself (`timeout`). `--advert-ms` / `--election-ms` run a baseline with
-other timers; its section is named after them.
+every load process ends by itself (`timeout`). `--advert-ms`, `--election-ms`, `--track-interval-s`
+and `--track-timeout-s` run a baseline with other timers; its section is named after them.
 
 Counted over the soak (goal: 0 of each): VIP moves and keepalived state changes (keepalived's own
 journal on each load balancer), instants when both load balancers held the VIP (each reports every
@@ -174,7 +174,7 @@ def record(kind: str, result: dict[str, Any]) -> None:
     print(f"wrote {OUT.relative_to(ROOT)}")
 
 
-def on_nodes(seconds: float, overrides: dict[str, dict[str, int]]) -> dict[str, Any]:
+def on_nodes(seconds: float, overrides: dict[str, Any]) -> dict[str, Any]:
     """The load balancers and etcd members as node containers, installed from the served lab bundle."""
     from k8s_ha.cli.image import rootfs_path
     from tests.cluster.bundle_server import LabBundleServer
@@ -193,8 +193,7 @@ def on_nodes(seconds: float, overrides: dict[str, dict[str, int]]) -> dict[str, 
         lab = NodeLab(work / "lab")
         with lab, LabBundleServer(lab, artifacts / "bundle", work / "registry"):
             stack = NodeStack(lab, rootfs, work / "stack", lab_pins(artifacts))
-            for section, values in overrides.items():
-                stack.config[section].update(values)
+            apply_overrides(stack.config, overrides)
             stack.rerun_program()
             try:
                 front = (*LB_NAMES, *ETCD_NAMES)
@@ -211,25 +210,58 @@ def on_nodes(seconds: float, overrides: dict[str, dict[str, int]]) -> dict[str, 
     return result
 
 
+def timer_options(parser: argparse.ArgumentParser) -> None:
+    """The options that run a baseline with other timers than the shipped ones."""
+    parser.add_argument("--advert-ms", type=int, help="a baseline: loadBalancer.advertIntervalMs")
+    parser.add_argument("--election-ms", type=int, help="a baseline: etcd.electionTimeoutMs")
+    parser.add_argument("--track-interval-s", type=int, help="a baseline: loadBalancer.haproxyCheck.intervalS")
+    parser.add_argument("--track-timeout-s", type=int, help="a baseline: loadBalancer.haproxyCheck.timeoutS")
+
+
+def timer_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The stack-file keys the timer options set (an empty dict: the shipped timers)."""
+    lb: dict[str, Any] = {}
+    check = {key: value for key, value in (("intervalS", args.track_interval_s), ("timeoutS", args.track_timeout_s))
+             if value is not None}
+    if args.advert_ms is not None:
+        lb["advertIntervalMs"] = args.advert_ms
+    if check:
+        lb["haproxyCheck"] = check
+    etcd = {"electionTimeoutMs": args.election_ms} if args.election_ms is not None else {}
+    return {key: value for key, value in (("loadBalancer", lb), ("etcd", etcd)) if value}
+
+
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Merge `overrides` into a stack config, section by section (nested mappings merged too)."""
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            apply_overrides(config.setdefault(key, {}), value)
+        else:
+            config[key] = value
+
+
+def section_name(kind: str, overrides: dict[str, Any]) -> str:
+    """`kind`, or for a baseline `kind (baseline: key=value, ...)`, so it never replaces the shipped run."""
+    def flat(prefix: str, values: dict[str, Any]) -> list[str]:
+        return [item for key, value in values.items()
+                for item in (flat(f"{prefix}{key}.", value) if isinstance(value, dict) else [f"{prefix}{key}={value}"])]
+    changed = flat("", overrides)
+    return kind + (f" (baseline: {', '.join(changed)})" if changed else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600.0, help="how long the load runs (default 600)")
-    parser.add_argument("--advert-ms", type=int, help="a baseline: loadBalancer.advertIntervalMs")
-    parser.add_argument("--election-ms", type=int, help="a baseline: etcd.electionTimeoutMs")
+    timer_options(parser)
     args = parser.parse_args()
-    overrides: dict[str, dict[str, int]] = {"loadBalancer": {}, "etcd": {}}
-    if args.advert_ms:
-        overrides["loadBalancer"]["advertIntervalMs"] = args.advert_ms
-    if args.election_ms:
-        overrides["etcd"]["electionTimeoutMs"] = args.election_ms
-    changed = [f"{k}={v}" for values in overrides.values() for k, v in values.items()]
+    overrides = timer_overrides(args)
     if os.geteuid() != 0:
         print("needs root (system containers, network namespaces)", file=sys.stderr)
         return 1
     started = time.monotonic()
     result = on_nodes(args.seconds, overrides)
     result["wall_s"] = round(time.monotonic() - started, 1)
-    record("node_containers" + (f" (baseline: {', '.join(changed)})" if changed else ""), result)
+    record(section_name("node_containers", overrides), result)
     return 0 if not result["teardown_failures"] and not result["leftovers"] else 1
 
 

@@ -11,7 +11,8 @@ VIP, then of the etcd leader; each cut guest is started again and must rejoin be
 drill. Prints a table and writes bench/results/guests.json: image build, domain type, define->SSH
 per guest, QEMU memory and CPU per guest (booted and idle; serving its role), step times, every
 drill's runs with median and worst against its goal, wall time; the soak goes to
-bench/results/failover_soak.json.
+bench/results/failover_soak.json. The timer options of bench/failover_soak.py run a baseline with
+other timers: its soak gets a section of its own, and guests.json (as with `--runs 0`) is kept.
 """
 
 from __future__ import annotations
@@ -89,22 +90,29 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
     }
 
 
-def write(result: dict[str, Any]) -> None:
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+def write(result: dict[str, Any], keep: bool) -> None:
+    """Print the table; write guests.json unless `keep` (a baseline's or a drill-less run's figures
+    must not replace the shipped timers' drills)."""
+    if not keep:
+        OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'drill':<28} {'median':>7} {'worst':>7} {'goal':>6}  runs")
     for m in result["drills"]:
         print(f"{m['drill']:<28} {m['median_s']!s:>7} {m['worst_s']!s:>7} {m['goal_s']!s:>6}  {m['seconds']}")
-    print(f"wall {result.get('wall_s')} s; wrote {OUT.relative_to(ROOT)}")
+    print(f"wall {result.get('wall_s')} s; " + ("guests.json kept (a baseline or no drills)" if keep
+                                                  else f"wrote {OUT.relative_to(ROOT)}"))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="runs of each drill (default 5)")
     parser.add_argument("--soak", type=float, default=600.0, help="seconds of the soak under load (0: none)")
+    failover_soak.timer_options(parser)
     args = parser.parse_args()
+    overrides = failover_soak.timer_overrides(args)
     if os.geteuid() != 0:
         print("needs root (libvirt daemons, network namespaces)", file=sys.stderr)
         return 1
+    keep = bool(overrides) or args.runs == 0
     cleanup_stale()
     wall = time.monotonic()
     image = lab_image()
@@ -113,6 +121,8 @@ def main() -> int:
     print(f"domain type: {probe.domain_type} ({probe.reason})")
     with tempfile.TemporaryDirectory(prefix="k8s-ha-guests-") as tmp, LabHypervisors() as hvs:
         stack = GuestStack(hvs, image, probe.domain_type, Path(tmp))
+        failover_soak.apply_overrides(stack.config, overrides)
+        stack.rerun_program()
         try:
             reachable = stack.boot()
             print(f"define -> SSH (s): {reachable}")
@@ -124,17 +134,18 @@ def main() -> int:
                          "cpu_pct_of_a_core_serving": serving_cpu[n]} for n, pid in pids.items()}
             print(f"QEMU CPU, % of a core over 30 s: booted {booted_cpu}; serving {serving_cpu}")
             result = report(stack, image, image_s, probe, reachable, steps, usage, drill_all(stack, args.runs))
-            write(result)  # the drills' figures are kept even if the soak fails
+            write(result, keep)  # the drills' figures are kept even if the soak fails
             if args.soak > 0:
                 soaked = failover_soak.soak(stack, args.soak, Path(tmp) / "host-scratch")
-                failover_soak.record("guests", {"node_kind": f"libvirt guest ({probe.domain_type})",
-                                                "timers": result["timers"], **soaked})
+                failover_soak.record(failover_soak.section_name("guests", overrides),
+                                     {"node_kind": f"libvirt guest ({probe.domain_type})",
+                                      "timers": result["timers"], **soaked})
         finally:
             failed = stack.close()
     result["teardown_failures"] = failed
     result["leftovers"] = hvs.leftovers()
     result["wall_s"] = round(time.monotonic() - wall, 1)
-    write(result)
+    write(result, keep)
     return 0 if not failed and not result["leftovers"] else 1
 
 

@@ -129,6 +129,20 @@ k8sha_service() {
   fi
 }
 
+# k8sha_renice UNIT COMM: give UNIT's running processes named COMM the Nice= its unit sets now, so
+# a changed priority applies without a restart (which, for keepalived, would move the VIP).
+k8sha_renice() {
+  local nice pid pids=()
+  nice=$(systemctl show -p Nice --value "$1")
+  for pid in /proc/[0-9]*; do
+    [ "$(cat "$pid/comm" 2>/dev/null)" = "$2" ] && pids+=("${pid#/proc/}")
+  done
+  if [ "${#pids[@]}" -gt 0 ]; then
+    renice -n "$nice" -p "${pids[@]}" >/dev/null || k8sha_fail "cannot renice $2 to $nice"
+    k8sha_log "$2 now runs at nice $nice"
+  fi
+}
+
 # k8sha_wait SECONDS WHAT COMMAND...: retry COMMAND every 0.5 s until it succeeds.
 # k8sha_wait SECONDS WHAT COMMAND...: until COMMAND succeeds, at most SECONDS times
 # K8SHA_WAIT_SCALE (kubernetes.waitScale, for slow hosts; default 1).

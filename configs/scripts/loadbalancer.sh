@@ -14,10 +14,12 @@ fi
 haproxy -c -q -f /etc/haproxy/haproxy.cfg || k8sha_fail "HAProxy rejected /etc/haproxy/haproxy.cfg"
 mkdir -p /run/haproxy
 k8sha_service haproxy reload /etc/haproxy/haproxy.cfg /etc/haproxy/kubernetes-ca.crt
+if k8sha_changed /etc/systemd/system/haproxy.service.d/k8s-ha.conf; then k8sha_renice haproxy haproxy; fi
 k8sha_wait 20 "HAProxy's stats listener on $K8SHA_NODE_IP:$K8SHA_STATS_PORT" \
   /usr/local/libexec/k8s-ha/check-haproxy "$K8SHA_NODE_IP" "$K8SHA_STATS_PORT"
 
 keepalived -t -f /etc/keepalived/keepalived.conf || k8sha_fail "keepalived rejected /etc/keepalived/keepalived.conf"
 k8sha_service keepalived reload /etc/keepalived/keepalived.conf /usr/local/libexec/k8s-ha/check-haproxy
+if k8sha_changed /etc/systemd/system/keepalived.service.d/k8s-ha.conf; then k8sha_renice keepalived keepalived; fi
 
 k8sha_done

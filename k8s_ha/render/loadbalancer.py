@@ -20,6 +20,7 @@ from k8s_ha.render.templating import read, render
 
 CHECK_SCRIPT = "/usr/local/libexec/k8s-ha/check-haproxy"
 KEEPALIVED_DROP_IN = "/etc/systemd/system/keepalived.service.d/k8s-ha.conf"
+HAPROXY_DROP_IN = "/etc/systemd/system/haproxy.service.d/k8s-ha.conf"
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 
 
@@ -137,6 +138,7 @@ def loadbalancer_step(config: LoadBalancerConfig, node: Member, material: m.Mate
                  mode="0600", secret=door.vrrp_version == 2),
         HostFile(CHECK_SCRIPT, read("loadbalancer/check-haproxy.sh"), mode="0755"),
         HostFile(KEEPALIVED_DROP_IN, read("loadbalancer/keepalived-restart.conf")),
+        HostFile(HAPROXY_DROP_IN, read("loadbalancer/haproxy-priority.conf")),
         HostFile("/etc/sysctl.d/99-k8s-ha-loadbalancer.conf", read("loadbalancer/sysctl.conf")),
     )
     return Step(
