@@ -262,6 +262,8 @@ def supervise(u: Unit) -> None:
             child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_term)
+    if u.get("Nice"):  # inherited by the main process and everything it forks
+        os.setpriority(os.PRIO_PROCESS, 0, int(u.get("Nice")))
     if u.get("LimitNOFILE").isdigit():
         set_nofile(n, int(u.get("LimitNOFILE")))
     starts: list[float] = []
@@ -429,7 +431,7 @@ def show(u: Unit, opts: dict[str, str]) -> int:
     values = {"MainPID": str(read_int(u.name)), "ActiveState": status_of(u), "Type": u.type,
               "LoadState": "loaded" if u.path else "not-found",
               "UnitFileState": "enabled" if state(u.name, "enabled").exists() else "disabled",
-              "NRestarts": str(read_int(u.name, "restarts"))}
+              "NRestarts": str(read_int(u.name, "restarts")), "Nice": u.get("Nice", "0")}
     for prop in opts.get("property", ",".join(values)).split(","):
         if prop not in values:
             raise Fail(f"systemctl shim: unsupported property {prop}")

@@ -151,6 +151,30 @@ def test_a_changed_setting_reloads_keepalived_in_place(stack: LabStack) -> None:
     assert after.hexdigest() == digest.hexdigest()
 
 
+def _nices(stack: LabStack, name: str, daemon: str) -> set[int]:
+    """The nice value of every process of `daemon` on `name`."""
+    out = stack.host(name).run(f"ps -o ni= -C {daemon}").stdout.split()
+    return {int(value) for value in out}
+
+
+def test_a_changed_daemon_priority_applies_without_a_restart(stack: LabStack) -> None:
+    """keepalived (and the check it forks) and HAProxy run ahead of other work on the node; a
+    deployment made before their Nice= gets it from the next step run, same PIDs, VIP still put."""
+    master, units = stack.master, ["keepalived.service", "haproxy.service"]
+    assert _nices(stack, master, "keepalived") == {-15} and _nices(stack, master, "haproxy") == {-10}
+    pids = stack.main_pids(master, units)
+    drop_ins = "/etc/systemd/system/keepalived.service.d/k8s-ha.conf /etc/systemd/system/haproxy.service.d/k8s-ha.conf"
+    stack.host(master).run(f"sed -i '/^Nice=/d' {drop_ins}; renice -n 0 -p $(pgrep -d ' ' -x 'keepalived|haproxy')")
+    assert _nices(stack, master, "keepalived") == {0} == _nices(stack, master, "haproxy")
+    with drills.VipSampler(stack) as sampler:
+        [run] = stack.run_steps([master], "loadbalancer")
+    assert "2 file(s) changed" in run.stdout, run
+    assert "keepalived now runs at nice -15" in run.stderr and "haproxy now runs at nice -10" in run.stderr, run
+    assert _nices(stack, master, "keepalived") == {-15} and _nices(stack, master, "haproxy") == {-10}
+    assert stack.main_pids(master, units) == pids
+    assert sampler.moves(0.0) == 0 and drills.vip_holders(stack) == (master,)
+
+
 def test_a_removed_load_balancer_gives_up_the_vip_and_comes_back_with_apply(stack: LabStack) -> None:
     """The loadbalancer step's delete (`destroy`, or the host leaving the stack) on a host that stays
     up, as an existing host does: keepalived and HAProxy stopped and disabled, k8s-ha's files gone,
