@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -387,6 +387,18 @@ class EtcdSpec(Model):
                 f"< {least} x {self.heartbeat_interval_ms} ms")
 
 
+ETCD_CLIENT_URL = re.compile(r"https://[A-Za-z0-9.-]+:\d{1,5}")
+
+
+def etcd_client_urls(urls: Sequence[str]) -> str | None:
+    """How the apiservers reach etcd (the members' client URLs, which the stack derives from
+    etcd.nodes): at least one, each over TLS, as `--etcd-servers` takes them."""
+    if not urls:
+        return "needs at least one etcd client URL, such as https://10.0.0.11:2379"
+    bad = [url for url in urls if not (isinstance(url, str) and ETCD_CLIENT_URL.fullmatch(url))]
+    return f"{bad} are not etcd client URLs such as https://10.0.0.11:2379" if bad else None
+
+
 class ControlPlaneSpec(Model):
     nodes: Annotated[list[NodeSpec], at_most(MAX_MASTERS, "control-plane nodes")]
 
@@ -446,12 +458,17 @@ class WorkerPool(Model):
         ]
 
 
+def _dns_name(value: str) -> str | None:
+    ok = re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", value)
+    return None if ok else f"{value!r} is not a DNS name"
+
+
 class HarborSpec(Model):
     enabled: bool = False
     node: NodeSpec | None = None
     data_disk_gib: Annotated[int, between(20, 64 * 1024)] = 200
     proxy_cache: bool = True
-    hostname: str | None = None
+    hostname: Annotated[str | None, Check(_dns_name)] = None
     certificate: str | None = None
 
     @rule("enabled", "node")
@@ -463,8 +480,6 @@ class HarborSpec(Model):
     def hostname_for_certificate(self) -> Iterator[tuple[str, str]]:
         if self.certificate is not None and self.hostname is None:
             yield "hostname", "a user-supplied certificate needs the hostname it was issued for"
-        if self.hostname is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", self.hostname):
-            yield "hostname", f"{self.hostname!r} is not a DNS name"
 
 
 def _release(name: str) -> Check:
@@ -571,6 +586,11 @@ class KubernetesSettings(Model):
     # leaves the machine-global conntrack table size alone, and containerd does not ask for OOM score
     # adjustments that root inside such a container may not make (no CAP_SYS_RESOURCE).
     system_container_nodes: bool = False
+
+    @rule("pod_cidr", "service_cidr")
+    def pods_and_services_apart(self) -> Iterator[tuple[str, str]]:
+        if self.pod_cidr.overlaps(self.service_cidr):
+            yield "serviceCidr", f"{self.service_cidr} overlaps podCidr {self.pod_cidr}"
 
 
 def _image_repository(value: str) -> str | None:
@@ -699,9 +719,14 @@ class StackSpec(Model):
     def harbor_download_pinned(self) -> Iterator[tuple[str, str]]:
         return _pairs(_check_harbor_download(self))
 
+    @rule("versions", "artifacts")
+    def node_release_files_pinned(self) -> Iterator[tuple[str, str]]:
+        return _pairs(_check_release_checksums(self, NODE_RELEASE_KEYS))
+
     @rule("versions", "artifacts", "etcd")
-    def release_files_pinned(self) -> Iterator[tuple[str, str]]:
-        return _pairs(_check_release_checksums(self))
+    def etcd_release_pinned(self) -> Iterator[tuple[str, str]]:
+        keys = ("etcd",) if self.etcd.source.kind == "release" else ()
+        return _pairs(_check_release_checksums(self, keys))
 
     @rule("harbor", "artifacts", "versions", "kubernetes", "mirrors")
     def one_source_per_registry(self) -> Iterator[tuple[str, str]]:
@@ -766,28 +791,36 @@ def _cross_checks(spec: StackSpec) -> list[Problem]:
         *_check_sizes(spec),
         *_check_vm_prerequisites(spec),
         *_check_harbor_download(spec),
-        *_check_release_checksums(spec),
+        *_check_release_checksums(spec, (*NODE_RELEASE_KEYS, "etcd")),
     ]
 
 
-def _check_release_checksums(spec: StackSpec) -> list[Problem]:
+# The release files each `versions` key names; etcd's only when the etcd source is the upstream
+# release (otherwise the distribution's package, or the stack's own tarball and sha256).
+RELEASE_FILES_OF = {"kubernetes": ("kubeadm", "kubelet", "kubectl"), "containerd": ("containerd",),
+                    "runc": ("runc",), "cniPlugins": ("cni-plugins",), "crictl": ("crictl",), "etcd": ("etcd",)}
+NODE_RELEASE_KEYS = ("kubernetes", "containerd", "runc", "cniPlugins", "crictl")
+
+
+def _check_release_checksums(spec: StackSpec, keys: Iterable[str]) -> list[Problem]:
     """Every release file the nodes install needs a pinned sha256 before any VM exists."""
     v = spec.versions
     if v.has_problems():
         return []  # an unsupported version is reported as that, not as a missing checksum
     pinned = ArtifactVersions(kubernetes=v.kubernetes, containerd=v.containerd, runc=v.runc,
                               cni_plugins=v.cni_plugins, crictl=v.crictl, etcd=v.etcd)
-    # The config key each release file's version comes from; etcd only when it is the upstream
-    # release (otherwise the distribution's package, or the stack's own tarball and sha256).
-    keys = {"kubernetes": {"kubeadm", "kubelet", "kubectl"}, "containerd": {"containerd"}, "runc": {"runc"},
-            "cniPlugins": {"cni-plugins"}, "crictl": {"crictl"},
-            "etcd": {"etcd"} if spec.etcd.source.kind == "release" else set()}
+    return [Problem(f"versions.{p.path}", p.message) for p in unpinned_releases(pinned, spec.artifacts, keys)]
+
+
+def unpinned_releases(pinned: ArtifactVersions, artifacts: ArtifactSettings, keys: Iterable[str]) -> list[Problem]:
+    """A problem at each version key (`kubernetes`, `etcd`, ...) whose release files have no
+    pinned sha256: the stack's rule, also for a component's settings built on their own."""
     problems = []
-    for key, components in keys.items():
+    for key in keys:
         try:
-            release_files(pinned, spec.artifacts, only=frozenset(components))
+            release_files(pinned, artifacts, only=frozenset(RELEASE_FILES_OF[key]))
         except ArtifactError as error:
-            problems.append(Problem(f"versions.{key}", str(error)))
+            problems.append(Problem(key, str(error)))
     return problems
 
 
@@ -799,19 +832,27 @@ def artifact_versions(v: Versions, settings: KubernetesSettings, mirrors: Mirror
 
 
 def _check_registry_precedence(spec: StackSpec) -> list[Problem]:
+    if spec.versions.has_problems():
+        return []
+    return registry_precedence_problems(spec.artifacts, spec.artifact_versions(),
+                                        spec.harbor.enabled and spec.harbor.proxy_cache)
+
+
+def registry_precedence_problems(artifacts: ArtifactSettings, pulled: ArtifactVersions,
+                                 harbor_proxy: bool) -> list[Problem]:
     """A registry both the mirror and Harbor's proxy cache would serve needs the stack to say who
-    wins, before any node has a hosts.toml."""
-    harbor_proxy = spec.harbor.enabled and spec.harbor.proxy_cache
-    if spec.artifacts.image_registry is None or not harbor_proxy or spec.versions.has_problems():
+    wins, before any node has a hosts.toml: the stack's rule, also for a Kubernetes config built on
+    its own."""
+    if artifacts.image_registry is None or not harbor_proxy:
         return []
     try:
-        mirrored = {image.registry for image in images(spec.artifact_versions())}
+        mirrored = {image.registry for image in images(pulled)}
     except ArtifactError:
         return []  # reported by the version checks
-    routes = registry_routes(spec.artifacts, mirrored, harbor_proxy)
+    routes = registry_routes(artifacts, mirrored, harbor_proxy)
     if not routes.contested:
         return []
-    return [Problem("artifacts.imageRegistryPrecedence", contested_message(routes, spec.artifacts.image_registry))]
+    return [Problem("artifacts.imageRegistryPrecedence", contested_message(routes, artifacts.image_registry))]
 
 
 def _check_image_digests(spec: StackSpec) -> list[Problem]:
@@ -832,12 +873,17 @@ def _check_image_digests(spec: StackSpec) -> list[Problem]:
 
 
 def _check_harbor_download(spec: StackSpec) -> list[Problem]:
+    message = harbor_download_problem(spec.mirrors.harbor_installer_sha256) if spec.harbor.enabled else None
+    return [Problem("mirrors.harborInstallerSha256", message)] if message else []
+
+
+def harbor_download_problem(sha256: str | None) -> str | None:
     """The installer is verified on the node; without a checksum the Harbor step would refuse
     mid-deployment, after the VMs exist. Refuse here instead."""
-    if spec.harbor.enabled and spec.mirrors.harbor_installer_sha256 is None:
-        return [Problem("mirrors.harborInstallerSha256", "Harbor is enabled: give the sha256 of the offline "
-                        "installer (sha256sum harbor-offline-installer-v<version>.tgz)")]
-    return []
+    if sha256 is None:
+        return ("Harbor is enabled: give the sha256 of the offline installer "
+                "(sha256sum harbor-offline-installer-v<version>.tgz)")
+    return None
 
 
 def _check_addresses(spec: StackSpec) -> list[Problem]:
@@ -849,9 +895,11 @@ def _check_addresses(spec: StackSpec) -> list[Problem]:
 def address_problems(cidr: ipaddress.IPv4Network, vip: ipaddress.IPv4Address,
                      nodes: list[tuple[str, ipaddress.IPv4Address]], *,
                      gateway: ipaddress.IPv4Address | None = None, vip_path: str = "network.vip",
-                     gateway_path: str = "network.gateway") -> list[Problem]:
+                     gateway_path: str = "network.gateway",
+                     elsewhere: Sequence[tuple[str, ipaddress.IPv4Address]] = ()) -> list[Problem]:
     """The VIP, the gateway and every node (path, address) inside `cidr`, none on a reserved
-    address, none used twice: the stack's rule, also for a front door built on its own."""
+    address, none used twice: the stack's rule, also for a front door built on its own, whose
+    backends (`elsewhere`) may sit on another network but use no address of another machine."""
     problems: list[Problem] = []
     reserved = {cidr.network_address: "the network address", cidr.broadcast_address: "the broadcast address"}
     if gateway is not None:
@@ -863,9 +911,11 @@ def address_problems(cidr: ipaddress.IPv4Network, vip: ipaddress.IPv4Address,
     elif vip in reserved:
         problems.append(Problem(vip_path, f"{vip} is {reserved[vip]} of {cidr}"))
     used: dict[ipaddress.IPv4Address, str] = {vip: vip_path}
-    for path, ip in nodes:
+    routed = {path for path, _ in elsewhere}
+    for path, ip in [*nodes, *elsewhere]:
         if ip not in cidr:
-            problems.append(Problem(path, f"{ip} is outside the node network {cidr}"))
+            if path not in routed:
+                problems.append(Problem(path, f"{ip} is outside the node network {cidr}"))
         elif ip in reserved:
             problems.append(Problem(path, f"{ip} is {reserved[ip]} of {cidr}"))
         if ip in used:
@@ -906,10 +956,6 @@ def _check_cidrs(spec: StackSpec) -> list[Problem]:
     if kube_nodes > capacity:
         problems.append(Problem("kubernetes.podCidr", f"{k8s.pod_cidr} holds {capacity} node ranges of "
                                 f"/{NODE_CIDR_MASK}, but the stack has {kube_nodes} Kubernetes nodes"))
-    if k8s.pod_cidr.overlaps(k8s.service_cidr):
-        problems.append(
-            Problem("kubernetes.serviceCidr", f"{k8s.service_cidr} overlaps kubernetes.podCidr {k8s.pod_cidr}")
-        )
     for field, cidr in (("podCidr", k8s.pod_cidr), ("serviceCidr", k8s.service_cidr)):
         if cidr.overlaps(node_net):
             problems.append(Problem(f"kubernetes.{field}", f"{cidr} overlaps the node network {node_net}"))
@@ -935,14 +981,17 @@ def _check_hypervisor_refs(spec: StackSpec) -> list[Problem]:
 def _check_sizes(spec: StackSpec) -> list[Problem]:
     problems: list[Problem] = []
     for role, path, node, pool in spec.role_nodes():
-        size, minimum = spec.size_of(role, node, pool), MINIMUM_SIZE[role]
+        size = spec.size_of(role, node, pool)
         for field, key in (("vcpu", "vcpu"), ("memory_mib", "memoryMib"), ("disk_gib", "diskGib")):
-            have, need = getattr(size, field), getattr(minimum, field)
-            if have < need:
-                problems.append(
-                    Problem(f"{path}.{key}", f"{have} is below the minimum {need} for a {role.value} node")
-                )
+            if (message := below_minimum(role, field, getattr(size, field))) is not None:
+                problems.append(Problem(f"{path}.{key}", message))
     return problems
+
+
+def below_minimum(role: Role, field: str, have: int) -> str | None:
+    """A size (`vcpu`, `memory_mib`, `disk_gib`) below what the role's software needs."""
+    need = getattr(MINIMUM_SIZE[role], field)
+    return f"{have} is below the minimum {need} for a {role.value} node" if have < need else None
 
 
 def _check_vm_prerequisites(spec: StackSpec) -> list[Problem]:

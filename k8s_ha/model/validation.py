@@ -16,11 +16,14 @@ fields that did parse reveal; the parent then leaves that field out in the same 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
@@ -36,11 +39,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from k8s_ha.model.errors import Problem, SpecError
+from k8s_ha.model.errors import Problem, SpecError, UnknownFieldError
 
 Loc = tuple[str | int, ...]
 RuleMethod = Callable[[Any], Iterator[tuple[str, str]]]
 F = TypeVar("F", bound=RuleMethod)
+T = TypeVar("T")
 
 # How many models are being validated around this one: only the outermost raises its problems.
 _DEPTH: ContextVar[int] = ContextVar("k8s_ha_model_depth", default=0)
@@ -84,13 +88,13 @@ def suggestion(key: str, known: list[str]) -> str | None:
     return lowered[match[0]] if match else None
 
 
-def unknown_key(key: str, known: list[str], candidates: list[str] | None = None) -> str:
+def unknown_key(key: str, known: list[str], candidates: list[str] | None = None, noun: str = "key") -> str:
     """The message for a key that is not one of `known`; `candidates` (default `known`) are the
-    spellings a suggestion may use, in order of preference."""
+    spellings a suggestion may use, in order of preference; `noun`: what a key is called there."""
     near = suggestion(key, candidates or known)
     if near is not None:
-        return f"unknown key {key!r}: did you mean {near!r}?"
-    return f"unknown key {key!r} (known keys here: {', '.join(sorted(known))})"
+        return f"unknown {noun} {key!r}: did you mean {near!r}?"
+    return f"unknown {noun} {key!r} (known {noun}s here: {', '.join(sorted(known))})"
 
 
 def path_loc(path: str) -> Loc:
@@ -121,6 +125,10 @@ def problems_of(error: ValidationError) -> list[Problem]:
         for e in error.errors()
     ]
     return sorted(problems, key=lambda p: str(path_loc(p.path)[:1]).lower())
+
+
+def _message(error: Any) -> str:
+    return "is required" if error["type"] == "missing" else str(error["msg"])
 
 
 def _line(loc: Loc, message: str, value: Any = None) -> InitErrorDetails:
@@ -185,8 +193,7 @@ class Model(BaseModel):
                 model: Self | None = handler(data)
                 errors: list[InitErrorDetails] = []
             except ValidationError as error:
-                errors = [_line(_clean(e["loc"]), "is required" if e["type"] == "missing" else e["msg"],
-                                e.get("input")) for e in error.errors()]
+                errors = [_line(_clean(e["loc"]), _message(e), e.get("input")) for e in error.errors()]
                 whole = any(not e["loc"] for e in errors)  # not a mapping at all: nothing to go on
                 model = None if whole else cls._partial(data, {e["loc"][0] for e in errors})
             problems = [*cls._unknown_keys(data), *(model._own_problems() if model is not None else [])]
@@ -241,6 +248,30 @@ class Model(BaseModel):
             partial.__dict__.pop(name, None)
         return partial
 
+    @classmethod
+    def check_fields(cls, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+        """`values` (Python field names) as building this model checks them: each one's type and
+        checks, and every rule that reads only these fields. For the plain-value configs that hold
+        some of a model's fields: the model's own rules, not a copy. Returns the values that parsed,
+        as typed (an address given as text becomes an address), and every problem at its path."""
+        problems: list[tuple[Loc, str]] = []
+        typed: dict[str, Any] = {}
+        token = _DEPTH.set(_DEPTH.get() + 1)  # as inside this model: nested models keep their problems
+        try:
+            for name, value in values.items():
+                key = cls.model_fields[name].alias or name
+                try:
+                    typed[name] = _field_adapter(cls, name).validate_python(value)
+                except ValidationError as error:
+                    problems += [((key, *_clean(e["loc"])), _message(e)) for e in error.errors()]
+        finally:
+            _DEPTH.reset(token)
+        partial = cast(Self, cls.model_construct(**typed))
+        for name in cls.model_fields.keys() - typed.keys():
+            partial.__dict__.pop(name, None)  # absent: the rules that read it are left out
+        problems += partial._own_problems()
+        return typed, [Problem(format_loc(loc), message) for loc, message in problems]
+
     def has_problems(self) -> bool:
         """Whether this nested model was found wrong (always False on a model a caller holds)."""
         return bool(self._problems)
@@ -278,3 +309,77 @@ def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     if not info.metadata:
         return TypeAdapter(info.annotation)
     return TypeAdapter(Annotated[info.annotation, *info.metadata])
+
+
+@dataclass
+class PlainCheck:
+    """The problems of one plain-value config or Args class (a dataclass a component takes), found
+    by the spec models' own rules and raised together as the Args raise theirs:
+    `<Class>.<path>: message`.
+
+    Paths are spelt as the models spell them (camelCase, as in a stack file), or with the Python
+    field names (`python_names`, as the Args name their fields); a field the class names otherwise
+    than the model is reported under the class's name for it."""
+
+    owner: str
+    python_names: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    def fields(self, model: type[Model], values: Mapping[str, Any], renamed: Mapping[str, str] | None = None,
+               under: str = "") -> dict[str, Any]:
+        """`values` (the model's Python field names) checked by `model`; `renamed`: model field ->
+        the class's field; `under`: the path where they sit in the class. Returns the typed values
+        under the class's field names."""
+        renamed = renamed or {}
+        typed, problems = model.check_fields(values)
+        spell = (lambda name: name) if self.python_names else to_camel
+        keys = {model.model_fields[n].alias or n: spell(renamed.get(n, n)) for n in values}
+        for problem in problems:
+            head = str(path_loc(problem.path)[0]) if problem.path else ""
+            self.add([Problem(keys.get(head, head) + problem.path[len(head):], problem.message)], under)
+        return {renamed.get(n, n): value for n, value in typed.items()}
+
+    def add(self, problems: Iterable[Problem], under: str = "") -> None:
+        """Problems found by a rule outside the models (e.g. the stack's address rule)."""
+        self.problems += [Problem(".".join(p for p in (under, problem.path) if p), problem.message)
+                          for problem in problems]
+
+    def done(self) -> None:
+        """Raise SpecError with every problem found, each path rooted at the class."""
+        if self.problems:
+            rooted = [Problem(".".join(p for p in (self.owner, problem.path) if p), problem.message)
+                      for problem in self.problems]
+            raise SpecError(rooted, subject=self.owner)
+
+
+def refuse_unknown_fields(cls: type[T]) -> type[T]:
+    """Apply over `@dataclass` on a class users construct (a component's Args, a plain-value
+    config): a keyword that is no field of it raises `UnknownFieldError` (a SpecError and a
+    TypeError) naming every unknown keyword with the nearest field, as the spec models refuse an
+    unknown key: `ExternalEtcdArgs.hostz: unknown field 'hostz': did you mean 'hosts'?`. Required
+    fields left out are listed with them, but for those an unknown keyword is taken for. Positional
+    construction, `dataclasses.replace` and the signature stay as `@dataclass` made them."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"@refuse_unknown_fields goes above @dataclass on {cls.__qualname__}")
+    init = cls.__init__
+    parameters = list(inspect.signature(init).parameters.values())[1:]  # self aside
+    names = [p.name for p in parameters]
+    known = frozenset(names)
+    positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+    required = [p.name for p in parameters if p.default is p.empty]
+    owner = cls.__name__
+
+    @functools.wraps(init)
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = [key for key in kwargs if key not in known]
+        if unknown:
+            meant = {suggestion(key, names) for key in unknown}  # left out by the misspelling: said once
+            given = {*positional[:len(args)], *kwargs, *meant}
+            problems = [Problem(f"{owner}.{key}", unknown_key(key, names, noun="field")) for key in unknown]
+            problems += [Problem(f"{owner}.{name}", "is required") for name in required if name not in given]
+            # by path, as the spec models list theirs
+            raise UnknownFieldError(sorted(problems, key=lambda p: p.path.lower()), subject=owner)
+        init(self, *args, **kwargs)
+
+    type.__setattr__(cls, "__init__", checked_init)
+    return cls

@@ -19,17 +19,20 @@ from dataclasses import dataclass, field
 
 from k8s_ha.model import timers
 from k8s_ha.model.artifacts import ArtifactSettings, ArtifactVersions, release_files
-from k8s_ha.model.errors import Problem, SpecError
+from k8s_ha.model.errors import Problem
 from k8s_ha.model.spec import (
     ABSOLUTE_PATH,
     SYSTEMD_CALENDAR,
+    ClusterSettings,
     EtcdBackup,
     EtcdSource,
     EtcdSpec,
     Role,
     StackSpec,
     Versions,
+    unpinned_releases,
 )
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.members import Member
@@ -81,6 +84,7 @@ class EtcdMember:
     disk_gib: int
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class EtcdSettings:
     """How the cluster runs: version and where it comes from, Raft timers, backups."""
@@ -95,18 +99,24 @@ class EtcdSettings:
     backup: EtcdBackup = field(default_factory=EtcdBackup)
 
     def __post_init__(self) -> None:
-        """The stack file's rules for the same fields, so a library user meets them at construction
-        rather than inside an apply."""
-        problems: list[Problem] = []
-        try:
-            Versions(etcd=self.version)
-        except SpecError as error:
-            problems += [Problem("version", p.message) for p in error.problems]
-        timers = EtcdSpec.model_construct(nodes=[], heartbeat_interval_ms=self.heartbeat_interval_ms,
-                                          election_timeout_ms=self.election_timeout_ms)
-        problems += [Problem(path, message) for path, message in timers.election_after_heartbeats()]
-        if problems:
-            raise SpecError(problems)
+        """The stack file's rules for the same fields (versions.etcd, cluster.name, etcd.*,
+        artifacts, the pinned release), so a library user meets them at construction rather than
+        inside an apply."""
+        check = PlainCheck(type(self).__name__)
+        typed = check.fields(Versions, {"etcd": self.version}, renamed={"etcd": "version"})
+        check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
+        typed |= check.fields(EtcdSpec, {
+            "source": self.source, "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "election_timeout_ms": self.election_timeout_ms, "pre_vote": self.pre_vote, "backup": self.backup,
+        })
+        typed |= check.fields(StackSpec, {"artifacts": self.artifacts})
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
+        supported = not any(p.path == "version" for p in check.problems)  # else reported as that
+        if supported and {"artifacts", "source"} <= typed.keys() and self.source.kind == "release":
+            found = unpinned_releases(ArtifactVersions(etcd=self.version), self.artifacts, ["etcd"])
+            check.add(Problem("version", p.message) for p in found)
+        check.done()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from k8s_ha.model.artifacts import HARBOR_PROXY_PROJECTS
-from k8s_ha.model.spec import Mirrors, StackSpec, Versions
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import ClusterSettings, HarborSpec, Mirrors, StackSpec, Versions, harbor_download_problem
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.kubernetes import harbor_registry_host
@@ -79,11 +81,18 @@ Size = Annotated[str, Field(pattern=r"^[0-9]+[kMG]?$")]
 UPSTREAM_DEFAULT_PASSWORDS = frozenset({"Harbor12345", "root123"})
 
 
-def _password(value: str) -> str:
+def password_problem(value: str) -> str | None:
+    """What harbor.yml refuses in a password; the Args check a password given as text by it too."""
     if len(value) < 8:
-        raise ValueError("must be at least 8 characters")
+        return "must be at least 8 characters"
     if value in UPSTREAM_DEFAULT_PASSWORDS:
-        raise ValueError("is Harbor's published default password")
+        return "is Harbor's published default password"
+    return None
+
+
+def _password(value: str) -> str:
+    if (problem := password_problem(value)) is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -171,17 +180,38 @@ class HarborYml(_Strict):
 # ---- the plain values the renderers take -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@refuse_unknown_fields
+@dataclass(frozen=True, kw_only=True)
 class HarborConfig:
     """Harbor on one host: the name clients reach it by (hostname or address, as the nodes use it),
-    its release and where the offline installer comes from, and whether it proxies the upstreams."""
+    its release and where the offline installer comes from, and whether it proxies the upstreams.
+    The installer's sha256 is required: the step refuses to install an unchecked download."""
 
     host: str
+    installer_sha256: str
     version: str = field(default_factory=lambda: Versions().harbor)
     installer_url_template: str = field(default_factory=lambda: Mirrors().harbor_installer)  # {version}
-    installer_sha256: str | None = None
     proxy_cache: bool = True
     cluster: str = "k8s-ha"  # names the robot account
+
+    def __post_init__(self) -> None:
+        """The stack file's rules for the same fields (harbor.hostname, versions.harbor, the
+        installer's mirror and checksum, cluster.name), so a library user meets them here rather
+        than in a failed step on the Harbor host."""
+        check = PlainCheck(type(self).__name__)
+        typed = check.fields(HarborSpec, {"hostname": self.host, "proxy_cache": self.proxy_cache},
+                             renamed={"hostname": "host"})
+        typed |= check.fields(Versions, {"harbor": self.version}, renamed={"harbor": "version"})
+        typed |= check.fields(Mirrors, {"harbor_installer": self.installer_url_template,
+                                        "harbor_installer_sha256": self.installer_sha256},
+                              renamed={"harbor_installer": "installer_url_template",
+                                       "harbor_installer_sha256": "installer_sha256"})
+        typed |= check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
+        missing = harbor_download_problem(self.installer_sha256)
+        check.add([Problem("installerSha256", missing)] if missing else [])
+        check.done()
 
 
 def harbor_config(spec: StackSpec, placement: Placement) -> HarborConfig:
@@ -189,11 +219,14 @@ def harbor_config(spec: StackSpec, placement: Placement) -> HarborConfig:
     host = harbor_registry_host(spec, placement)
     if host is None:
         raise ValueError("Harbor is not enabled in this stack (harbor.enabled with a harbor.node)")
+    sha256 = spec.mirrors.harbor_installer_sha256
+    if sha256 is None:  # a validated stack has it (the same rule)
+        raise ValueError(f"mirrors.harborInstallerSha256: {harbor_download_problem(sha256)}")
     return HarborConfig(
         host=host,
         version=spec.versions.harbor,
         installer_url_template=spec.mirrors.harbor_installer,
-        installer_sha256=spec.mirrors.harbor_installer_sha256,
+        installer_sha256=sha256,
         proxy_cache=spec.harbor.proxy_cache,
         cluster=spec.cluster.name,
     )

@@ -42,7 +42,22 @@ from k8s_ha.model.artifacts import (
     registry_routes,
     release_files,
 )
-from k8s_ha.model.spec import Failover, KubernetesSettings, Mirrors, Role, StackSpec, Versions, artifact_versions
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import (
+    ClusterSettings,
+    Failover,
+    HarborSpec,
+    KubernetesSettings,
+    Mirrors,
+    NodeNetwork,
+    Role,
+    StackSpec,
+    Versions,
+    artifact_versions,
+    etcd_client_urls,
+    registry_precedence_problems,
+)
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import etcd_endpoints
@@ -148,6 +163,7 @@ class NodeEndpoint:
     failure_domain: str
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class RegistryMirror:
     """How nodes reach Harbor: the name they use, and whether they pull upstreams through it."""
@@ -156,6 +172,7 @@ class RegistryMirror:
     proxy_cache: bool = True
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class KubernetesConfig:
     """What every master and worker of one cluster shares, as plain values.
@@ -173,6 +190,28 @@ class KubernetesConfig:
     cert_sans: tuple[str, ...] = ()
     registry: RegistryMirror | None = None
     artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
+
+    def __post_init__(self) -> None:
+        """The stack file's rules for the same fields (network.vip, cluster.name, versions,
+        mirrors, kubernetes, artifacts, harbor.hostname and the stack-wide rules between them), so
+        a library user meets them here rather than in a failed step on the first master."""
+        check = PlainCheck(type(self).__name__)
+        typed = check.fields(NodeNetwork, {"vip": self.vip})
+        typed |= check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
+        layers = {"versions": self.versions, "mirrors": self.mirrors, "kubernetes": self.settings,
+                  "artifacts": self.artifacts}
+        typed |= check.fields(StackSpec, layers, renamed={"kubernetes": "settings"})
+        if (urls := etcd_client_urls(self.etcd_endpoints)) is not None:
+            check.add([Problem("etcdEndpoints", urls)])
+        registry = {} if self.registry is None else check.fields(
+            HarborSpec, {"hostname": self.registry.host, "proxy_cache": self.registry.proxy_cache},
+            renamed={"hostname": "host"}, under="registry")
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
+        if {"versions", "mirrors", "settings", "artifacts"} <= typed.keys():
+            proxy = bool(registry.get("proxy_cache", False))
+            check.add(registry_precedence_problems(self.artifacts, self.artifact_versions(), proxy))
+        check.done()
 
     @property
     def version(self) -> KubernetesVersion:

@@ -7,11 +7,26 @@ from a stack, and `HaproxyKeepalivedPair` takes one directly when used on its ow
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from k8s_ha.model import timers
-from k8s_ha.model.spec import HaproxyCheck, HaproxySettings, IngressFrontend, Role, StackSpec, derived_virtual_router_id
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import (
+    ClusterSettings,
+    HaproxyCheck,
+    HaproxySettings,
+    IngressFrontend,
+    LoadBalancerSpec,
+    NodeNetwork,
+    NodeSpec,
+    Role,
+    StackSpec,
+    address_problems,
+    derived_virtual_router_id,
+)
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.members import Endpoint, Member, endpoints
@@ -24,6 +39,7 @@ HAPROXY_DROP_IN = "/etc/systemd/system/haproxy.service.d/k8s-ha.conf"
 MASTER_PRIORITY, BACKUP_PRIORITY = 150, 100
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class FrontDoor:
     """What the pair serves: the VIP on its subnet, VRRP and HAProxy settings, and the backends."""
@@ -43,13 +59,87 @@ class FrontDoor:
     ingress: tuple[Endpoint, ...] = ()
     ingress_ports: IngressFrontend = field(default_factory=IngressFrontend)
 
+    def __post_init__(self) -> None:
+        """The stack file's rules for the same settings (loadBalancer, network.vip and .interface,
+        cluster.name, the address rule), so a library user meets them here rather than in a
+        failed step on the load balancers. Addresses given as text are kept as addresses."""
+        check = PlainCheck(type(self).__name__)
+        typed = check.fields(LoadBalancerSpec, {
+            "virtual_router_id": self.virtual_router_id, "vrrp_version": self.vrrp_version,
+            "advert_interval_ms": self.advert_interval_ms, "nopreempt": self.nopreempt, "haproxy": self.haproxy,
+            "haproxy_check": self.haproxy_check, "ingress": self.ingress_ports,
+        }, renamed={"ingress": "ingress_ports"})
+        typed |= check.fields(NodeNetwork, {"vip": self.vip, "interface": self.interface})
+        check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
+        backends = {"apiservers": self.apiservers, "ingress": self.ingress}
+        typed |= {key: _checked_endpoints(check, key, nodes) for key, nodes in backends.items()}
+        if self.harbor is not None:
+            typed["harbor"] = _checked_endpoints(check, "harbor", (self.harbor,))[0]
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
+        addresses = [self.vip, *(ip for _, ip in self.backends())]
+        if all(isinstance(ip, ipaddress.IPv4Address) for ip in addresses):  # else refused as they are
+            check.add(_network_problems(self))
+        check.done()
 
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        """The VIP's subnet: the load balancers sit on it, keepalived puts the VIP there."""
+        return ipaddress.IPv4Network((self.vip, self.prefix), strict=False)
+
+    def backends(self, path: str = "") -> list[tuple[str, ipaddress.IPv4Address]]:
+        """(config path, address) of every machine behind the door; they may sit on other networks."""
+        found = [(f"{path}apiservers[{i}].ip", e.ip) for i, e in enumerate(self.apiservers)]
+        found += [(f"{path}ingress[{i}].ip", e.ip) for i, e in enumerate(self.ingress)]
+        return found + ([(f"{path}harbor.ip", self.harbor.ip)] if self.harbor is not None else [])
+
+
+def _checked_endpoints(check: PlainCheck, key: str, nodes: Sequence[Endpoint]) -> tuple[Endpoint, ...]:
+    """Backends named and addressed as the stack's nodes are, kept with typed addresses."""
+    typed = []
+    for i, node in enumerate(nodes):
+        under = key if key == "harbor" else f"{key}[{i}]"
+        fields = check.fields(NodeSpec, {"name": node.name, "ip": node.ip}, under=under)
+        typed.append(Endpoint(node.name, fields.get("ip", node.ip)))
+    return tuple(typed)
+
+
+def _network_problems(door: FrontDoor) -> list[Problem]:
+    """The stack's address rule for the VIP on its subnet and the backends behind it."""
+    try:
+        network = door.network
+    except (ValueError, TypeError) as error:
+        return [Problem("prefix", f"{door.prefix!r} is not the prefix length of an IPv4 network ({error})")]
+    return address_problems(network, door.vip, [], vip_path="vip", elsewhere=door.backends())
+
+
+def pair_problems(door: FrontDoor, pair: Sequence[Member], door_path: str, pair_path: str) -> list[Problem]:
+    """The stack's address rule for a pair and its door: both load balancers on the VIP's subnet,
+    and no address used twice (the VIP is no machine's: keepalived moves it between the pair)."""
+    nodes = [(f"{pair_path}[{i}].ip", node.ip) for i, node in enumerate(pair)]
+    return address_problems(door.network, door.vip, nodes, vip_path=f"{door_path}.vip",
+                            elsewhere=door.backends(f"{door_path}."))
+
+
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class LoadBalancerConfig:
     """A front door and the two nodes that hold it; the first is the initial VRRP MASTER."""
 
     door: FrontDoor
     pair: tuple[Endpoint, Endpoint]
+
+    def __post_init__(self) -> None:
+        """The pair as the stack's load balancers (loadBalancer.nodes): two, named as nodes are, on
+        the VIP's subnet, no address used twice. The door checked itself when it was built."""
+        check = PlainCheck(type(self).__name__)
+        nodes = [{"name": node.name, "ip": node.ip} for node in self.pair]
+        typed = check.fields(LoadBalancerSpec, {"nodes": nodes}, renamed={"nodes": "pair"})
+        if not check.problems:
+            first, second = endpoints(typed["pair"])
+            object.__setattr__(self, "pair", (first, second))
+            check.add(pair_problems(self.door, self.pair, "door", "pair"))
+        check.done()
 
 
 def front_door(spec: StackSpec, placement: Placement) -> FrontDoor:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from k8s_ha.model.validation import refuse_unknown_fields
+
 
 class Member(Protocol):
     @property
@@ -20,6 +22,7 @@ class Member(Protocol):
     def ip(self) -> ipaddress.IPv4Address: ...
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class Endpoint:
     name: str

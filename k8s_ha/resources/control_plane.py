@@ -17,6 +17,8 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model.spec import ControlPlaneSpec
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
 from k8s_ha.render.kubernetes import (
     ControlPlaneConfig,
@@ -26,12 +28,15 @@ from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
-    refuse_registry_overlap,
 )
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, named
+from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
+
+# What a master or a worker is to its machine: one ControlPlane or WorkerPool makes it that.
+KUBERNETES_NODE = "a Kubernetes node"
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class ControlPlaneArgs:
     """The masters (the first runs `kubeadm init`), the cluster's Kubernetes config, and the PKI.
@@ -66,10 +71,13 @@ class ControlPlaneArgs:
     after: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
-        """Wrong input fails here, so a component never starts registering from it."""
+        """Wrong input fails here, so a component never starts registering from it: the stack's
+        rules for its masters (2 to 7, named and addressed as nodes are) and what the stack
+        guarantees by its shape (workers that are not masters, domains of known masters)."""
         masters = named(self.masters, "ControlPlaneArgs.masters")
-        if not masters:
-            raise ValueError("ControlPlaneArgs.masters: a control plane needs at least one master")
+        check = PlainCheck(type(self).__name__, python_names=True)
+        check.fields(ControlPlaneSpec, {"nodes": nodes_of(self.masters)}, renamed={"nodes": "masters"})
+        check.done()
         check_node_registry(self.kubernetes, self.registry_certificate, "ControlPlaneArgs")
         check_domains(self.failure_domains, masters, "ControlPlaneArgs.failure_domains", "master")
         if isinstance(self.workers, str):
@@ -81,17 +89,11 @@ class ControlPlaneArgs:
 
 def check_node_registry(kubernetes: KubernetesConfig, registry_certificate: pulumi.Input[str] | None,
                         args: str) -> None:
-    """Nodes that pull through Harbor need the certificate it serves, and their images must not
-    come both through Harbor's proxy cache and from an image registry mirror."""
-    if kubernetes.registry is None:
-        return
-    if registry_certificate is None:
+    """Nodes that pull through Harbor need the certificate it serves (that their images do not
+    come both through Harbor's proxy cache and from a mirror, KubernetesConfig checked itself)."""
+    if kubernetes.registry is not None and registry_certificate is None:
         raise ValueError(f"{args}.registry_certificate: the nodes pull through Harbor at "
                          f"{kubernetes.registry.host}; give the certificate Harbor serves")
-    try:
-        refuse_registry_overlap(kubernetes)
-    except ValueError as error:
-        raise ValueError(f"{args}.kubernetes: {error}") from None
 
 
 def check_domains(domains: Mapping[str, str], nodes: Mapping[str, Target], path: str, role: str) -> None:
@@ -129,6 +131,7 @@ class ControlPlane(pulumi.ComponentResource):
         masters = tuple(t.name for t in args.masters)
         kubernetes = args.kubernetes
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
+        claim_machines(KUBERNETES_NODE, f"ControlPlane {name!r}", args.masters)
         super().__init__("k8s-ha:kubernetes:ControlPlane", name, None, opts)
         config = ControlPlaneConfig(kubernetes, masters, tuple(args.workers))
         self.component_name = name

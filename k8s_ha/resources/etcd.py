@@ -15,6 +15,9 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import EtcdSpec, NodeSpec, Role, below_minimum
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
 from k8s_ha.render.etcd import (
     EtcdConfig,
@@ -25,14 +28,14 @@ from k8s_ha.render.etcd import (
     etcd_member_step,
 )
 from k8s_ha.resources.remote import renamed_from, resolve, secret
-from k8s_ha.resources.target import Target, named
+from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
 
 DEFAULT_DISK_GIB = 10
-VALID_SIZES = (3, 5, 7)
 # What the health step was called before it was named from its component: existing stacks alias it.
 LEGACY_HEALTH_NAME = "etcd-health"
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class MemberTls:
     """One member's server certificate (clients) and peer certificate (Raft), with their keys."""
@@ -43,6 +46,7 @@ class MemberTls:
     peer_key: pulumi.Input[str]
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class ExternalEtcdArgs:
     """The member machines (the first runs the health gate), settings and TLS material.
@@ -63,17 +67,22 @@ class ExternalEtcdArgs:
     after: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
-        """Wrong input fails here, so a component never starts registering from it."""
+        """Wrong input fails here, so a component never starts registering from it: the stack's
+        rules for etcd's members (3, 5 or 7, named and addressed as nodes are, disk sizes within
+        bounds); the settings checked themselves when they were built."""
         hosts = named(self.hosts, "ExternalEtcdArgs.hosts", expected=list(self.member_tls),
                       expected_what="the names in member_tls")
-        if len(hosts) not in VALID_SIZES:
-            raise ValueError("ExternalEtcdArgs.hosts: etcd needs 3, 5 or 7 members for a quorum that survives "
-                             f"failures, got {len(hosts)}")
-        for host, size in self.disk_gib.items():
+        for host in self.disk_gib:
             if host not in hosts:
                 raise ValueError(f"ExternalEtcdArgs.disk_gib: no host named {host!r}; hosts are {sorted(hosts)}")
-            if size < 1:
-                raise ValueError(f"ExternalEtcdArgs.disk_gib.{host}: {size} GiB; give 1 or more")
+        check = PlainCheck(type(self).__name__, python_names=True)
+        check.fields(EtcdSpec, {"nodes": nodes_of(self.hosts)}, renamed={"nodes": "hosts"})
+        for host, size in self.disk_gib.items():
+            found = len(check.problems)
+            typed = check.fields(NodeSpec, {"disk_gib": size}, renamed={"disk_gib": host}, under="disk_gib")
+            if len(check.problems) == found and (small := below_minimum(Role.ETCD, "disk_gib", typed[host])):
+                check.add([Problem(host, small)], under="disk_gib")
+        check.done()
 
 
 def cluster_config(args: ExternalEtcdArgs) -> EtcdConfig:
@@ -90,6 +99,7 @@ class ExternalEtcd(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         config = cluster_config(args)
+        claim_machines("an etcd member", f"ExternalEtcd {name!r}", args.hosts)
         super().__init__("k8s-ha:etcd:ExternalEtcd", name, None, opts)
         shared = {
             m.ETCD_CA: pulumi.Output.from_input(args.ca_cert),

@@ -27,23 +27,26 @@ import pulumi_command as command
 import pulumi_random as random
 import pulumiverse_harbor as harbor
 
+from k8s_ha.model.errors import Problem
+from k8s_ha.model.spec import HarborSpec
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
 from k8s_ha.render.harbor import (
-    UPSTREAM_DEFAULT_PASSWORDS,
     HarborConfig,
     harbor_step,
     harbor_url,
+    password_problem,
     proxy_cache_projects,
     robot_projects,
 )
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target
+from k8s_ha.resources.target import Target, claim_machines, nodes_of
 
 ADMIN_USER = "admin"
-MIN_PASSWORD = 8  # what harbor.yml accepts (k8s_ha/render/harbor.py checks the rendered file the same way)
 ROBOT_SECRET_LENGTH = 32
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class HarborRegistryArgs:
     """The Harbor machine, what to install there, its TLS certificate and key, its passwords.
@@ -57,18 +60,21 @@ class HarborRegistryArgs:
     tls_cert: pulumi.Input[str]
     tls_key: pulumi.Input[str]
     admin_password: pulumi.Input[str]  # 8 or more characters, not Harbor's published default
-    db_password: pulumi.Input[str]
+    db_password: pulumi.Input[str]  # the same rule (harbor.yml's database.password)
     after: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
-        """Wrong input fails here, so a component never starts registering from it. Passwords that
-        are Outputs (generated, or read as secrets) are Harbor's to check once known."""
-        if not self.config.host:
-            raise ValueError("HarborRegistryArgs.config.host: empty; give the name the nodes reach Harbor by")
-        password = self.admin_password
-        if isinstance(password, str) and (len(password) < MIN_PASSWORD or password in UPSTREAM_DEFAULT_PASSWORDS):
-            raise ValueError(f"HarborRegistryArgs.admin_password: give {MIN_PASSWORD} or more characters, "
-                             "and not one of Harbor's published default passwords")
+        """Wrong input fails here, so a component never starts registering from it: the machine
+        named and addressed as the stack's Harbor node, and passwords given as text as harbor.yml
+        takes them (the config checked itself when it was built). Passwords that are Outputs
+        (generated, or read as secrets) are checked by the same rule once known."""
+        check = PlainCheck(type(self).__name__, python_names=True)
+        check.fields(HarborSpec, {"node": nodes_of([self.host])[0]}, renamed={"node": "host"})
+        for name in ("admin_password", "db_password"):
+            password = getattr(self, name)
+            if isinstance(password, str) and (problem := password_problem(password)) is not None:
+                check.add([Problem(name, problem)])
+        check.done()
 
 
 class HarborRegistry(pulumi.ComponentResource):
@@ -79,6 +85,7 @@ class HarborRegistry(pulumi.ComponentResource):
     robot: harbor.RobotAccount
 
     def __init__(self, name: str, args: HarborRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        claim_machines("a Harbor host", f"HarborRegistry {name!r}", [args.host])
         super().__init__("k8s-ha:harbor:HarborRegistry", name, None, opts)
         config, host = args.config, args.host
         self.admin_password = secret(args.admin_password)

@@ -14,13 +14,16 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model.spec import LoadBalancerSpec
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
-from k8s_ha.render.loadbalancer import FrontDoor, LoadBalancerConfig, loadbalancer_step
+from k8s_ha.render.loadbalancer import FrontDoor, LoadBalancerConfig, loadbalancer_step, pair_problems
 from k8s_ha.render.members import endpoints
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, named
+from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class HaproxyKeepalivedPairArgs:
     """The two machines (the first is the initial VRRP MASTER), what they serve, and their secrets."""
@@ -33,20 +36,15 @@ class HaproxyKeepalivedPairArgs:
     after: Sequence[pulumi.Resource] = field(default=())
 
     def __post_init__(self) -> None:
-        """Wrong input fails here, so a component never starts registering from it."""
-        hosts = named(self.hosts, "HaproxyKeepalivedPairArgs.hosts")
-        if len(hosts) != 2:
-            raise ValueError(f"HaproxyKeepalivedPairArgs.hosts: a keepalived pair needs exactly two hosts, "
-                             f"got {sorted(hosts)}")
-        door = self.front_door
-        vip = door.vip
-        backends = (*door.apiservers, *door.ingress, *([door.harbor] if door.harbor is not None else []))
-        taken = {t.name: t.ip for t in self.hosts} | {e.name: e.ip for e in backends}
-        for holder, ip in taken.items():
-            if ip == vip:
-                raise ValueError(f"HaproxyKeepalivedPairArgs.front_door.vip: {vip} is the address of {holder}; "
-                                 "the VIP must be an address no machine has, since keepalived moves it between "
-                                 "the pair")
+        """Wrong input fails here, so a component never starts registering from it: the stack's
+        rules for its load balancers (two, named as nodes are, on the VIP's subnet, no address used
+        twice, so the VIP is no machine's own)."""
+        named(self.hosts, "HaproxyKeepalivedPairArgs.hosts")
+        check = PlainCheck(type(self).__name__, python_names=True)
+        check.fields(LoadBalancerSpec, {"nodes": nodes_of(self.hosts)}, renamed={"nodes": "hosts"})
+        if not check.problems:
+            check.add(pair_problems(self.front_door, self.hosts, "front_door", "hosts"))
+        check.done()
 
 
 def pair_config(args: HaproxyKeepalivedPairArgs) -> LoadBalancerConfig:
@@ -60,6 +58,7 @@ class HaproxyKeepalivedPair(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HaproxyKeepalivedPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         config = pair_config(args)
+        claim_machines("a load balancer", f"HaproxyKeepalivedPair {name!r}", args.hosts)
         super().__init__("k8s-ha:loadbalancer:HaproxyKeepalivedPair", name, None, opts)
         material = resolve({
             m.KUBERNETES_CA: pulumi.Output.from_input(args.kubernetes_ca),

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model.validation import refuse_unknown_fields
 from k8s_ha.resources.remote import HostAccess, StepFactory, remote_step
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -98,3 +102,39 @@ def named(targets: Sequence[Target], what: str, expected: Sequence[str] | None =
     if expected is not None and sorted(by_name) != sorted(expected):
         raise ValueError(f"{what}: hosts {sorted(by_name)} do not match {expected_what} {sorted(expected)}")
     return by_name
+
+
+def nodes_of(targets: Sequence[Target]) -> list[dict[str, object]]:
+    """Machines as the stack's nodes (name and address), for the spec's rules on them."""
+    return [{"name": target.name, "ip": target.ip} for target in targets]
+
+
+# What each machine was made by, per program run: (role, machine) -> the component. Keyed by the
+# run's resource monitor, so tests that build several programs under mocks (each with its own
+# monitor) start clean, and nothing outlives the run.
+_CLAIMS: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = weakref.WeakKeyDictionary()
+
+
+class _NoMonitor:
+    """Stands for the run when Pulumi has no monitor (nothing could register then anyway)."""
+
+
+_NO_MONITOR = _NoMonitor()
+
+
+def claim_machines(role: str, component: str, targets: Sequence[Target]) -> None:
+    """Make `component` (e.g. "ExternalEtcd 'etcd'") the one that makes each target `role` (e.g.
+    "an etcd member") in this program run. A machine serves one component of a kind: two would
+    write the same files on it, and their per-machine steps (`<machine>-<what>`) the same URN, which
+    the engine refuses only once resources exist. So this raises, naming both components, before
+    the second registers anything."""
+    monitor = pulumi.runtime.settings.get_monitor()
+    claims = _CLAIMS.setdefault(monitor if monitor is not None else _NO_MONITOR, {})
+    for target in targets:
+        holder = claims.get((role, target.name))
+        if holder is not None:
+            raise ValueError(
+                f"{component}: machine {target.name!r} is already {role} of {holder}; a machine serves one "
+                f"component of a kind (both would write the same files on it and name their steps "
+                f"'{target.name}-...'): give each component its own machines")
+    claims.update({(role, target.name): component for target in targets})

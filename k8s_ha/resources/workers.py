@@ -15,6 +15,8 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model import spec
+from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
 from k8s_ha.render.kubernetes import (
     KubernetesConfig,
@@ -23,11 +25,19 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
-from k8s_ha.resources.control_plane import ControlPlane, check_domains, check_node_registry, node_material, prepare_node
+from k8s_ha.resources.control_plane import (
+    KUBERNETES_NODE,
+    ControlPlane,
+    check_domains,
+    check_node_registry,
+    node_material,
+    prepare_node,
+)
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, named
+from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
 
 
+@refuse_unknown_fields
 @dataclass(frozen=True)
 class WorkerPoolArgs:
     """One pool's workers, the cluster's Kubernetes config, what they join with, and the control
@@ -50,10 +60,14 @@ class WorkerPoolArgs:
     cni: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
-        """Wrong input fails here, so a component never starts registering from it."""
+        """Wrong input fails here, so a component never starts registering from it: the stack's
+        rules for a worker pool (its name, labels, and workers named and addressed as nodes are),
+        and that the control plane expects these workers."""
         workers = named(self.workers, "WorkerPoolArgs.workers")
-        if not self.pool:
-            raise ValueError("WorkerPoolArgs.pool: empty; give the pool's name (its Nodes are labelled with it)")
+        check = PlainCheck(type(self).__name__, python_names=True)
+        check.fields(spec.WorkerPool, {"name": self.pool, "labels": self.labels, "nodes": nodes_of(self.workers)},
+                     renamed={"name": "pool", "nodes": "workers"})
+        check.done()
         joined_by(self.workers, self.control_plane)
         check_node_registry(self.kubernetes, self.registry_certificate, "WorkerPoolArgs")
         check_domains(self.failure_domains, workers, "WorkerPoolArgs.failure_domains", "worker")
@@ -78,6 +92,7 @@ class WorkerPool(pulumi.ComponentResource):
         kubernetes = args.kubernetes
         master, init = args.control_plane.first, args.control_plane.init
         prepare = resolve(node_material(kubernetes, args.registry_certificate))
+        claim_machines(KUBERNETES_NODE, f"WorkerPool {name!r}", args.workers)
         super().__init__("k8s-ha:kubernetes:WorkerPool", name, None, opts)
         pool = PoolMembership(master.name, args.pool, dict(args.labels), kubernetes.settings.wait_scale)
         join_material = resolve({

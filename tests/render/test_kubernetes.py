@@ -49,9 +49,21 @@ def _stack(name: str) -> Case:
 
 
 def _with(spec: StackSpec, **changes: Any) -> StackSpec:
-    """A copy of `spec` with nested fields replaced: _with(spec, versions={"kubernetes": "1.35.8"})."""
+    """A copy of `spec` with nested fields replaced: _with(spec, versions={"kubernetes": "1.35.8"}).
+    A release the upstream table does not pin (Kubernetes 1.37, containerd 1.7.28) gets a private
+    checksum, as a stack on it needs (artifacts.checksums; a Kubernetes config refuses it otherwise):
+    these tests render configuration, not downloads."""
     updates = {key: getattr(spec, key).model_copy(update=value) for key, value in changes.items()}
-    return spec.model_copy(update=updates)
+    changed = spec.model_copy(update=updates)
+    v = changed.versions
+    wanted = {"kubeadm": v.kubernetes, "kubelet": v.kubernetes, "kubectl": v.kubernetes, "containerd": v.containerd,
+              "runc": v.runc, "cni-plugins": v.cni_plugins, "crictl": v.crictl}
+    private = {component: {version.removeprefix("v"): "0" * 64} for component, version in wanted.items()
+               if version.removeprefix("v") not in RELEASE_SHA256.get(component, {})}
+    if private:
+        artifacts = changed.artifacts.model_copy(update={"checksums": {**changed.artifacts.checksums, **private}})
+        changed = changed.model_copy(update={"artifacts": artifacts})
+    return changed
 
 
 def _config(spec: StackSpec, placement: Placement | None = None) -> k.KubernetesConfig:

@@ -165,7 +165,7 @@ def pool_args(prefix: str, octet: int, control_plane: ControlPlane, workers: lis
 def harbor_args(prefix: str, octet: int) -> HarborRegistryArgs:
     return HarborRegistryArgs(
         host=target(f"{prefix}-harbor", f"10.{octet}.0.40"),
-        config=HarborConfig(host=f"registry.{prefix}.example", cluster=prefix),
+        config=HarborConfig(host=f"registry.{prefix}.example", installer_sha256="a" * 64, cluster=prefix),
         tls_cert=pem("CERTIFICATE", f"{prefix}-harbor"),
         tls_key=pulumi.Output.secret(pem("PRIVATE KEY", f"{prefix}-harbor")),
         admin_password=pulumi.Output.secret("AdminPassword1"),
@@ -249,7 +249,7 @@ def test_etcd_with_two_members_raises_before_registering() -> None:
             healthcheck_cert=args.healthcheck_cert, healthcheck_key=args.healthcheck_key,
         ))
 
-    _raises_before_registering(build, "ExternalEtcdArgs.hosts: etcd needs 3, 5 or 7 members")
+    _raises_before_registering(build, r"ExternalEtcdArgs.hosts: 2 members: use 3, 5 or 7\.")
 
 
 def test_etcd_hosts_that_do_not_match_the_tls_material_raise_before_registering() -> None:
@@ -326,12 +326,13 @@ def test_plain_addresses_are_checked_at_once() -> None:
 
 
 def test_a_control_plane_pulling_through_harbor_and_a_mirror_raises_before_registering() -> None:
+    """The Kubernetes config refuses itself, with the stack's rule and path."""
     def build() -> object:
         args = control_plane_args("both", 44, workers=[])
         both = replace(args.kubernetes, registry=RegistryMirror("10.44.0.40", proxy_cache=True),
                        artifacts=ArtifactSettings(imageRegistry="10.44.0.5:5000"))
         return ControlPlane("both", replace(args, kubernetes=both, registry_certificate=pem("CERTIFICATE", "h")))
 
-    _raises_before_registering(build, r"ControlPlaneArgs.kubernetes: images from \['quay.io', 'registry.k8s.io'\] "
-                                      r"would come both through Harbor's proxy cache "
-                                      r"\(harbor.proxyCache\) and from the image registry mirror 10.44.0.5:5000")
+    _raises_before_registering(build, r"KubernetesConfig.artifacts.imageRegistryPrecedence: images from "
+                                      r"\['quay.io', 'registry.k8s.io'\] would come both through Harbor's proxy "
+                                      r"cache \(harbor.proxyCache\) and from the image registry mirror 10.44.0.5:5000")

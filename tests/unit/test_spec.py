@@ -102,7 +102,7 @@ def test_vip_already_used_by_a_node() -> None:
 def test_cidr_overlaps() -> None:
     config = prod()
     config["kubernetes"] = {"podCidr": "10.96.0.0/16", "serviceCidr": "10.96.0.0/12"}
-    assert problems(config) == ["kubernetes.serviceCidr: 10.96.0.0/12 overlaps kubernetes.podCidr 10.96.0.0/16"]
+    assert problems(config) == ["kubernetes.serviceCidr: 10.96.0.0/12 overlaps podCidr 10.96.0.0/16"]
     config["kubernetes"] = {"podCidr": "10.20.0.0/16"}
     assert problems(config) == ["kubernetes.podCidr: 10.20.0.0/16 overlaps the node network 10.20.0.0/24"]
 

@@ -91,7 +91,7 @@ def standalone() -> Run:
     def program() -> pulumi.Output[Any]:
         harbor = HarborRegistry("harbor", HarborRegistryArgs(
             host=_target("harbor", "10.30.0.40"),
-            config=HarborConfig(host=REGISTRY, cluster="alone", proxy_cache=False),
+            config=HarborConfig(host=REGISTRY, installer_sha256="a" * 64, cluster="alone", proxy_cache=False),
             tls_cert=HARBOR_CERT,
             tls_key=pulumi.Output.secret(_pem("PRIVATE KEY", "harbor")),
             admin_password=pulumi.Output.secret("AdminPassword1"),
@@ -168,4 +168,5 @@ def test_kubeconfig_is_secret_and_points_at_the_vip() -> None:
 
 def test_nodes_pulling_through_harbor_need_its_certificate() -> None:
     with pytest.raises(ValueError, match="registry_certificate"):
-        ControlPlane("cp", _control_plane_args([_target("m1", "10.30.0.11")], after=[], registry_certificate=None))
+        masters = [_target("m1", "10.30.0.11"), _target("m2", "10.30.0.12")]
+        ControlPlane("cp", _control_plane_args(masters, after=[], registry_certificate=None))

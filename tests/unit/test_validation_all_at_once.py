@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from k8s_ha.model.errors import SpecError
+from k8s_ha.model.errors import Problem, SpecError
 from k8s_ha.model.spec import (
     EtcdSpec,
     HaproxyCheck,
@@ -125,6 +125,19 @@ def test_python_construction_runs_the_same_rules() -> None:
     # snake_case spellings suggest the Python name
     with pytest.raises(SpecError, match="unknown key 'interval_ss': did you mean 'interval_s'"):
         HaproxyCheck(interval_ss=2)  # type: ignore[call-arg]
+
+
+def test_a_plain_config_reports_the_same_text_under_its_own_field() -> None:
+    """A component's config built from Python holds the model's rules, not a copy of them."""
+    from k8s_ha.render.loadbalancer import FrontDoor
+
+    with pytest.raises(SpecError) as direct:
+        HaproxyCheck.parse({"fal": 5, "intervalS": -3})
+    with pytest.raises(SpecError) as door:
+        FrontDoor(vip=ipaddress.IPv4Address("10.0.0.10"), prefix=24, apiservers=(),
+                  haproxy_check={"fal": 5, "intervalS": -3})  # type: ignore[arg-type]
+    assert door.value.problems == [Problem(f"FrontDoor.haproxyCheck.{p.path}", p.message)
+                                   for p in direct.value.problems]
 
 
 def test_the_stack_file_reports_the_same_text_at_the_longer_path() -> None:
