@@ -96,6 +96,12 @@ def test_front_door_and_etcd_layers_run(stack: GuestStack) -> None:
     assert connect.returncode == 0, connect.stderr
     for name in ETCD_NAMES:
         assert stack.run(name, "systemctl is-active etcd").stdout.strip() == "active"
+    # real systemd applied the units' priorities: the failover daemons go before other work
+    nices = {(name, daemon): set(stack.run(name, f"ps -o ni= -C {daemon}").stdout.split())
+             for name, daemons in ((LB_NAMES[0], ("keepalived", "haproxy")), (ETCD_NAMES[0], ("etcd",)))
+             for daemon in daemons}
+    assert nices == {(LB_NAMES[0], "keepalived"): {"-15"}, (LB_NAMES[0], "haproxy"): {"-10"},
+                     (ETCD_NAMES[0], "etcd"): {"-10"}}, nices
     assert etcd_healthy(stack)
     members = etcdctl(stack, "member", "list", "-w", "simple")
     assert members.returncode == 0 and len(members.stdout.strip().splitlines()) == 3, members.stdout
