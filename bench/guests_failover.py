@@ -12,7 +12,8 @@ drill. Prints a table and writes bench/results/guests.json: image build, domain 
 per guest, QEMU memory and CPU per guest (booted and idle; serving its role), step times, every
 drill's runs with median and worst against its goal, wall time; the soak goes to
 bench/results/failover_soak.json. The timer options of bench/failover_soak.py run a baseline with
-other timers: its soak gets a section of its own, and guests.json (as with `--runs 0`) is kept.
+other timers: its drills and its soak get sections of their own (guests_baselines.json,
+failover_soak.json), and guests.json (as with `--runs 0`) is kept.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.support.images import lab_image  # noqa: E402
 from tests.support.provenance import provenance  # noqa: E402
 
 OUT = ROOT / "bench/results/guests.json"
+BASELINES = ROOT / "bench/results/guests_baselines.json"
 GOALS = {"hypervisor-loss-hv-a": 1.2, "power-cut-vip-holder": 1.2, "power-cut-etcd-leader": 1.5}
 NAMESPACE_HOSTS = {"power-cut-vip-holder": "1.69 s (host loss, bench/results/lab.json)",
                    "power-cut-etcd-leader": "etcd leader SIGKILL on namespace hosts (bench/results/lab.json)"}
@@ -90,11 +92,16 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
     }
 
 
-def write(result: dict[str, Any], keep: bool) -> None:
+def write(result: dict[str, Any], keep: bool, baseline: str | None = None) -> None:
     """Print the table; write guests.json unless `keep` (a baseline's or a drill-less run's figures
-    must not replace the shipped timers' drills)."""
+    must not replace the shipped timers' drills). A baseline's drills go to its own section of
+    guests_baselines.json."""
     if not keep:
         OUT.write_text(json.dumps(result, indent=2) + "\n")
+    elif baseline is not None and result["drills"]:
+        data = json.loads(BASELINES.read_text()) if BASELINES.is_file() else {"benchmark": "guests_failover"}
+        data[baseline] = result
+        BASELINES.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\n{'drill':<28} {'median':>7} {'worst':>7} {'goal':>6}  runs")
     for m in result["drills"]:
         print(f"{m['drill']:<28} {m['median_s']!s:>7} {m['worst_s']!s:>7} {m['goal_s']!s:>6}  {m['seconds']}")
@@ -113,6 +120,7 @@ def main() -> int:
         print("needs root (libvirt daemons, network namespaces)", file=sys.stderr)
         return 1
     keep = bool(overrides) or args.runs == 0
+    baseline = failover_soak.section_name("guests", overrides) if overrides else None
     cleanup_stale()
     wall = time.monotonic()
     image = lab_image()
@@ -134,7 +142,7 @@ def main() -> int:
                          "cpu_pct_of_a_core_serving": serving_cpu[n]} for n, pid in pids.items()}
             print(f"QEMU CPU, % of a core over 30 s: booted {booted_cpu}; serving {serving_cpu}")
             result = report(stack, image, image_s, probe, reachable, steps, usage, drill_all(stack, args.runs))
-            write(result, keep)  # the drills' figures are kept even if the soak fails
+            write(result, keep, baseline)  # the drills' figures are kept even if the soak fails
             if args.soak > 0:
                 soaked = failover_soak.soak(stack, args.soak, Path(tmp) / "host-scratch")
                 failover_soak.record(failover_soak.section_name("guests", overrides),
@@ -145,7 +153,7 @@ def main() -> int:
     result["teardown_failures"] = failed
     result["leftovers"] = hvs.leftovers()
     result["wall_s"] = round(time.monotonic() - wall, 1)
-    write(result, keep)
+    write(result, keep, baseline)
     return 0 if not failed and not result["leftovers"] else 1
 
 

@@ -117,15 +117,21 @@ def echo_pods(c: ClusterStack) -> dict[str, dict[str, str]]:
             for p in pods if not p["metadata"].get("deletionTimestamp")}
 
 
-def service_answers(c: ClusterStack, tries: int = 12) -> set[str]:
-    """Pod names answering GET /hostname on the Service's ClusterIP, asked from worker1's host."""
+def service_answers(c: ClusterStack, pods: set[str], tries: int = 12, within_s: float = 60) -> set[str]:
+    """Pod names answering GET /hostname on the Service's ClusterIP, asked from worker1's host in
+    rounds of `tries` until every one of `pods` has answered or `within_s` has passed. A new Service,
+    and a new endpoint of it, reach each node's kube-proxy rules a moment after the rollout is done:
+    one round right away can see only the pod whose endpoint arrived first."""
     ip = c.kubectl_json("get", "service", "-n", NAMESPACE, SERVICE)["spec"]["clusterIP"]
     once = f"curl -fsS --max-time 5 http://{ip}/hostname"
-    # A new Service reaches each node's kube-proxy rules a moment after the rollout is done.
     wait_for(lambda: c.run(c.roles.workers[0], once, check=False).returncode == 0,
              f"the Service {SERVICE} to answer on {ip} from {c.roles.workers[0]}", 60, 1)
     script = f"for i in $(seq {tries}); do {once}; echo; done"
-    return {line for line in c.run(c.roles.workers[0], script, timeout=120).stdout.split() if line}
+    answered: set[str] = set()
+    deadline = time.monotonic() + within_s
+    while not pods <= answered and time.monotonic() < deadline:
+        answered |= {line for line in c.run(c.roles.workers[0], script, timeout=120).stdout.split() if line}
+    return answered
 
 
 def dns_answers(c: ClusterStack) -> list[str]:
@@ -165,7 +171,7 @@ def run_checklist(c: ClusterStack, image: str) -> dict[str, Any]:
                               "haproxy": haproxy_backends(c)}
     deploy_echo(c, image)
     result["echo_pods"] = echo_pods(c)
-    result["service_answers"] = sorted(service_answers(c))
+    result["service_answers"] = sorted(service_answers(c, set(result["echo_pods"])))
     result["dns_answers"] = dns_answers(c)
     result["metrics_nodes"] = metrics_nodes(c)
     result["seconds"] = round(time.monotonic() - started, 1)
