@@ -339,6 +339,13 @@ class PlainCheck:
             self.add([Problem(keys.get(head, head) + problem.path[len(head):], problem.message)], under)
         return {renamed.get(n, n): value for n, value in typed.items()}
 
+    @staticmethod
+    def keep(owner: object, typed: Mapping[str, Any]) -> None:
+        """Store the values `fields` typed on the (frozen) dataclass being built, so it holds an
+        address given as text as an address, as the stack's model would."""
+        for name, value in typed.items():
+            object.__setattr__(owner, name, value)
+
     def add(self, problems: Iterable[Problem], under: str = "") -> None:
         """Problems found by a rule outside the models (e.g. the stack's address rule)."""
         self.problems += [Problem(".".join(p for p in (under, problem.path) if p), problem.message)

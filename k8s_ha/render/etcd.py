@@ -110,8 +110,7 @@ class EtcdSettings:
             "election_timeout_ms": self.election_timeout_ms, "pre_vote": self.pre_vote, "backup": self.backup,
         })
         typed |= check.fields(StackSpec, {"artifacts": self.artifacts})
-        for name, value in typed.items():
-            object.__setattr__(self, name, value)
+        check.keep(self, typed)
         supported = not any(p.path == "version" for p in check.problems)  # else reported as that
         if supported and {"artifacts", "source"} <= typed.keys() and self.source.kind == "release":
             found = unpinned_releases(ArtifactVersions(etcd=self.version), self.artifacts, ["etcd"])

@@ -207,8 +207,7 @@ class HarborConfig:
                               renamed={"harbor_installer": "installer_url_template",
                                        "harbor_installer_sha256": "installer_sha256"})
         typed |= check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
-        for name, value in typed.items():
-            object.__setattr__(self, name, value)
+        check.keep(self, typed)
         missing = harbor_download_problem(self.installer_sha256)
         check.add([Problem("installerSha256", missing)] if missing else [])
         check.done()

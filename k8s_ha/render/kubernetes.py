@@ -206,8 +206,7 @@ class KubernetesConfig:
         registry = {} if self.registry is None else check.fields(
             HarborSpec, {"hostname": self.registry.host, "proxy_cache": self.registry.proxy_cache},
             renamed={"hostname": "host"}, under="registry")
-        for name, value in typed.items():
-            object.__setattr__(self, name, value)
+        check.keep(self, typed)
         if {"versions", "mirrors", "settings", "artifacts"} <= typed.keys():
             proxy = bool(registry.get("proxy_cache", False))
             check.add(registry_precedence_problems(self.artifacts, self.artifact_versions(), proxy))

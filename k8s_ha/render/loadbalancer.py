@@ -29,7 +29,7 @@ from k8s_ha.model.spec import (
 from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.placement.place import Placement
 from k8s_ha.render import material as m
-from k8s_ha.render.members import Endpoint, Member, endpoints
+from k8s_ha.render.members import Endpoint, Member, endpoints, nodes_of
 from k8s_ha.render.steps import HostFile, Step
 from k8s_ha.render.templating import read, render
 
@@ -75,8 +75,7 @@ class FrontDoor:
         typed |= {key: _checked_endpoints(check, key, nodes) for key, nodes in backends.items()}
         if self.harbor is not None:
             typed["harbor"] = _checked_endpoints(check, "harbor", (self.harbor,))[0]
-        for name, value in typed.items():
-            object.__setattr__(self, name, value)
+        check.keep(self, typed)
         addresses = [self.vip, *(ip for _, ip in self.backends())]
         if all(isinstance(ip, ipaddress.IPv4Address) for ip in addresses):  # else refused as they are
             check.add(_network_problems(self))
@@ -99,7 +98,7 @@ def _checked_endpoints(check: PlainCheck, key: str, nodes: Sequence[Endpoint]) -
     typed = []
     for i, node in enumerate(nodes):
         under = key if key == "harbor" else f"{key}[{i}]"
-        fields = check.fields(NodeSpec, {"name": node.name, "ip": node.ip}, under=under)
+        fields = check.fields(NodeSpec, nodes_of([node])[0], under=under)
         typed.append(Endpoint(node.name, fields.get("ip", node.ip)))
     return tuple(typed)
 
@@ -133,11 +132,9 @@ class LoadBalancerConfig:
         """The pair as the stack's load balancers (loadBalancer.nodes): two, named as nodes are, on
         the VIP's subnet, no address used twice. The door checked itself when it was built."""
         check = PlainCheck(type(self).__name__)
-        nodes = [{"name": node.name, "ip": node.ip} for node in self.pair]
-        typed = check.fields(LoadBalancerSpec, {"nodes": nodes}, renamed={"nodes": "pair"})
+        typed = check.fields(LoadBalancerSpec, {"nodes": nodes_of(self.pair)}, renamed={"nodes": "pair"})
         if not check.problems:
-            first, second = endpoints(typed["pair"])
-            object.__setattr__(self, "pair", (first, second))
+            check.keep(self, {"pair": endpoints(typed["pair"])})  # two: the spec's rule held
             check.add(pair_problems(self.door, self.pair, "door", "pair"))
         check.done()
 

@@ -31,3 +31,8 @@ class Endpoint:
 
 def endpoints(members: Sequence[Member]) -> tuple[Endpoint, ...]:
     return tuple(Endpoint(m.name, m.ip) for m in members)
+
+
+def nodes_of(members: Sequence[Member]) -> list[dict[str, object]]:
+    """Machines as the stack's nodes (name and address), for the spec's rules on them."""
+    return [{"name": member.name, "ip": member.ip} for member in members]

@@ -29,8 +29,9 @@ from k8s_ha.render.kubernetes import (
     control_plane_join_step,
     k8s_node_step,
 )
+from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
+from k8s_ha.resources.target import Target, claim_machines, named
 
 # What a master or a worker is to its machine: one ControlPlane or WorkerPool makes it that.
 KUBERNETES_NODE = "a Kubernetes node"

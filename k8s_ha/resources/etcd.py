@@ -27,8 +27,9 @@ from k8s_ha.render.etcd import (
     etcd_health_step,
     etcd_member_step,
 )
+from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.remote import renamed_from, resolve, secret
-from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
+from k8s_ha.resources.target import Target, claim_machines, named
 
 DEFAULT_DISK_GIB = 10
 # What the health step was called before it was named from its component: existing stacks alias it.

@@ -39,8 +39,9 @@ from k8s_ha.render.harbor import (
     proxy_cache_projects,
     robot_projects,
 )
+from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, claim_machines, nodes_of
+from k8s_ha.resources.target import Target, claim_machines
 
 ADMIN_USER = "admin"
 ROBOT_SECRET_LENGTH = 32

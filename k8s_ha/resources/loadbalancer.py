@@ -18,9 +18,9 @@ from k8s_ha.model.spec import LoadBalancerSpec
 from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
 from k8s_ha.render.loadbalancer import FrontDoor, LoadBalancerConfig, loadbalancer_step, pair_problems
-from k8s_ha.render.members import endpoints
+from k8s_ha.render.members import endpoints, nodes_of
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
+from k8s_ha.resources.target import Target, claim_machines, named
 
 
 @refuse_unknown_fields

@@ -104,11 +104,6 @@ def named(targets: Sequence[Target], what: str, expected: Sequence[str] | None =
     return by_name
 
 
-def nodes_of(targets: Sequence[Target]) -> list[dict[str, object]]:
-    """Machines as the stack's nodes (name and address), for the spec's rules on them."""
-    return [{"name": target.name, "ip": target.ip} for target in targets]
-
-
 # What each machine was made by, per program run: (role, machine) -> the component. Keyed by the
 # run's resource monitor, so tests that build several programs under mocks (each with its own
 # monitor) start clean, and nothing outlives the run.

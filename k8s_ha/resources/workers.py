@@ -25,6 +25,7 @@ from k8s_ha.render.kubernetes import (
     worker_join_step,
     worker_membership_step,
 )
+from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.control_plane import (
     KUBERNETES_NODE,
     ControlPlane,
@@ -34,7 +35,7 @@ from k8s_ha.resources.control_plane import (
     prepare_node,
 )
 from k8s_ha.resources.remote import resolve, secret
-from k8s_ha.resources.target import Target, claim_machines, named, nodes_of
+from k8s_ha.resources.target import Target, claim_machines, named
 
 
 @refuse_unknown_fields
