@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -48,41 +49,36 @@ def nothing_of(graph: Graph, name: str) -> bool:
     return not urns and not any(r.parent in urns for r in graph.resources.values())
 
 
-def test_two_etcd_clusters_on_one_machine() -> None:
+# (component class, the blue component's args, its name and the green one's, the machine both
+# claim, what it is to the first): the same kind twice on the blue machines.
+SAME_KIND_TWICE = [
+    (ExternalEtcd, lambda: etcd_args("blue", 31), "blue-etcd", "green-etcd", "blue-etcd-0", "an etcd member"),
+    (HaproxyKeepalivedPair, lambda: pair_args("blue", 31), "blue-front", "green-front", "blue-lb-0",
+     "a load balancer"),
+    (HarborRegistry, lambda: harbor_args("blue", 31), "blue-harbor", "green-harbor", "blue-harbor", "a Harbor host"),
+    (ControlPlane, lambda: control_plane_args("blue", 31, workers=[]), "blue-cp", "green-cp", "blue-m-0",
+     "a Kubernetes node"),
+]
+
+
+@pytest.mark.parametrize(("component", "args", "first", "second", "machine", "role"), SAME_KIND_TWICE,
+                         ids=[case[0].__name__ for case in SAME_KIND_TWICE])
+def test_the_same_kind_twice_on_one_machine(component: type[Any], args: Callable[[], object], first: str,
+                                            second: str, machine: str, role: str) -> None:
+    kind = component.__name__
+    graph = refused_second(
+        lambda: component(first, args()), lambda: component(second, args()),
+        f"{kind} {second!r}: machine {machine!r} is already {role} of {kind} {first!r}; {rule(machine)}")
+    assert nothing_of(graph, second)
+
+
+def test_the_first_etcd_cluster_keeps_its_members_when_a_second_is_refused() -> None:
     graph = refused_second(
         lambda: ExternalEtcd("blue-etcd", etcd_args("blue", 31)),
         lambda: ExternalEtcd("green-etcd", etcd_args("blue", 31)),
         f"ExternalEtcd 'green-etcd': machine 'blue-etcd-0' is already an etcd member of ExternalEtcd 'blue-etcd'; "
         f"{rule('blue-etcd-0')}")
-    assert nothing_of(graph, "green-etcd")
     assert len([s for s in graph.of_type(COMMAND) if s.name.endswith("-etcd-member")]) == 3
-
-
-def test_two_load_balancer_pairs_on_one_machine() -> None:
-    graph = refused_second(
-        lambda: HaproxyKeepalivedPair("blue-front", pair_args("blue", 31)),
-        lambda: HaproxyKeepalivedPair("green-front", pair_args("blue", 31)),
-        f"HaproxyKeepalivedPair 'green-front': machine 'blue-lb-0' is already a load balancer of "
-        f"HaproxyKeepalivedPair 'blue-front'; {rule('blue-lb-0')}")
-    assert nothing_of(graph, "green-front")
-
-
-def test_two_harbors_on_one_machine() -> None:
-    graph = refused_second(
-        lambda: HarborRegistry("blue-harbor", harbor_args("blue", 31)),
-        lambda: HarborRegistry("green-harbor", harbor_args("blue", 31)),
-        f"HarborRegistry 'green-harbor': machine 'blue-harbor' is already a Harbor host of HarborRegistry "
-        f"'blue-harbor'; {rule('blue-harbor')}")
-    assert nothing_of(graph, "green-harbor")
-
-
-def test_two_control_planes_on_one_machine() -> None:
-    graph = refused_second(
-        lambda: ControlPlane("blue-cp", control_plane_args("blue", 31, workers=[])),
-        lambda: ControlPlane("green-cp", control_plane_args("blue", 31, workers=[])),
-        f"ControlPlane 'green-cp': machine 'blue-m-0' is already a Kubernetes node of ControlPlane 'blue-cp'; "
-        f"{rule('blue-m-0')}")
-    assert nothing_of(graph, "green-cp")
 
 
 def test_two_worker_pools_on_one_machine() -> None:
