@@ -92,21 +92,20 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
     }
 
 
-def write(result: dict[str, Any], keep: bool, baseline: str | None = None) -> None:
-    """Print the table; write guests.json unless `keep` (a baseline's or a drill-less run's figures
-    must not replace the shipped timers' drills). A baseline's drills go to its own section of
-    guests_baselines.json."""
-    if not keep:
+def write(result: dict[str, Any], baseline: str | None) -> None:
+    """Print the table. The shipped timers' drills go to guests.json; a baseline's to its own section
+    of guests_baselines.json, so it never replaces them; a run without drills writes neither."""
+    if result["drills"] and baseline is None:
         OUT.write_text(json.dumps(result, indent=2) + "\n")
-    elif baseline is not None and result["drills"]:
+    elif result["drills"]:
         data = json.loads(BASELINES.read_text()) if BASELINES.is_file() else {"benchmark": "guests_failover"}
         data[baseline] = result
         BASELINES.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\n{'drill':<28} {'median':>7} {'worst':>7} {'goal':>6}  runs")
     for m in result["drills"]:
         print(f"{m['drill']:<28} {m['median_s']!s:>7} {m['worst_s']!s:>7} {m['goal_s']!s:>6}  {m['seconds']}")
-    print(f"wall {result.get('wall_s')} s; " + ("guests.json kept (a baseline or no drills)" if keep
-                                                  else f"wrote {OUT.relative_to(ROOT)}"))
+    written = (OUT if baseline is None else BASELINES).relative_to(ROOT) if result["drills"] else "no drills"
+    print(f"wall {result.get('wall_s')} s; {written}")
 
 
 def main() -> int:
@@ -119,8 +118,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root (libvirt daemons, network namespaces)", file=sys.stderr)
         return 1
-    keep = bool(overrides) or args.runs == 0
-    baseline = failover_soak.section_name("guests", overrides) if overrides else None
+    section = failover_soak.section_name("guests", overrides)
+    baseline = section if overrides else None
     cleanup_stale()
     wall = time.monotonic()
     image = lab_image()
@@ -142,18 +141,17 @@ def main() -> int:
                          "cpu_pct_of_a_core_serving": serving_cpu[n]} for n, pid in pids.items()}
             print(f"QEMU CPU, % of a core over 30 s: booted {booted_cpu}; serving {serving_cpu}")
             result = report(stack, image, image_s, probe, reachable, steps, usage, drill_all(stack, args.runs))
-            write(result, keep, baseline)  # the drills' figures are kept even if the soak fails
+            write(result, baseline)  # the drills' figures are kept even if the soak fails
             if args.soak > 0:
                 soaked = failover_soak.soak(stack, args.soak, Path(tmp) / "host-scratch")
-                failover_soak.record(failover_soak.section_name("guests", overrides),
-                                     {"node_kind": f"libvirt guest ({probe.domain_type})",
-                                      "timers": result["timers"], **soaked})
+                failover_soak.record(section, {"node_kind": f"libvirt guest ({probe.domain_type})",
+                                               "timers": result["timers"], **soaked})
         finally:
             failed = stack.close()
     result["teardown_failures"] = failed
     result["leftovers"] = hvs.leftovers()
     result["wall_s"] = round(time.monotonic() - wall, 1)
-    write(result, keep, baseline)
+    write(result, baseline)
     return 0 if not failed and not result["leftovers"] else 1
 
 
