@@ -45,6 +45,7 @@ Loc = tuple[str | int, ...]
 RuleMethod = Callable[[Any], Iterator[tuple[str, str]]]
 F = TypeVar("F", bound=RuleMethod)
 T = TypeVar("T")
+Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 # How many models are being validated around this one: only the outermost raises its problems.
 _DEPTH: ContextVar[int] = ContextVar("k8s_ha_model_depth", default=0)
@@ -368,25 +369,37 @@ def refuse_unknown_fields(cls: type[T]) -> type[T]:
     construction, `dataclasses.replace` and the signature stay as `@dataclass` made them."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"@refuse_unknown_fields goes above @dataclass on {cls.__qualname__}")
-    init = cls.__init__
-    parameters = list(inspect.signature(init).parameters.values())[1:]  # self aside
+    type.__setattr__(cls, "__init__", _refusing_unknown(cls.__init__, cls.__name__, "field"))
+    return cls
+
+
+def refuse_unknown_keywords(owner: str) -> Callable[[Fn], Fn]:
+    """The same for a constructor that is a method (under `@classmethod`): `Target.ssh(hostkey=...)`
+    raises `Target.ssh.hostkey: unknown keyword 'hostkey': did you mean 'host_key'?`."""
+    def decorate(function: Fn) -> Fn:
+        return cast(Fn, _refusing_unknown(function, owner, "keyword"))
+    return decorate
+
+
+def _refusing_unknown(function: Callable[..., Any], owner: str, noun: str) -> Callable[..., Any]:
+    """`function` (whose first parameter is self or cls) refusing keywords it does not take."""
+    parameters = [p for p in list(inspect.signature(function).parameters.values())[1:]
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = [p.name for p in parameters]
     known = frozenset(names)
     positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
     required = [p.name for p in parameters if p.default is p.empty]
-    owner = cls.__name__
 
-    @functools.wraps(init)
-    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    @functools.wraps(function)
+    def checked(first: Any, *args: Any, **kwargs: Any) -> Any:
         unknown = [key for key in kwargs if key not in known]
         if unknown:
             meant = {suggestion(key, names) for key in unknown}  # left out by the misspelling: said once
             given = {*positional[:len(args)], *kwargs, *meant}
-            problems = [Problem(f"{owner}.{key}", unknown_key(key, names, noun="field")) for key in unknown]
+            problems = [Problem(f"{owner}.{key}", unknown_key(key, names, noun=noun)) for key in unknown]
             problems += [Problem(f"{owner}.{name}", "is required") for name in required if name not in given]
             # by path, as the spec models list theirs
             raise UnknownFieldError(sorted(problems, key=lambda p: p.path.lower()), subject=owner)
-        init(self, *args, **kwargs)
+        return function(first, *args, **kwargs)
 
-    type.__setattr__(cls, "__init__", checked_init)
-    return cls
+    return checked

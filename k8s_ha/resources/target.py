@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from k8s_ha.model.validation import refuse_unknown_fields
+from k8s_ha.model.validation import refuse_unknown_fields, refuse_unknown_keywords
 from k8s_ha.resources.remote import HostAccess, StepFactory, remote_step
 
 
@@ -35,6 +35,7 @@ class Target:
     ready: pulumi.Resource | None = None
 
     @classmethod
+    @refuse_unknown_keywords("Target.ssh")
     def ssh(cls, name: str, ip: str | ipaddress.IPv4Address, *, host_key: pulumi.Input[str],
             private_key: pulumi.Input[str], user: str = "root", port: int = 22,
             address: pulumi.Input[str] | None = None) -> Target:

@@ -537,3 +537,20 @@ def test_every_unknown_keyword_is_listed_at_once_and_positional_construction_sta
     with pytest.raises(TypeError, match=r"^EtcdSettings\.clustr: unknown field 'clustr': did you mean 'cluster'\?$"):
         replace(settings, clustr="x")  # type: ignore[call-arg]
     assert replace(settings, cluster="payments").cluster == "payments"
+
+
+def test_target_ssh_refuses_a_misspelt_keyword_with_the_nearest_one() -> None:
+    """`Target.ssh` is how a user of one component names a machine: a misspelt keyword there is met
+    the way the Args meet one, not with Python's bare 'unexpected keyword argument'."""
+    with pytest.raises(UnknownFieldError) as caught:
+        Target.ssh("etcd-a", "10.0.0.11", hostkey="ssh-ed25519 AAAA", private_kye="key")  # type: ignore[call-arg]
+    assert isinstance(caught.value, TypeError)
+    assert [str(p) for p in caught.value.problems] == [
+        "Target.ssh.hostkey: unknown keyword 'hostkey': did you mean 'host_key'?",
+        "Target.ssh.private_kye: unknown keyword 'private_kye': did you mean 'private_key'?",
+    ]
+    missing_key = r"^Target\.ssh has 2 problem\(s\):\n  Target\.ssh\.host_key: is required"
+    with pytest.raises(UnknownFieldError, match=missing_key):
+        Target.ssh("etcd-a", "10.0.0.11", private_ky="key")  # type: ignore[call-arg]
+    target = Target.ssh("etcd-a", "10.0.0.11", host_key="ssh-ed25519 AAAA", private_key="key", port=2222)
+    assert (target.name, str(target.ip), target.access.port) == ("etcd-a", "10.0.0.11", 2222)
