@@ -92,15 +92,18 @@ def report(stack: GuestStack, image: Path, image_s: float, probe: DomainTypeProb
     }
 
 
-def write(result: dict[str, Any], baseline: str | None) -> None:
-    """Print the table. The shipped timers' drills go to guests.json; a baseline's to its own section
-    of guests_baselines.json, so it never replaces them; a run without drills writes neither."""
+def write(result: dict[str, Any], baseline: str | None, *, table: bool = True) -> None:
+    """The shipped timers' drills go to guests.json; a baseline's to its own section of
+    guests_baselines.json, so it never replaces them; a run without drills writes neither. `table`:
+    print them (once, at the end, with the wall time)."""
     if result["drills"] and baseline is None:
         OUT.write_text(json.dumps(result, indent=2) + "\n")
     elif result["drills"]:
         data = json.loads(BASELINES.read_text()) if BASELINES.is_file() else {"benchmark": "guests_failover"}
         data[baseline] = result
         BASELINES.write_text(json.dumps(data, indent=2) + "\n")
+    if not table:
+        return
     print(f"\n{'drill':<28} {'median':>7} {'worst':>7} {'goal':>6}  runs")
     for m in result["drills"]:
         print(f"{m['drill']:<28} {m['median_s']!s:>7} {m['worst_s']!s:>7} {m['goal_s']!s:>6}  {m['seconds']}")
@@ -141,7 +144,7 @@ def main() -> int:
                          "cpu_pct_of_a_core_serving": serving_cpu[n]} for n, pid in pids.items()}
             print(f"QEMU CPU, % of a core over 30 s: booted {booted_cpu}; serving {serving_cpu}")
             result = report(stack, image, image_s, probe, reachable, steps, usage, drill_all(stack, args.runs))
-            write(result, baseline)  # the drills' figures are kept even if the soak fails
+            write(result, baseline, table=False)  # the drills' figures are kept even if the soak fails
             if args.soak > 0:
                 soaked = failover_soak.soak(stack, args.soak, Path(tmp) / "host-scratch")
                 failover_soak.record(section, {"node_kind": f"libvirt guest ({probe.domain_type})",

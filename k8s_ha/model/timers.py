@@ -11,12 +11,15 @@ from __future__ import annotations
 
 # VRRPv3 adverts every 300 ms: Master_Down_Interval 1.02 s (priority 150) to 1.08 s (priority 100).
 ADVERT_INTERVAL_MS = 300
-# etcd: heartbeats every 100 ms, an election after 1 to 2 s without one (etcd's own default). 500 ms
-# (5 heartbeats, the tuning guide's minimum ratio) halves the failover on hosts with CPU to spare but
-# set off repeated elections on starved ones (docs/ha.md): a setting for fast hosts, not the default.
+# etcd: heartbeats every 100 ms, a follower campaigns after 8 to 15 of them missed (800 ms election).
+# etcd's own 1000 ms put the first write after a leader's death at 1.3-1.7 s, around the 1.5 s goal,
+# not inside it; 500 ms (5 heartbeats, the tuning guide's minimum ratio) halves the failover on hosts
+# with CPU to spare but set off repeated elections on starved ones (docs/ha.md): a setting for fast
+# hosts, not the default.
 HEARTBEAT_INTERVAL_MS = 100
-ELECTION_TIMEOUT_MS = 1000
+ELECTION_TIMEOUT_MS = 800
 FAST_HOSTS_ELECTION_TIMEOUT_MS = 500
+ETCD_OWN_ELECTION_TIMEOUT_MS = 1000  # the benchmarks' baseline
 MIN_ELECTION_HEARTBEATS = 5
 # HAProxy's apiserver checks: /readyz every second, DOWN after 3 failures (fast checks every 500 ms
 # once one failed): ~2 s. A connection to an apiserver that does not answer its SYN is given up after

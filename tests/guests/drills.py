@@ -292,8 +292,11 @@ def power_cut_etcd_leader(stack: GuestStack) -> Measurement:
     stack.power_on(leader)
     back_s = _wait_back(stack, leader, t1)
     healthy_s = wait_for(lambda: etcd_healthy(stack), "all three members healthy", 300, 1)
+    # `virsh destroy` returns once libvirt saw QEMU gone (it polls every 200 ms) and cleaned up; only
+    # writes started after that count, so a slow return would show here before it inflates `first`.
     return Measurement("power-cut-etcd-leader", first, {
-        "leader": leader, "new_leader": etcd_leader(stack), "restarted_ssh_s": round(back_s, 1),
+        "leader": leader, "new_leader": etcd_leader(stack), "power_off_returned_s": round(dead - t0, 3),
+        "restarted_ssh_s": round(back_s, 1),
         "healthy_after_ssh_s": round(healthy_s, 1)})
 
 
