@@ -12,7 +12,7 @@ from __future__ import annotations
 # VRRPv3 adverts every 300 ms: Master_Down_Interval 1.02 s (priority 150) to 1.08 s (priority 100).
 ADVERT_INTERVAL_MS = 300
 # etcd: heartbeats every 100 ms, a follower campaigns after 8 to 15 of them missed (800 ms election).
-# etcd's own 1000 ms put the first write after a leader's death at 1.3-1.7 s, around the 1.5 s goal,
+# etcd's own 1000 ms put the first write after a leader's death at 1.1-1.7 s, around the 1.5 s goal,
 # not inside it; 500 ms (5 heartbeats, the tuning guide's minimum ratio) halves the failover on hosts
 # with CPU to spare but set off repeated elections on starved ones (docs/ha.md): a setting for fast
 # hosts, not the default.
