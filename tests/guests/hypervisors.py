@@ -200,16 +200,25 @@ class LabHypervisors:
                 os.kill(pid, signal.SIGKILL)
         return started
 
+    def kill_guest(self, domain: str) -> float:
+        """One guest's power cut that takes effect at once: SIGKILL the QEMU running `domain` (libvirt
+        then sees its monitor close and marks the domain shut off). Returns the instant."""
+        victims = [p for p in self._pids() if f"guest={domain}," in _cmdline(p)]
+        if not victims:
+            raise HypervisorError(f"no QEMU process runs {domain}")
+        started = time.monotonic()
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return started
+
     def restart_daemon(self, name: str) -> None:
         self._start(self.hypervisors[name])
 
     @staticmethod
     def _started_by(pid: int, hv: LabHypervisor) -> bool:
         """QEMU processes keep their monitor socket and logs under the daemon's private dirs."""
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return False
+        cmdline = _cmdline(pid)
         return "qemu-system" in cmdline and str(hv.state) in cmdline
 
     def _pids(self) -> list[int]:
@@ -267,3 +276,11 @@ def cleanup_stale() -> list[str]:
         shutil.rmtree(Path("/run") / name, ignore_errors=True)
         removed.append(name)
     return removed
+
+
+def _cmdline(pid: int) -> str:
+    """A process's command line ('' once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
