@@ -141,15 +141,17 @@ class NodeContainer:
     def running(self) -> bool:
         return "RUNNING" in self._lxc("lxc-info", "-s", "-H", check=False).stdout
 
-    def power_off(self) -> None:
+    def power_off(self) -> float:
         """Pull the plug: SIGKILL to the node's init ends its PID namespace (every process in it);
-        its link goes down."""
+        its link goes down. Returns the instant of the kill (CLOCK_MONOTONIC)."""
         pid = self.pid()
+        cut = time.monotonic()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         run(["ip", "-n", self.lab.netns, "link", "set", self.link, "down"], check=False)
         self._lxc("lxc-wait", "-s", "STOPPED", "-t", "30", check=False, timeout=40)
+        return cut
 
     def cable(self, plugged: bool) -> None:
         """Put the node's veth on the lab bridge, or take it off (the node keeps running: a host

@@ -111,6 +111,9 @@ class NodeStack(RecordedStack):
     def power_on(self, name: str) -> None:
         self.node_lab.nodes[name].start()
 
+    def pull_plug(self, name: str) -> float:
+        return self.node_lab.nodes[name].power_off()
+
     def close(self) -> list[str]:
         return self.node_lab.close()
 

@@ -99,6 +99,12 @@ class RecordedStack:
         """Boot the host again from the same disk."""
         raise NotImplementedError
 
+    def pull_plug(self, name: str) -> float:
+        """Cut the host's power at a known instant: returns that instant (CLOCK_MONOTONIC, taken
+        just before the kill), once the host is down. A drill counts from it what the dead host
+        can no longer have served."""
+        raise NotImplementedError
+
     def boot_log(self, name: str) -> Path:
         """Where the host's console output goes (named in a boot failure)."""
         raise NotImplementedError
