@@ -20,15 +20,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from k8s_ha.cli import causes, exits
 from k8s_ha.cli.project import ProjectError, cli_path, find_project_dir, local_backend_env
 from k8s_ha.model.errors import SpecError
 from k8s_ha.placement.plan import load_plan
 
+if TYPE_CHECKING:  # the SDK is imported when an action runs, not when the CLI starts
+    from pulumi.automation import PulumiCommand
+
 __all__ = ["ACTIONS", "EXIT_ENGINE", "EXIT_INVALID", "EXIT_PLUGINS", "EventPrinter", "RunResult", "cli_path",
-           "local_backend_env", "own_type", "run"]
+           "local_backend_env", "own_type", "pulumi_command", "run"]
 
 ACTIONS = ("preview", "up", "refresh", "destroy")
 EXIT_INVALID, EXIT_PLUGINS, EXIT_ENGINE = exits.BAD_INPUT, exits.MISSING, exits.FAILED
@@ -201,10 +204,8 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
         if on_event is not None:
             on_event(event)
 
-    workspace = auto.LocalWorkspaceOptions(
-        work_dir=str(project_dir), env_vars=env,
-        pulumi_command=auto.PulumiCommand(root=str(Path(pulumi_cli).parent.parent), skip_version_check=True)
-        if not shutil.which("pulumi") else None)
+    workspace = auto.LocalWorkspaceOptions(work_dir=str(project_dir), env_vars=env,
+                                           pulumi_command=pulumi_command(pulumi_cli))
     try:
         target = auto.create_or_select_stack(stack_name=stack, project_name="k8s-ha",
                                              program=pulumi_program, opts=workspace)
@@ -225,6 +226,16 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
         print(failure_text(printer, error), file=sys.stderr)
         return RunResult(EXIT_ENGINE, printer)
     return RunResult(0, printer, outputs)
+
+
+def pulumi_command(pulumi_cli: str) -> PulumiCommand | None:
+    """The Automation API's handle on a CLI that is not on PATH (the one scripts/engine built, which
+    is newer than the SDK: no version check); None lets it find `pulumi` on PATH itself."""
+    from pulumi import automation as auto
+
+    if shutil.which("pulumi"):
+        return None
+    return auto.PulumiCommand(root=str(Path(pulumi_cli).parent.parent), skip_version_check=True)
 
 
 def _provide_plugins(action: str, pulumi_cli: str | None, out: TextIO, env: dict[str, str]) -> str | None:

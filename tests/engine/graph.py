@@ -26,6 +26,12 @@ def logical(urn: str) -> str:
     return typ if typ == "pulumi:pulumi:Stack" else f"{typ}::{urn.rsplit('::', 1)[1]}"  # a stack's name is the stack's
 
 
+def engine_only(key: str) -> bool:
+    """A `logical` key of what the engine adds itself: the stack, and default providers (the program
+    sets explicit ones)."""
+    return key == "pulumi:pulumi:Stack" or "::default" in key
+
+
 @dataclass(frozen=True)
 class Node:
     type: str

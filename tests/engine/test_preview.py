@@ -19,16 +19,11 @@ import pytest
 from k8s_ha.cli.engine import run
 from tests.conftest import EXAMPLE_STACKS
 from tests.engine.conftest import Project, make_project, on_hypervisor, stack_config
-from tests.engine.graph import Node, from_harness, from_plan, remote_components
+from tests.engine.graph import Node, engine_only, from_harness, from_plan, remote_components
 from tests.engine.testdriver import TestDriverDaemon
 from tests.unit.harness import SECRET_SIG, SIG_KEY, run_program
 
 pytestmark = pytest.mark.engine
-
-
-def _engine_only(urn: str) -> bool:
-    """Resources the engine adds itself: the stack and default providers (the program sets explicit ones)."""
-    return urn.startswith("pulumi:pulumi:Stack") or "::default" in urn
 
 
 def preview(project: Project, plan: Path) -> dict[str, int]:
@@ -59,9 +54,9 @@ def test_real_preview_matches_the_mock_graph(stack_file: str, engine_ready: None
     plan_file = tmp_path / "plan.json"
     summary = preview(project, plan_file)
 
-    engine = {urn: node for urn, node in from_plan(plan_file).items() if not _engine_only(urn)}
+    engine = {urn: node for urn, node in from_plan(plan_file).items() if not engine_only(urn)}
     mocked = {urn: node for urn, node in from_harness(run_program(config, preview=True)).items()
-              if not _engine_only(urn)}
+              if not engine_only(urn)}
 
     assert sorted(engine) == sorted(mocked), "resource sets differ"
     for urn in remote_components(plan_file):  # compared by type and parent only (see remote_components)
