@@ -193,12 +193,7 @@ class LabHypervisors:
     def kill_daemon_and_guests(self, name: str) -> float:
         """A whole hypervisor lost: SIGKILL its daemon and every QEMU it started. Returns the instant."""
         hv = self.hypervisors[name]
-        victims = [hv.pid] + [p for p in self._pids() if self._started_by(p, hv)]
-        started = time.monotonic()
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return started
+        return _sigkill([hv.pid] + [p for p in self._pids() if self._started_by(p, hv)])
 
     def kill_guest(self, domain: str) -> float:
         """One guest's power cut that takes effect at once: SIGKILL the QEMU running `domain` (libvirt
@@ -206,11 +201,7 @@ class LabHypervisors:
         victims = [p for p in self._pids() if f"guest={domain}," in _cmdline(p)]
         if not victims:
             raise HypervisorError(f"no QEMU process runs {domain}")
-        started = time.monotonic()
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        return started
+        return _sigkill(victims)
 
     def restart_daemon(self, name: str) -> None:
         self._start(self.hypervisors[name])
@@ -284,3 +275,12 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _sigkill(pids: list[int]) -> float:
+    """SIGKILL every process (one already gone is no error); the instant, taken just before."""
+    started = time.monotonic()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return started
