@@ -38,6 +38,7 @@ from k8s_ha.model.timers import (  # noqa: E402
 from tests.lab import drills  # noqa: E402
 from tests.lab.labhosts import SshKey, cleanup_stale  # noqa: E402
 from tests.lab.stack import LAB_DEFAULTS, LB_NAMES, LabStack, lab_stack  # noqa: E402
+from tests.support.provenance import provenance  # noqa: E402
 
 RUNS = 3
 OUT = ROOT / "bench/results/lab.json"
@@ -178,7 +179,8 @@ def main() -> None:
     default = f"host-loss-advert-{ADVERT_INTERVAL_MS}ms"
     ratio = by_name[default]["median"] / by_name["host-loss-advert-1000ms"]["median"]
     result = {
-        "benchmark": "lab_failover", "runs_per_drill": RUNS, "wall_s": round(time.monotonic() - started, 1),
+        "benchmark": "lab_failover", **provenance(), "runs_per_drill": RUNS,
+        "wall_s": round(time.monotonic() - started, 1),
         "config": used, "versions": versions(),
         "lab_adaptations": {path: text.strip() for path, text in LAB_DEFAULTS.items()},
         "results": rows,
