@@ -31,18 +31,22 @@ build_netfilter_layer() {
   tar --sort=name --owner=0 --group=0 --mtime=@0 -C "$dir/root" -cf "$CACHE/stage/netfilter.tar" .
 }
 
-build_pause() {
+build_pause_at() { # TAG
   local src; src=$(cd "$CACHE/mod/kubernetes-$KUBERNETES_VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
-  mkdir -p "$CACHE/stage/pause"
-  gcc -Os -static -Wall -Werror -DVERSION="v$PAUSE_VERSION-lab" -o "$CACHE/stage/pause/pause" "$src/build/pause/linux/pause.c"
-  strip "$CACHE/stage/pause/pause"
+  mkdir -p "$CACHE/stage/pause-$1"
+  gcc -Os -static -Wall -Werror -DVERSION="v$1-lab" -o "$CACHE/stage/pause-$1/pause" "$src/build/pause/linux/pause.c"
+  strip "$CACHE/stage/pause-$1/pause"
 }
+build_pause() { build_pause_at "$PAUSE_VERSION"; }
+build_pause_from() { build_pause_at "$UPGRADE_FROM_PAUSE_VERSION"; }
 
-build_coredns() {
-  local v=$COREDNS_VERSION; local dir=$CACHE/mod/coredns-$v
+build_coredns_at() { # VERSION
+  local v=$1; local dir=$CACHE/mod/coredns-$v
   builder "$dir" "github.com/coredns/coredns@v$v"
-  (cd "$dir" && go build -ldflags "-s -w" -o "$CACHE/stage/coredns" github.com/coredns/coredns)
+  (cd "$dir" && go build -ldflags "-s -w" -o "$CACHE/stage/coredns-$v" github.com/coredns/coredns)
 }
+build_coredns() { build_coredns_at "$COREDNS_VERSION"; }
+build_coredns_from() { build_coredns_at "$UPGRADE_FROM_COREDNS_VERSION"; }
 
 build_metrics_server() {
   local v=$METRICS_SERVER_VERSION; local dir=$CACHE/mod/metrics-server-$v
@@ -80,15 +84,20 @@ build_agnhost() {
     -o "$CACHE/stage/agnhost" k8s.io/kubernetes/test/images/agnhost)
 }
 
-pack_images() {
-  local k=$BIN/kubernetes-$KUBERNETES_VERSION tag=v$KUBERNETES_VERSION n
+pack_control_plane() { # KUBERNETES_VERSION PAUSE_TAG COREDNS_VERSION: the images kubeadm of that version pulls
+  local k=$BIN/kubernetes-$1 tag=v$1 n
   for n in kube-apiserver kube-controller-manager kube-scheduler; do
     image "$n:$tag" -entrypoint "/usr/local/bin/$n" "$k/$n=/usr/local/bin/$n"
   done
   image "kube-proxy:$tag" -entrypoint /usr/local/bin/kube-proxy -layer-tar "$CACHE/stage/netfilter.tar" \
     "$k/kube-proxy=/usr/local/bin/kube-proxy"
-  image "pause:$PAUSE_VERSION" -entrypoint /pause -user 65535:65535 "$CACHE/stage/pause/pause=/pause"
-  image "coredns/coredns:v$COREDNS_VERSION" -entrypoint /coredns -user 65532 "$CACHE/stage/coredns=/coredns"
+  image "pause:$2" -entrypoint /pause -user 65535:65535 "$CACHE/stage/pause-$2/pause=/pause"
+  image "coredns/coredns:v$3" -entrypoint /coredns -user 65532 "$CACHE/stage/coredns-$3=/coredns"
+}
+
+pack_images() {
+  pack_control_plane "$KUBERNETES_VERSION" "$PAUSE_VERSION" "$COREDNS_VERSION"
+  pack_control_plane "$KUBERNETES_UPGRADE_FROM" "$UPGRADE_FROM_PAUSE_VERSION" "$UPGRADE_FROM_COREDNS_VERSION"
   image "metrics-server/metrics-server:v$METRICS_SERVER_VERSION" -entrypoint /metrics-server -user 65532 \
     "$CACHE/stage/metrics-server=/metrics-server"
   image "e2e-test-images/agnhost:$(agnhost_version)" -entrypoint /agnhost -user 65532 "$CACHE/stage/agnhost=/agnhost"
@@ -102,8 +111,10 @@ pack_images() {
 
 build_images() {
   timed "netfilter-layer" build_netfilter_layer
-  timed "pause-$PAUSE_VERSION" build_pause
-  timed "coredns-$COREDNS_VERSION" build_coredns
+  timed "pause-$PAUSE_VERSION" build_pause "$CACHE/stage/pause-$PAUSE_VERSION/pause"
+  timed "pause-$UPGRADE_FROM_PAUSE_VERSION" build_pause_from "$CACHE/stage/pause-$UPGRADE_FROM_PAUSE_VERSION/pause"
+  timed "coredns-$COREDNS_VERSION" build_coredns "$CACHE/stage/coredns-$COREDNS_VERSION"
+  timed "coredns-$UPGRADE_FROM_COREDNS_VERSION" build_coredns_from "$CACHE/stage/coredns-$UPGRADE_FROM_COREDNS_VERSION"
   timed "metrics-server-$METRICS_SERVER_VERSION" build_metrics_server
   timed "flannel-$FLANNEL_VERSION" build_flannel
   timed "agnhost-$KUBERNETES_VERSION" build_agnhost

@@ -33,3 +33,82 @@ k8s_pin_images() { # FILE HOSTS_DIR CTR...
     k8s_note "pinned $ref to $digest${have:+ (the registry had $have)}"
   done <"$file"
 }
+
+# ---- what is installed, and rolling upgrades (k8s-node.sh, k8s-upgrade.sh, k8s-upgrade-worker.sh) ----
+K8S_MARKS=/var/lib/k8s-ha/installed     # component -> "version sha256" of what is installed
+# shellcheck disable=SC2034 # read by the steps that include this library
+K8S_DOWNLOADS=/var/cache/k8s-ha/downloads
+K8S_UPGRADING=k8s-ha.io/upgrading      # on a Node cordoned for its upgrade: the version it goes to
+
+# The installed version of a release component ("" when none).
+k8s_installed() { local mark; mark=$(cat "$K8S_MARKS/$1" 2>/dev/null) || return 0; printf '%s\n' "${mark%% *}"; }
+
+k8s_install_bin() { # SRC DEST
+  install -D -m 0755 -o root -g root -- "$1" "$2.k8sha-new"
+  mv -f -- "$2.k8sha-new" "$2"
+}
+
+# Why moving a node's Kubernetes from HAVE to WANT (x.y.z) is not an upgrade kubeadm supports;
+# nothing when it is. The same rule as versions.upgrade_problem in the program.
+k8s_upgrade_refusal() { # HAVE WANT
+  local have_major have_minor have_patch want_major want_minor want_patch
+  IFS=. read -r have_major have_minor have_patch <<<"$1"
+  IFS=. read -r want_major want_minor want_patch <<<"$2"
+  if [ "$want_major" != "$have_major" ]; then
+    echo "Kubernetes $1 cannot become $2: kubeadm upgrades within one major version"
+  elif [ "$want_minor" -lt "$have_minor" ] || { [ "$want_minor" -eq "$have_minor" ] && [ "$want_patch" -lt "$have_patch" ]; }; then
+    echo "Kubernetes $2 is older than the $1 the cluster runs: kubeadm does not downgrade; put versions.kubernetes back to $1"
+  elif [ "$want_minor" -gt $((have_minor + 1)) ]; then
+    echo "Kubernetes $1 to $2 skips 1.$((have_minor + 1)): kubeadm upgrades one minor at a time; set versions.kubernetes to a 1.$((have_minor + 1)) release first"
+  fi
+}
+
+# Nodes that are not Ready, one a line (an upgrade starts only on a healthy cluster).
+k8s_nodes_not_ready() {
+  k8s_kubectl get nodes --no-headers \
+    -o custom-columns='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status' |
+    awk '$2 != "True" { print $1 }'
+}
+
+# The version NODE's kubelet reports, without the v ("" when NODE is not registered).
+k8s_node_version() {
+  local version
+  version=$(k8s_kubectl get node "$1" --ignore-not-found -o jsonpath='{.status.nodeInfo.kubeletVersion}') ||
+    k8sha_fail "cannot read Node $1 through $K8S_ADMIN"
+  printf '%s\n' "${version#v}"
+}
+
+# NODE is Ready and its kubelet reports WANT (a query: never fails the step).
+k8s_node_ready_on() { # NODE WANT
+  local state
+  state=$(k8s_kubectl get node "$1" \
+    -o jsonpath='{.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) ||
+    return 1
+  [ "$state" = "v$2 True" ]
+}
+
+# Cordon NODE and drain it, PodDisruptionBudgets respected, for up to LIMIT seconds; marked with
+# K8S_UPGRADING so that k8s_upgrade_uncordon (also after a failed run) gives it back.
+k8s_upgrade_drain() { # NODE WANT LIMIT
+  local deadline=$((SECONDS + $3))
+  k8s_kubectl annotate node "$1" --overwrite "$K8S_UPGRADING=$2" >/dev/null || k8sha_fail "cannot annotate Node $1"
+  k8s_kubectl cordon "$1" >&2 || k8sha_fail "cannot cordon Node $1"
+  until k8s_kubectl drain "$1" --ignore-daemonsets --delete-emptydir-data --timeout=20s >&2; do
+    [ "$SECONDS" -lt "$deadline" ] ||
+      k8sha_fail "Node $1 did not drain within $3 s (a PodDisruptionBudget that cannot be met, or a pod" \
+        "without a controller): it stays cordoned; fix the cause and re-run"
+  done
+  k8s_note "drained Node $1 for Kubernetes $2"
+}
+
+# After NODE's upgrade: wait until it is Ready on WANT, then uncordon it (only if the upgrade cordoned it).
+k8s_upgrade_uncordon() { # NODE WANT
+  local marked
+  marked=$(k8s_kubectl get node "$1" --ignore-not-found -o jsonpath="{.metadata.annotations.${K8S_UPGRADING//./\\.}}") ||
+    k8sha_fail "cannot read Node $1"
+  [ -n "$marked" ] || return 0
+  k8sha_wait 300 "Node $1 to be Ready on kubelet v$2" k8s_node_ready_on "$1" "$2"
+  k8s_kubectl uncordon "$1" >&2 || k8sha_fail "cannot uncordon Node $1"
+  k8s_kubectl annotate node "$1" "$K8S_UPGRADING-" >/dev/null || k8sha_fail "cannot annotate Node $1"
+  k8s_note "Node $1 runs Kubernetes $2 and takes pods again"
+}

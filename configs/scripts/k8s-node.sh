@@ -9,9 +9,6 @@
 set -euo pipefail
 # K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
-K8S_STATE=/var/lib/k8s-ha
-K8S_MARKS=$K8S_STATE/installed     # component -> "version sha256" of what is installed
-K8S_DOWNLOADS=/var/cache/k8s-ha/downloads
 BIN=/usr/local/bin
 export DEBIAN_FRONTEND=noninteractive
 
@@ -51,17 +48,19 @@ done
     "(overlay: containerd's snapshotter; br_netfilter: pod traffic through iptables). Install the" \
     "kernel's module package (for a cloud kernel, the full linux-image package), reboot into it, re-run"
 
-# ---- refuse a Kubernetes version change: that is an upgrade -------------------------------------
-# Changing kubeadm/kubelet under a running cluster is `kubeadm upgrade apply/node`, one node at a
-# time: never done implicitly by a re-run. docs/kubernetes.md "Upgrades".
-k8s_installed() { local mark; mark=$(cat "$K8S_MARKS/$1" 2>/dev/null) || return 0; printf '%s\n' "${mark%% *}"; }
-for component in kubeadm kubelet; do
-  have=$(k8s_installed "$component")
-  if [ -n "$have" ] && [ "$have" != "$K8SHA_KUBE_VERSION" ]; then
-    k8sha_fail "$component $have is installed but the stack wants $K8SHA_KUBE_VERSION:" \
-      "upgrade with kubeadm (docs/kubernetes.md, Upgrades), then re-run"
-  fi
-done
+# ---- a Kubernetes version change on a node in the cluster is an upgrade ---------------------------
+# kubeadm, the kubelet and kubectl of a joined node change only in its upgrade step (k8s-upgrade.sh),
+# one node at a time in kubeadm's order; here they are left as they are. A change kubeadm cannot
+# make (a downgrade, a skipped minor) is refused before anything on the node changes.
+# docs/kubernetes.md "Upgrades".
+K8S_DEFERRED=" "
+have=$(k8s_installed kubelet)
+if [ -f /etc/kubernetes/kubelet.conf ] && [ -n "$have" ] && [ "$have" != "$K8SHA_KUBE_VERSION" ]; then
+  reason=$(k8s_upgrade_refusal "$have" "$K8SHA_KUBE_VERSION")
+  [ -z "$reason" ] || k8sha_fail "node $K8SHA_NODE: $reason. Nothing was changed."
+  K8S_DEFERRED=" kubeadm kubelet kubectl "
+  k8sha_log "node $K8SHA_NODE runs Kubernetes $have: its upgrade step installs $K8SHA_KUBE_VERSION"
+fi
 
 # ---- OS tools, time sync -------------------------------------------------------------------------
 # conntrack: kubeadm's preflight requires it; the rest come from the release files below.
@@ -79,10 +78,6 @@ done
 k8sha_service "$time_sync" restart
 
 # ---- release files: download (cached by sha256), verify, install ---------------------------------
-k8s_install_bin() { # SRC DEST
-  install -D -m 0755 -o root -g root -- "$1" "$2.k8sha-new"
-  mv -f -- "$2.k8sha-new" "$2"
-}
 k8s_release_present() { # COMPONENT: the installed files are still there
   case $1 in
     kubeadm | kubelet | kubectl | crictl) [ -x "$BIN/$1" ] ;;
@@ -94,6 +89,7 @@ k8s_release_present() { # COMPONENT: the installed files are still there
 }
 while read -r component version sha url; do
   [ -n "$component" ] || continue
+  [[ "$K8S_DEFERRED" != *" $component "* ]] || continue
   if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ] && k8s_release_present "$component"; then
     continue
   fi

@@ -44,14 +44,16 @@ def add_commands(sub: Any) -> None:
     check.add_argument("bundle", type=Path, help="the bundle directory (holds manifest.json)")
     check.set_defaults(handler=run)
     serve = sub.add_parser("serve-bundle", help="serve files over HTTP and images from docker-registry",
-                           description="Verify a bundle, then serve its files over HTTP and its images from "
-                                       "Debian's docker-registry until interrupted.")
-    serve.add_argument("bundle", type=Path, help="the bundle directory (holds manifest.json)")
+                           description="Verify one bundle or several (during an upgrade: the release it starts "
+                                       "from and the one it goes to), then serve their files over HTTP and "
+                                       "their images from Debian's docker-registry until interrupted.")
+    serve.add_argument("bundle", type=Path, nargs="+", help="the bundle directories (each holds manifest.json)")
     serve.add_argument("--listen", default="127.0.0.1:8080",
                        help="HOST:PORT of the files server, for artifacts.filesRepo (default 127.0.0.1:8080)")
     serve.add_argument("--registry-listen", default="127.0.0.1:5000",
                        help="HOST:PORT of the registry, for artifacts.imageRegistry (default 127.0.0.1:5000)")
-    serve.add_argument("--state", type=Path, help="the registry's storage directory (default: BUNDLE/.registry)")
+    serve.add_argument("--state", type=Path,
+                       help="the registry's storage directory (default: .registry in the first bundle)")
     serve.set_defaults(handler=run)
 
 
@@ -89,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"serve-bundle: {REGISTRY_BIN} not found: install Debian's docker-registry package",
               file=sys.stderr)
         return exits.MISSING
-    server = BundleServer(args.bundle, args.listen, args.registry_listen, args.state or args.bundle / ".registry")
+    server = BundleServer(args.bundle, args.listen, args.registry_listen, args.state or args.bundle[0] / ".registry")
     server.start()
     print(f"files: {server.files_url}  (artifacts.filesRepo)\n"
           f"images: {args.registry_listen}  (artifacts.imageRegistry, with imageRegistryPlainHttp: true)", flush=True)

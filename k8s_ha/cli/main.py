@@ -12,6 +12,7 @@ from typing import Any
 
 from k8s_ha.cli import bundle_cmd, exits, image, render_out
 from k8s_ha.cli.project import PROJECT_FILE, ProjectError, project_dir_of
+from k8s_ha.model import versions
 from k8s_ha.model.errors import SpecError
 from k8s_ha.placement.plan import load_plan
 from k8s_ha.placement.report import format_plan, plan_data
@@ -48,6 +49,10 @@ def _add_offline(sub: Any) -> None:
         cmd.add_argument("--stack-file", type=Path, required=True, help="the stack file (Pulumi.<stack>.yaml)")
         if name == "plan":
             cmd.add_argument("--json", action="store_true", help="print the plan as JSON for scripts")
+        if name == "validate":
+            cmd.add_argument("--running-kubernetes", metavar="VERSION",
+                             help="the version the cluster runs (`pulumi stack output kubernetesVersion`): "
+                                  "refuse a downgrade or a skipped minor from it")
         if name == "render":
             cmd.add_argument("--out", type=Path, required=True,
                              help=f"output directory: new, empty, or an earlier render's (holds "
@@ -87,6 +92,10 @@ def _offline(args: argparse.Namespace) -> int:
         return exits.BAD_INPUT
     spec, placement = plan.spec, plan.placement
     if args.command == "validate":
+        running = args.running_kubernetes
+        if running and (problem := versions.upgrade_problem(running, spec.versions.kubernetes)) is not None:
+            print(f"{args.stack_file}: versions.kubernetes: {problem}", file=sys.stderr)
+            return exits.BAD_INPUT
         print(f"{args.stack_file}: valid ({len(placement.nodes)} nodes, "
               f"{len(placement.domains)} failure domain(s))")
         for warning in placement.warnings:

@@ -5,6 +5,10 @@ images from Debian's docker-registry (distribution 2.8) loaded from the bundle's
 (`artifacts.imageRegistry: HOST:PORT`). The bundle is verified first: a missing or corrupt entry is
 refused by name before anything is served. The push is a few plain registry API calls, so serving
 needs no tool beyond docker-registry.
+
+Several bundles can be served at once (an upgrade needs the release it starts from and the one it
+goes to): a file or an image is looked up in each in turn, and two bundles that disagree about the
+same file or image are refused before anything is served.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import shutil
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,9 +35,40 @@ START_TIMEOUT_S = 30.0
 REGISTRY_BIN = "docker-registry"
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _FilesHandler(http.server.SimpleHTTPRequestHandler):
+    """Files from the first of `roots` that has them."""
+
+    def __init__(self, *args: Any, roots: Sequence[str], **kwargs: Any) -> None:
+        self.roots = roots
+        super().__init__(*args, directory=roots[0], **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        for root in self.roots:
+            self.directory = root
+            candidate = super().translate_path(path)
+            if os.path.exists(candidate):
+                return candidate
+        self.directory = self.roots[0]
+        return super().translate_path(path)
+
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+
+def merged_manifest(bundles: Sequence[Path]) -> dict[str, Any]:
+    """Every bundle verified, and their files and images as one list each (an entry both carry is
+    listed once); refused when two bundles hold different content under one path or image name."""
+    files: dict[str, dict[str, Any]] = {}
+    images: dict[str, dict[str, Any]] = {}
+    for bundle in bundles:
+        manifest = verify_bundle(bundle)
+        for key, seen, entries in (("sha256", files, manifest["files"]), ("digest", images, manifest["images"])):
+            for entry in entries:
+                other = seen.setdefault(entry["path"], {**entry, "bundle": bundle})
+                if other[key] != entry[key]:
+                    raise BundleError(f"{other['bundle']} and {bundle} hold different {entry['path']} "
+                                      f"({other[key][:19]} and {entry[key][:19]}); serve them one at a time")
+    return {"files": list(files.values()), "images": list(images.values())}
 
 
 def _request(method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
@@ -100,9 +137,10 @@ def _split(listen: str) -> tuple[str, int]:
 class BundleServer:
     """The bundle's files over HTTP and its images from a docker-registry, until `stop()`."""
 
-    def __init__(self, bundle: Path, listen: str, registry_listen: str, state: Path,
+    def __init__(self, bundle: Path | Sequence[Path], listen: str, registry_listen: str, state: Path,
                  registry_bin: str = REGISTRY_BIN) -> None:
-        self.bundle, self.listen, self.registry, self.state = bundle, listen, registry_listen, state
+        self.bundles = (bundle,) if isinstance(bundle, Path) else tuple(bundle)
+        self.listen, self.registry, self.state = listen, registry_listen, state
         self.registry_bin = registry_bin
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -114,9 +152,9 @@ class BundleServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> dict[str, Any]:
-        manifest = verify_bundle(self.bundle)
+        manifest = merged_manifest(self.bundles)
         host, port = _split(self.listen)
-        handler = functools.partial(_QuietHandler, directory=str(self.bundle / "files"))
+        handler = functools.partial(_FilesHandler, roots=[str(b / "files") for b in self.bundles])
         self._httpd = http.server.ThreadingHTTPServer((host, port), handler)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         if shutil.which(self.registry_bin) is None:
@@ -130,7 +168,7 @@ class BundleServer:
         try:
             _wait_for(f"http://{self.registry}/v2/", self._proc)
             for entry in manifest["images"]:
-                push_layout(self.bundle / entry["layout"], self.registry, entry["path"])
+                push_layout(entry["bundle"] / entry["layout"], self.registry, entry["path"])
         except BaseException:
             self.stop()
             raise

@@ -38,3 +38,21 @@ def parse(version: str) -> tuple[int, int, int] | None:
 
 def window() -> str:
     return f"1.{KUBERNETES_MINORS[0]} to 1.{KUBERNETES_MINORS[-1]}"
+
+
+def upgrade_problem(running: str, wanted: str) -> str | None:
+    """Why a cluster on Kubernetes `running` cannot be moved to `wanted` (x.y.z each) by kubeadm, or
+    None: no downgrade, no skipped minor. The nodes apply the same rule (k8s-lib.sh,
+    k8s_upgrade_refusal) before anything on them changes."""
+    have, want = parse(running), parse(wanted)
+    if have is None or want is None:
+        return f"{running!r} or {wanted!r} is not a version such as 1.36.4"
+    if want[0] != have[0]:
+        return f"Kubernetes {running} cannot become {wanted}: kubeadm upgrades within one major version"
+    if want < have:
+        return (f"Kubernetes {wanted} is older than the {running} the cluster runs: kubeadm does not downgrade; "
+                f"put versions.kubernetes back to {running}")
+    if want[1] > have[1] + 1:
+        return (f"Kubernetes {running} to {wanted} skips 1.{have[1] + 1}: kubeadm upgrades one minor at a time; "
+                f"set versions.kubernetes to a 1.{have[1] + 1} release first")
+    return None

@@ -142,7 +142,8 @@ def coredns_objects(spec: StackSpec) -> list[KubeObject]:
 
 
 def coredns_patches(spec: StackSpec) -> list[KubeObject]:
-    return _objects("kubernetes/addons/coredns.yaml.j2", part="patches", replicas=spec.kubernetes.coredns_replicas)
+    return _objects("kubernetes/addons/coredns.yaml.j2", part="patches", replicas=spec.kubernetes.coredns_replicas,
+                    kubernetes_version=spec.versions.kubernetes)
 
 
 # ---- metrics-server ------------------------------------------------------------------------------

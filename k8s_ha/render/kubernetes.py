@@ -76,6 +76,8 @@ CERTS_DIR = "/etc/containerd/certs.d"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
 
 NODE_COMPONENTS = frozenset({"kubeadm", "kubelet", "kubectl", "containerd", "runc", "cni-plugins", "crictl"})
+# What a joined node's upgrade step installs (node preparation leaves them to it).
+UPGRADED_COMPONENTS = frozenset({"kubeadm", "kubelet", "kubectl"})
 TOKEN_TTL = "24h0m0s"
 
 
@@ -516,7 +518,6 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
     """Prepare a control-plane or worker node: preflight, kernel modules, sysctls, swap off, time
     sync, the pinned release files (kubeadm, kubelet, kubectl, containerd, runc, CNI plugins,
     crictl) with their units, and containerd's configuration."""
-    version = config.version
     files = (
         HostFile("/etc/modules-load.d/k8s-ha-kubernetes.conf", read("kubernetes/modules-load.conf")),
         HostFile("/etc/sysctl.d/99-k8s-ha-kubernetes.conf", read("kubernetes/sysctl.conf")),
@@ -537,7 +538,7 @@ def k8s_node_step(config: KubernetesConfig, node: Member, material: m.Material) 
         files=files,
         env=(
             ("K8SHA_NODE", node.name),
-            ("K8SHA_KUBE_VERSION", f"{version.major}.{version.minor}.{version.patch}"),
+            ("K8SHA_KUBE_VERSION", _plain_version(config)),
             ("K8SHA_SANDBOX_IMAGE", sandbox_image(config)),
             ("K8SHA_KERNEL_MODULES", " ".join(kernel_modules())),
             ("K8SHA_ALLOW_CGROUP_V1", "1" if config.settings.allow_cgroup_v1 else "0"),
@@ -662,3 +663,57 @@ def worker_membership_step(pool: PoolMembership, worker: Member, material: m.Mat
         ),
         delete_script="k8s-drain.sh",
     )
+
+
+# ---- rolling upgrades ----------------------------------------------------------------------------
+
+UPGRADE_ROLES = ("first", "control-plane", "worker")
+
+
+def k8s_upgrade_step(config: KubernetesConfig, node: Member, role: str, material: m.Material) -> Step:
+    """One node's part of a rolling upgrade (`role`: the first master runs `kubeadm upgrade apply`,
+    the others `kubeadm upgrade node`), then its kubelet and kubectl. The program chains these
+    steps one node at a time in kubeadm's order; a node that has not joined, or already runs the
+    stack's version, is left alone (docs/kubernetes.md, Upgrades)."""
+    if role not in UPGRADE_ROLES:
+        raise ValueError(f"upgrade role {role!r} is not one of {UPGRADE_ROLES}")
+    release = "\n".join(f"{f.component} {f.version} {f.sha256} {f.url}"
+                         for f in config.node_files() if f.component in UPGRADED_COMPONENTS)
+    return Step(
+        name="k8s-upgrade",
+        host=node.name,
+        script="k8s-upgrade.sh",
+        libs=(K8S_LIB,),
+        env=(
+            *_common_env(config, node),
+            ("K8SHA_KUBE_VERSION", _plain_version(config)),
+            ("K8SHA_UPGRADE", role),
+            ("K8SHA_FILES", release),
+            ("K8SHA_IGNORE_PREFLIGHT", ",".join(ignored_preflight_errors(config))),
+        ),
+    )
+
+
+def worker_upgrade_step(config: KubernetesConfig, pool: PoolMembership, worker: Member, phase: str,
+                        material: m.Material) -> Step:
+    """A worker's drain before its upgrade step (`phase` "drain") or its uncordon after it
+    ("uncordon"), on the first master: a worker holds no credential that may evict pods."""
+    if phase not in ("drain", "uncordon"):
+        raise ValueError(f"worker upgrade phase {phase!r} is not drain or uncordon")
+    return Step(
+        name=f"k8s-upgrade-{phase}-{worker.name}",
+        host=pool.master,
+        script="k8s-upgrade-worker.sh",
+        libs=(K8S_LIB,),
+        env=(
+            ("K8SHA_WORKER", worker.name),
+            ("K8SHA_KUBE_VERSION", _plain_version(config)),
+            ("K8SHA_PHASE", phase),
+            _wait_scale_env(pool.wait_scale),
+        ),
+    )
+
+
+def _plain_version(config: KubernetesConfig) -> str:
+    version = config.version
+    return f"{version.major}.{version.minor}.{version.patch}"

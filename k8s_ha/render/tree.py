@@ -3,7 +3,9 @@
 `host_steps` is the single list of steps per node. The Pulumi components run exactly these (a unit
 test compares them), the lab runs them over SSH, and `python -m k8s_ha render` writes them out
 with placeholders for secrets. The first master also hosts one membership step per worker, which
-the program runs after that worker has joined.
+the program runs after that worker has joined, and each worker's drain and uncordon around its
+upgrade. Every Kubernetes node ends with its upgrade step: the program chains those one node at a
+time (docs/kubernetes.md, Upgrades), so the numbers order a host's steps, not the cluster's.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
+    k8s_upgrade_step,
     kubernetes_config,
     pool_membership,
     worker_join_step,
     worker_membership_step,
+    worker_upgrade_step,
 )
 from k8s_ha.render.loadbalancer import loadbalancer_config, loadbalancer_step
 from k8s_ha.render.node import ready_step
@@ -44,17 +48,26 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
             steps.append(etcd_health_step(etcd, material))
     elif node.role is Role.CONTROL_PLANE:
         control_plane = control_plane_config(spec, placement)
-        steps.append(k8s_node_step(control_plane.kubernetes, node, material))
-        if node.name == control_plane.masters[0]:
+        kubernetes = control_plane.kubernetes
+        steps.append(k8s_node_step(kubernetes, node, material))
+        first = node.name == control_plane.masters[0]
+        if first:
             steps.append(control_plane_init_step(control_plane, node, material))
             steps += [worker_membership_step(pool_membership(spec, placement, w.pool), w, material)
                       for w in placement.by_role(Role.WORKER)]
         else:
-            steps.append(control_plane_join_step(control_plane.kubernetes, node, material))
+            steps.append(control_plane_join_step(kubernetes, node, material))
+        # The rolling upgrade's steps (a later `up` that changes versions.kubernetes runs them).
+        steps.append(k8s_upgrade_step(kubernetes, node, "first" if first else "control-plane", material))
+        if first:
+            for w in placement.by_role(Role.WORKER):
+                pool = pool_membership(spec, placement, w.pool)
+                steps += [worker_upgrade_step(kubernetes, pool, w, phase, material) for phase in ("drain", "uncordon")]
     elif node.role is Role.WORKER:
         kubernetes = kubernetes_config(spec, placement)
         steps.append(k8s_node_step(kubernetes, node, material))
         steps.append(worker_join_step(kubernetes, node, material))
+        steps.append(k8s_upgrade_step(kubernetes, node, "worker", material))
     elif node.role is Role.HARBOR:
         steps.append(harbor_step(harbor_config(spec, placement), node, material))
     return steps

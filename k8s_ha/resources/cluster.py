@@ -69,6 +69,7 @@ class HaCluster(pulumi.ComponentResource):
         self.control_plane: ControlPlane | None = None
         self.addons: ClusterAddons | None = None
         self.worker_pools: list[WorkerPool] = []
+        self.upgraded: pulumi.Resource | None = None
         if spec.kubernetes.bootstrap:
             self._kubernetes(spec)
         self.register_outputs({})
@@ -81,17 +82,21 @@ class HaCluster(pulumi.ComponentResource):
         control_plane = self.control_plane = ControlPlane("control-plane", self._control_plane_args(
             kubernetes, after=[self.etcd.health, *self.loadbalancer.steps.values(), *harbor_ready],
         ), pulumi.ResourceOptions(parent=self))
+        # After an upgrade of the masters, kubeadm has rewritten CoreDNS: the add-ons' patches follow.
         addons = self.addons = ClusterAddons(
-            "addons", spec, control_plane.kubeconfig, prerequisites=[control_plane.init],
+            "addons", spec, control_plane.kubeconfig, prerequisites=[control_plane.init, control_plane.upgraded],
             opts=pulumi.ResourceOptions(parent=self),
         )
         # A worker's Node only turns Ready once the CNI runs; its membership step waits for that.
-        self.worker_pools = [
-            WorkerPool(f"workers-{pool.name}",
-                       self._worker_pool_args(kubernetes, control_plane, addons, pool.name, pool.labels),
-                       pulumi.ResourceOptions(parent=self))
-            for pool in spec.worker_pools
-        ]
+        # The pools' upgrades follow one another, after the masters'.
+        upgraded: pulumi.Resource = control_plane.upgraded
+        for pool in spec.worker_pools:
+            self.worker_pools.append(WorkerPool(
+                f"workers-{pool.name}",
+                self._worker_pool_args(kubernetes, control_plane, addons, pool.name, pool.labels, upgraded),
+                pulumi.ResourceOptions(parent=self)))
+            upgraded = self.worker_pools[-1].upgraded
+        self.upgraded = upgraded
 
     def hosts_of(self, role: Role) -> list[Host]:
         return [self.hosts[n.name] for n in self.placement.by_role(role)]
@@ -149,7 +154,7 @@ class HaCluster(pulumi.ComponentResource):
         )
 
     def _worker_pool_args(self, kubernetes: KubernetesConfig, control_plane: ControlPlane, addons: ClusterAddons,
-                          pool: str, labels: dict[str, str]) -> WorkerPoolArgs:
+                          pool: str, labels: dict[str, str], upgrade_after: pulumi.Resource) -> WorkerPoolArgs:
         workers = [n for n in self.placement.by_role(Role.WORKER) if n.pool == pool]
         return WorkerPoolArgs(
             workers=[self.hosts[n.name].target for n in workers],
@@ -162,6 +167,7 @@ class HaCluster(pulumi.ComponentResource):
             failure_domains={n.name: n.failure_domain for n in workers},
             registry_certificate=self._registry_certificate(kubernetes),
             cni=[addons.objects],
+            upgrade_after=[upgrade_after],
         )
 
     def _automation_key(self, spec: StackSpec) -> None:
@@ -211,6 +217,11 @@ class HaCluster(pulumi.ComponentResource):
         }
         if self.control_plane is not None:
             out["kubeconfig"] = self.control_plane.kubeconfig
+        if self.upgraded is not None:
+            # What the cluster runs once the whole upgrade chain is done: the next `up` checks a
+            # change of versions.kubernetes against it.
+            version = self.spec.versions.kubernetes
+            out["kubernetesVersion"] = pulumi.Output.from_input(self.upgraded.urn).apply(lambda _: version)
         if self.public_key is not None:
             out["automationPublicKey"] = self.public_key
         if self.harbor is not None:

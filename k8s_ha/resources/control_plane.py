@@ -1,11 +1,15 @@
 """ControlPlane: kubeadm masters behind the VIP on the external etcd.
 
-Every master is prepared in parallel (containerd, kubeadm/kubelet/kubectl). `kubeadm init` runs on
-the first once `after` is done (in a full cluster: etcd healthy, both load balancers up, since init
-talks to the VIP; Harbor's caches defined). The other masters then join in parallel: with external
-etcd a join does not add an etcd member, so kubeadm's one-at-a-time rule for stacked etcd does not
-apply (see docs/kubernetes.md). The token, the certificate key and the discovery hash come from the
-program, never from kubeadm's output.
+Every master is prepared in parallel (containerd, kubeadm/kubelet/kubectl). Then each master's
+upgrade step runs, one master at a time from the first: on a new cluster they change nothing;
+after a change of `versions.kubernetes` they upgrade the running control plane in kubeadm's order
+(init's configuration names the version, so init runs after the first master's upgrade; a join's
+does not, so joins do not wait for the chain). `kubeadm init` runs on the first once `after` is
+done (in a full cluster: etcd healthy, both load balancers up, since init talks to the VIP;
+Harbor's caches defined). The other masters then join in parallel: with external etcd a join does
+not add an etcd member, so kubeadm's one-at-a-time rule for stacked etcd does not apply (see
+docs/kubernetes.md). The token, the certificate key and the discovery hash come from the program,
+never from kubeadm's output.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from k8s_ha.render.kubernetes import (
     control_plane_init_step,
     control_plane_join_step,
     k8s_node_step,
+    k8s_upgrade_step,
 )
 from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.remote import resolve, secret
@@ -124,6 +129,7 @@ def prepare_node(target: Target, kubernetes: KubernetesConfig, material: pulumi.
 
 class ControlPlane(pulumi.ComponentResource):
     prepared: dict[str, command.remote.Command]
+    upgrades: dict[str, command.remote.Command]  # in upgrade order
     joins: dict[str, command.remote.Command]
     init: command.remote.Command
     first: Target
@@ -160,9 +166,18 @@ class ControlPlane(pulumi.ComponentResource):
         self.prepared = {t.name: prepare_node(t, kubernetes, prepare, self) for t in args.masters}
         first, *others = args.masters
         self.first = first
+        self.upgrades = {}
+        for t in args.masters:
+            role = "first" if t is first else "control-plane"
+            self.upgrades[t.name] = t.step(
+                f"{t.name}-k8s-upgrade", partial(k8s_upgrade_step, kubernetes, t, role), resolve({}),
+                parent=self, after=[self.prepared[t.name], *list(self.upgrades.values())[-1:]])
+        # The last master's upgrade: the workers' upgrades and the add-ons kubeadm rewrites wait for it.
+        self.upgraded = self.upgrades[args.masters[-1].name]
         self.init = first.step(
             f"{first.name}-k8s-init", partial(control_plane_init_step, config, node(first)),
-            resolve({**pki, **joining}), parent=self, after=[self.prepared[first.name], *args.after],
+            resolve({**pki, **joining}), parent=self,
+            after=[self.prepared[first.name], self.upgrades[first.name], *args.after],
         )
         join_material = resolve(joining)
         self.joins = {

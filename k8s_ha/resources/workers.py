@@ -1,5 +1,10 @@
 """WorkerPool: workers are prepared and joined in parallel, all waiting only on `kubeadm init`.
 
+Once a worker is a member, its upgrade runs in the cluster's upgrade chain, one worker at a time
+after the masters': a drain step on the first master, the worker's own upgrade step, an uncordon
+step on the first master. On a new cluster, and whenever the worker already runs the stack's
+version, the three change nothing.
+
 Each worker also has a membership step on the first master: it waits for the Node to be Ready and
 sets its labels; on removal it drains and deletes the Node before the worker is reset and its VM
 goes (Pulumi deletes in reverse dependency order), so workers never hold credentials that can
@@ -22,8 +27,10 @@ from k8s_ha.render.kubernetes import (
     KubernetesConfig,
     NodeEndpoint,
     PoolMembership,
+    k8s_upgrade_step,
     worker_join_step,
     worker_membership_step,
+    worker_upgrade_step,
 )
 from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.control_plane import (
@@ -59,6 +66,9 @@ class WorkerPoolArgs:
     registry_certificate: pulumi.Input[str] | None = None
     # A Node turns Ready only once the CNI runs: membership steps wait for these.
     cni: Sequence[pulumi.Resource] = ()
+    # Where this pool's upgrades join the cluster's upgrade chain: the previous pool's `upgraded`
+    # (by default, the control plane's: its last master's upgrade).
+    upgrade_after: Sequence[pulumi.Resource] = ()
 
     def __post_init__(self) -> None:
         """Wrong input fails here, so a component never starts registering from it: the stack's
@@ -88,6 +98,8 @@ def joined_by(workers: Sequence[Target], control_plane: ControlPlane) -> None:
 class WorkerPool(pulumi.ComponentResource):
     joins: dict[str, command.remote.Command]
     memberships: dict[str, command.remote.Command]
+    upgrades: dict[str, command.remote.Command]  # each worker's own upgrade step, in upgrade order
+    upgraded: pulumi.Resource  # the end of this pool's part of the upgrade chain
 
     def __init__(self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         kubernetes = args.kubernetes
@@ -101,7 +113,8 @@ class WorkerPool(pulumi.ComponentResource):
             m.DISCOVERY_HASH: pulumi.Output.from_input(args.discovery_hash),
         })
         no_material = resolve({})  # a membership step only names the worker and its labels
-        self.joins, self.memberships = {}, {}
+        self.joins, self.memberships, self.upgrades = {}, {}, {}
+        chain = list(args.upgrade_after) or [args.control_plane.upgraded]
         for target in args.workers:
             node = NodeEndpoint(target.name, target.ip, args.failure_domains.get(target.name, target.name))
             prepared = prepare_node(target, kubernetes, prepare, self)
@@ -114,4 +127,15 @@ class WorkerPool(pulumi.ComponentResource):
                 f"{target.name}-k8s-membership", partial(worker_membership_step, pool, node), no_material,
                 parent=self, after=[join, *args.cni],
             )
+            drain = master.step(
+                f"{target.name}-k8s-upgrade-drain", partial(worker_upgrade_step, kubernetes, pool, node, "drain"),
+                no_material, parent=self, after=[*chain, self.memberships[target.name]])
+            self.upgrades[target.name] = target.step(
+                f"{target.name}-k8s-upgrade", partial(k8s_upgrade_step, kubernetes, node, "worker"), no_material,
+                parent=self, after=[drain])
+            chain = [master.step(
+                f"{target.name}-k8s-upgrade-uncordon",
+                partial(worker_upgrade_step, kubernetes, pool, node, "uncordon"), no_material,
+                parent=self, after=[self.upgrades[target.name]])]
+        self.upgraded = chain[0]
         self.register_outputs({})

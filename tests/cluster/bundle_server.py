@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -20,8 +21,9 @@ START_TIMEOUT_S = 900  # verifying and pushing ~1 GiB of layouts
 
 
 class LabBundleServer:
-    def __init__(self, hvs: LabHypervisors, bundle: Path, state: Path) -> None:
-        self.hvs, self.bundle, self.state = hvs, bundle, state
+    def __init__(self, hvs: LabHypervisors, bundle: Path | Sequence[Path], state: Path) -> None:
+        self.hvs, self.state = hvs, state
+        self.bundles = [bundle] if isinstance(bundle, Path) else list(bundle)
         self.registry = f"{hvs.client_ip}:{REGISTRY_PORT}"
         self.files_url = f"http://{hvs.client_ip}:{FILES_PORT}"
         self.process: subprocess.Popen[str] | None = None
@@ -31,7 +33,7 @@ class LabBundleServer:
     def __enter__(self) -> LabBundleServer:
         started = time.monotonic()
         self.process = subprocess.Popen(
-            self.hvs.netns_argv([sys.executable, "-m", "k8s_ha", "serve-bundle", str(self.bundle),
+            self.hvs.netns_argv([sys.executable, "-m", "k8s_ha", "serve-bundle", *map(str, self.bundles),
                                  "--listen", f"{self.hvs.client_ip}:{FILES_PORT}",
                                  "--registry-listen", self.registry, "--state", str(self.state)]),
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -105,7 +105,26 @@ def deploy_echo(c: ClusterStack, image: str, replicas: int | None = None) -> Non
          "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
     ]
     c.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    c.kubectl("rollout", "status", "-n", NAMESPACE, f"deployment/{SERVICE}", "--timeout=900s", timeout=960)
+    done = c.kubectl("rollout", "status", "-n", NAMESPACE, f"deployment/{SERVICE}", "--timeout=900s",
+                     timeout=960, check=False)
+    if done.returncode != 0:
+        raise c.error(f"the test Deployment did not roll out: {done.stderr.strip()[-300:]}\n{why_not_ready(c)}")
+
+
+def why_not_ready(c: ClusterStack) -> str:
+    """What a failed rollout leaves to read: every pod that is not Running and ready, with its node
+    and waiting reason, and the cluster's latest warning events."""
+    lines = []
+    for pod in c.kubectl_json("get", "pods", "-A")["items"]:
+        status = pod["status"]
+        waiting = {s["name"]: (s.get("state", {}).get("waiting") or s.get("state", {}).get("terminated") or {})
+                   .get("reason", "not ready") for s in status.get("containerStatuses", []) if not s.get("ready")}
+        if status.get("phase") != "Running" or waiting:
+            lines.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']} on "
+                         f"{pod['spec'].get('nodeName', '-')}: {status.get('phase')} {waiting}")
+    events = c.kubectl("get", "events", "-A", "--field-selector", "type=Warning", "--sort-by=.lastTimestamp",
+                       check=False).stdout.splitlines()
+    return "\n".join(["pods not ready:", *lines, "latest warning events:", *events[-25:]])
 
 
 def echo_pods(c: ClusterStack) -> dict[str, dict[str, str]]:

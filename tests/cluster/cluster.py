@@ -27,7 +27,8 @@ from tests.unit.harness import Registered
 ADMIN = "/etc/kubernetes/admin.conf"
 KUBECTL_TIMEOUT_S = 120
 # Which layer a recorded step belongs to, by its name (time-to-cluster per layer).
-LAYERS = (("loadbalancers", ("-loadbalancer",)), ("etcd", ("-etcd-member", "etcd-health")),
+LAYERS = (("upgrade chain", ("-k8s-upgrade",)), ("loadbalancers", ("-loadbalancer",)),
+          ("etcd", ("-etcd-member", "etcd-health")),
           ("node prep", ("-k8s-node",)), ("kubeadm init", ("-k8s-init",)), ("kubeadm join", ("-k8s-join",)),
           ("add-ons", ("objects", "patch-")), ("workers ready", ("-k8s-membership",)), ("host ready", ("-ready",)))
 
@@ -93,6 +94,7 @@ class ClusterSteps(RecordedStack):
         self.kubeconfig.write_text(str(self.graph.stack_outputs["kubeconfig"]))  # the stack's export
         self.kubeconfig.chmod(0o600)
         self.step_spans: dict[str, tuple[float, float]] = {}
+        self.applied: dict[str, str] | None = None  # see update()
 
     # ------------------------------------------------------------------ steps
     def apply_addon(self, resource: Registered) -> float:
@@ -132,6 +134,51 @@ class ClusterSteps(RecordedStack):
                 for name, future in runs.items():
                     seconds[name] = round(future.result(), 1)
             self.log(f"{time.monotonic() - t0:6.0f} s  steps done: {sorted(runs)}")
+        return seconds
+
+    def update(self, on_done: Callable[[str, float, float], None] = lambda name, start, end: None
+               ) -> dict[str, float]:
+        """A second `pulumi up` after a change of `self.config`: record the program again (the same
+        key material) and run what changed, as pulumi-command and pulumi-kubernetes would (a
+        changed command runs its `update`, a new one its `create`; a changed add-on is applied
+        again), wave by wave in dependency order. `on_done(step, start, end)`: each step's span
+        (time.monotonic()). Returns seconds per step."""
+        def content(r: Registered) -> str:
+            return json.dumps(r.inputs, sort_keys=True, default=str)
+
+        def is_step(r: Registered) -> bool:
+            return r.type == COMMAND or is_addon(r)
+
+        # What the "state" holds: the inputs each step last succeeded with (after bootstrap, all of
+        # them). A step that fails keeps its old inputs, so the next update runs it again.
+        if self.applied is None:
+            self.applied = {r.urn: content(r) for r in self.graph.resources.values() if is_step(r)}
+        applied = self.applied
+        self.rerun_program()
+        changed = [r for r in self.graph.resources.values() if is_step(r) and applied.get(r.urn) != content(r)]
+        urns = {r.urn for r in changed}
+        waits = {r.urn: {a.urn for a in self.graph.ancestors(r)} & urns for r in changed}
+        seconds: dict[str, float] = {}
+        done: set[str] = set()
+
+        def one(r: Registered) -> float:
+            start = time.monotonic()
+            if r.type != COMMAND:
+                took = self.apply_addon(r)
+            else:
+                took = self.run_command(r, "update" if r.urn in applied else "create")
+            applied[r.urn] = content(r)
+            on_done(r.name, start, start + took)
+            return took
+
+        while len(done) < len(changed):
+            wave = [r for r in changed if r.urn not in done and waits[r.urn] <= done]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                runs = {r.name: pool.submit(one, r) for r in wave}
+                for name, future in runs.items():
+                    seconds[name] = round(future.result(), 1)
+            done |= {r.urn for r in wave}
+            self.log(f"update: steps done: {sorted(runs)}")
         return seconds
 
     def layer_seconds(self) -> dict[str, float]:

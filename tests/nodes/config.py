@@ -40,14 +40,15 @@ def ip(name: str) -> str:
 
 
 def stack_config(host_keys: dict[str, str], client_ip: str, pins: dict[str, Any],
-                 workers: tuple[str, ...] = WORKER_NAMES) -> dict[str, Any]:
+                 workers: tuple[str, ...] = WORKER_NAMES, upgrade_from: bool = False) -> dict[str, Any]:
     """`host_keys`: each node's public SSH host key (pinned, as a datacenter team would hand it
     over); `client_ip`: the operator's address on the bridge, where the bundle is served; `pins`: the
-    bundle's artifacts.checksums and artifacts.imageDigests, as `bundle` writes them."""
+    bundle's artifacts.checksums and artifacts.imageDigests, as `bundle` writes them;
+    `upgrade_from`: the Kubernetes version the rolling upgrade starts from (bundle-from's)."""
     def node(name: str) -> dict[str, Any]:
         return {"name": name, "ip": ip(name), "existing": {"hostKey": host_keys[name], "failureDomain": RACKS[name]}}
 
-    ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
+    ver = lab_versions(upgrade_from=upgrade_from)
     return {
         "cluster": {"name": CLUSTER},
         "network": {"cidr": f"{SUBNET}.0/24", "gateway": client_ip, "dns": [client_ip], "vip": f"{SUBNET}.200",

@@ -63,12 +63,14 @@ class NodeStack(RecordedStack):
     error = NodeError
 
     def __init__(self, lab: NodeLab, rootfs: Path, work: Path, pins: dict[str, Any],
-                 log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES) -> None:
+                 log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES,
+                 upgrade_from: bool = False) -> None:
         self.node_lab, self.rootfs = lab, rootfs
         keys_dir = work / "host-keys"
         keys_dir.mkdir(parents=True, exist_ok=True)
         self.host_keys = {n: host_key_pair(keys_dir, n) for n in (*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *workers)}
-        config = stack_config({n: pub for n, (_k, pub) in self.host_keys.items()}, lab.client_ip, pins, workers)
+        config = stack_config({n: pub for n, (_k, pub) in self.host_keys.items()}, lab.client_ip, pins, workers,
+                              upgrade_from)
         super().__init__(lab, config, work, log, booted=tuple(self.host_keys))
 
     def seed(self, name: str) -> Seed:
@@ -122,7 +124,8 @@ class NodeClusterStack(ClusterSteps, NodeStack):
     """The cluster on node containers: NodeStack's hosts, the cluster tier's steps and kubectl."""
 
     def __init__(self, lab: NodeLab, rootfs: Path, work: Path, pins: dict[str, Any],
-                 kubectl: Path, log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES) -> None:
-        NodeStack.__init__(self, lab, rootfs, work, pins, log, workers)
+                 kubectl: Path, log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES,
+                 upgrade_from: bool = False) -> None:
+        NodeStack.__init__(self, lab, rootfs, work, pins, log, workers, upgrade_from)
         self._cluster_init(kubectl, Roles(LB_NAMES, ETCD_NAMES, CP_NAMES, workers))
         self.boot_started = time.monotonic()

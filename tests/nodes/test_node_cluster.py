@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 
 from tests.cluster.bundle_server import LabBundleServer
-from tests.cluster.checklist import agnhost_image, kube_system_pods, nodes_ready, run_checklist, wait_all_ready
+from tests.cluster.checklist import (
+    agnhost_image,
+    kube_system_pods,
+    nodes_ready,
+    run_checklist,
+    wait_all_ready,
+    why_not_ready,
+)
 
 # The checklist's tests, shared with the other cluster tier; they run on this module's fixtures.
 from tests.cluster.checklist_tests import (  # noqa: F401
@@ -39,7 +46,14 @@ from tests.cluster.checklist_tests import (  # noqa: F401
 )
 from tests.cluster.drill import admin_files, seed_001
 from tests.cluster.writers import NumberedWriters
-from tests.guests.drills import Measurement, etcd_healthy, power_cut_etcd_leader, power_cut_vip_holder, wait_for
+from tests.guests.drills import (
+    DrillError,
+    Measurement,
+    etcd_healthy,
+    power_cut_etcd_leader,
+    power_cut_vip_holder,
+    wait_for,
+)
 from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES
 from tests.nodes.containers import NodeLab
 from tests.nodes.stack import NodeClusterStack
@@ -188,8 +202,11 @@ def test_the_checklist_passes_again_after_the_drills(cluster: NodeClusterStack, 
     wait_for(lambda: all(nodes_ready(cluster).values()), "every node Ready", 300, 2)
     # The powered-on master's static pods run again at once but report ready only after their
     # first successful probes.
-    wait_for(lambda: all(v == "Running" for v in kube_system_pods(cluster).values()),
-             "every kube-system pod Running and ready", 300, 2)
+    try:
+        wait_for(lambda: all(v == "Running" for v in kube_system_pods(cluster).values()),
+                 "every kube-system pod Running and ready", 300, 2)
+    except DrillError as timed_out:
+        raise AssertionError(f"{timed_out}\n{why_not_ready(cluster)}") from timed_out
     _layout, path = agnhost_image(lab_artifacts)
     again = run_checklist(cluster, f"registry.k8s.io/{path}")
     RESULTS["checklist_after_drills"] = again

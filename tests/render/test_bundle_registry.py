@@ -1,5 +1,6 @@
 """serve-bundle with the real docker-registry on loopback: files over HTTP, images pushed from the
-bundle's OCI layouts and read back by digest through the registry API, a corrupt bundle refused."""
+bundle's OCI layouts and read back by digest through the registry API, two releases' bundles
+served at once, a corrupt bundle and two that disagree refused."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from k8s_ha.cli.bundle import BundleError, Tools, make_bundle
 from k8s_ha.cli.serve_bundle import BundleServer
+from k8s_ha.model.artifacts import ArtifactVersions
 from tests.tools import require_tool
 from tests.unit.test_bundle import VERSIONS, private_source
 
@@ -49,6 +51,40 @@ def test_served_bundle_gives_every_file_and_image_back(tmp_path: Path) -> None:
             assert "sha256:" + hashlib.sha256(blob).hexdigest() == layer
         catalog = json.loads(get(f"http://{registry}/v2/_catalog")[0])["repositories"]
         assert {"kube-apiserver", "pause", "coredns/coredns", "flannel-io/flannel"} <= set(catalog)
+
+
+def test_two_releases_bundles_are_served_together(tmp_path: Path) -> None:
+    """An upgrade's two bundles: every file and image of each is served, the shared ones once."""
+    registry_bin = require_tool("docker-registry", "serve-bundle's image side")
+    older = ArtifactVersions(kubernetes="1.35.4", crictl="1.37.0", cni="flannel")
+    manifests = []
+    for name, versions in (("new", VERSIONS), ("old", older)):
+        files, imgs, settings = private_source(tmp_path / f"src-{name}", versions)
+        manifests.append(make_bundle(versions, settings, tmp_path / name, str(files), str(imgs)))
+    registry = f"127.0.0.1:{free_port()}"
+    with BundleServer([tmp_path / "new", tmp_path / "old"], "127.0.0.1:0", registry, tmp_path / "state",
+                      registry_bin) as srv:
+        for manifest in manifests:
+            for entry in manifest["files"]:
+                body, _ = get(f"{srv.files_url}/{entry['path'].removeprefix('files/')}")
+                assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+            for entry in manifest["images"]:
+                name, tag = entry["path"].rsplit(":", 1)
+                _, headers = get(f"http://{registry}/v2/{name}/manifests/{tag}", MANIFEST_TYPES)
+                assert headers["Docker-Content-Digest"] == entry["digest"]
+    assert {e["path"] for e in manifests[0]["images"]} & {e["path"] for e in manifests[1]["images"]}
+
+
+def test_two_bundles_that_disagree_are_not_served(tmp_path: Path) -> None:
+    registry_bin = require_tool("docker-registry", "serve-bundle's image side")
+    for name, build in (("first", "private build"), ("second", "another build")):
+        files, imgs, settings = private_source(tmp_path / f"src-{name}", build=build)
+        make_bundle(VERSIONS, settings, tmp_path / name, str(files), str(imgs))
+    server = BundleServer([tmp_path / "first", tmp_path / "second"], "127.0.0.1:0", f"127.0.0.1:{free_port()}",
+                          tmp_path / "state", registry_bin)
+    with pytest.raises(BundleError, match=r"hold different files/.*; serve them one at a time"):
+        server.start()
+    assert not (tmp_path / "state").exists()
 
 
 def test_a_corrupt_bundle_is_not_served(tmp_path: Path) -> None:

@@ -491,12 +491,27 @@ def _steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> l
     ]
 
 
+def _upgrade_steps(spec: StackSpec, placement: Placement, material: dict[str, str]) -> list[Step]:
+    """The rolling upgrade's steps: the first master's, another master's, a worker's drain, own
+    upgrade and uncordon."""
+    first, second = _cp(placement)[:2]
+    worker = _worker(placement)
+    config, pool = _config(spec, placement), k.pool_membership(spec, placement, worker.pool)
+    return [
+        k.k8s_upgrade_step(config, first, "first", material),
+        k.k8s_upgrade_step(config, second, "control-plane", material),
+        k.worker_upgrade_step(config, pool, worker, "drain", material),
+        k.k8s_upgrade_step(config, worker, "worker", material),
+        k.worker_upgrade_step(config, pool, worker, "uncordon", material),
+    ]
+
+
 @pytest.mark.parametrize("name", EXAMPLE_STACKS)
 def test_bundles_pass_bash_n_and_shellcheck(name: str, tmp_path: Path) -> None:
     spec, placement, material = _stack(name)
     paths = []
-    for step in _steps(spec, placement, material):
-        path = write(tmp_path / f"{step.name}.sh", bundle(step))
+    for step in [*_steps(spec, placement, material), *_upgrade_steps(spec, placement, material)]:
+        path = write(tmp_path / f"{step.host}-{step.name}.sh", bundle(step))
         assert_ok(run(["bash", "-n", str(path)]), f"bash -n {step.name}")
         paths.append(str(path))
     # The scripts are the same for every stack (only staged files and env values differ, and
@@ -513,7 +528,8 @@ def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
     assert run([shellcheck, "-s", "bash", str(path)]).returncode != 0
 
 
-SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-drain.sh", "k8s-node-ready.sh"]
+SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-drain.sh", "k8s-node-ready.sh",
+           "k8s-upgrade.sh", "k8s-upgrade-worker.sh"]
 
 # Check-then-act guards that make a second run a no-op, per script.
 GUARDS = {
@@ -528,6 +544,12 @@ GUARDS = {
     "k8s-drain.sh": ["--ignore-not-found", "deadline=$((SECONDS + 300))", "k8s_schedulable_elsewhere"],
     "k8s-node-ready.sh": ['if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]',
                           'if [ "$previous" != "$managed" ]'],
+    "k8s-upgrade.sh": ['if [ ! -f /etc/kubernetes/kubelet.conf ] || [ -z "$have" ]',
+                       'if [ "$have" = "$want" ] && [ "$(k8s_installed kubeadm)" = "$want" ]',
+                       '[ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" != "$version $sha" ] || return 0',
+                       'reason=$(k8s_upgrade_refusal "$have" "$want")'],
+    "k8s-upgrade-worker.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ -z "$have" ] || [ "$have" = "$want" ]',
+                              'reason=$(k8s_upgrade_refusal "$have" "$want")'],
 }
 
 
@@ -540,7 +562,7 @@ def test_scripts_are_strict_and_idempotent(script: str) -> None:
         assert guard in text, f"{script}: missing guard {guard!r}"
     # Long-running or interactive tools never read the bundle's stdin.
     for line in text.splitlines():
-        if re.match(r"\s*kubeadm (init|join|reset|token create|config images)", line):
+        if re.match(r"\s*kubeadm (init|join|reset|token create|config images|upgrade)", line):
             assert "</dev/null" in line or "\\" in line, f"{script}: {line.strip()}"
 
 
@@ -560,6 +582,27 @@ def test_steps_wire_the_right_scripts_and_deletes() -> None:
     assert set(dict(init.env)["K8SHA_JOINING"].split()) == {
         n.name for n in placement.nodes if n.role in (Role.CONTROL_PLANE, Role.WORKER)
     } - {init.host}
+
+
+def test_upgrade_steps_run_where_their_credentials_are() -> None:
+    """A master upgrades (and drains) itself with its admin.conf; a worker's drain and uncordon run
+    on the first master, its own step on the worker; every step installs only kubeadm, the kubelet
+    and kubectl, pinned, and none of them carries a secret."""
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    first, other, drain, worker, uncordon = _upgrade_steps(spec, placement, material)
+    master = _cp(placement)[0].name
+    assert [s.host for s in (first, other, drain, worker, uncordon)] == [
+        master, _cp(placement)[1].name, master, _worker(placement).name, master]
+    assert [dict(s.env).get("K8SHA_UPGRADE") for s in (first, other, worker)] == ["first", "control-plane", "worker"]
+    assert [dict(s.env)["K8SHA_PHASE"] for s in (drain, uncordon)] == ["drain", "uncordon"]
+    for step in (first, other, worker):
+        records = [line.split() for line in dict(step.env)["K8SHA_FILES"].splitlines()]
+        assert [r[0] for r in records] == ["kubeadm", "kubelet", "kubectl"]
+        assert all(RELEASE_SHA256[c][v] == sha for c, v, sha, _ in records)
+        assert dict(step.env)["K8SHA_KUBE_VERSION"] == "1.36.4"
+    assert not any(s.secret or s.files or s.delete_script for s in (first, other, drain, worker, uncordon))
+    with pytest.raises(ValueError, match="upgrade role 'second'"):
+        k.k8s_upgrade_step(_config(spec, placement), _cp(placement)[1], "second", material)
 
 
 def test_pki_goes_to_the_first_master_only_and_secrets_are_private() -> None:
@@ -1042,11 +1085,18 @@ def test_node_preparation_installs_once_then_changes_nothing(fake_host: Host, fi
     fake_host.run(k.k8s_node_step(_config(mirrored, placement), _cp(placement)[0], material))
     assert fake_host.calls("systemctl restart containerd") and not fake_host.calls("curl")
 
-    # Another Kubernetes version is an upgrade, never done by a re-run, and refused before any change.
-    newer = _with(mirrored, versions={"kubernetes": "1.36.3"})
-    result = fake_host.attempt(k.k8s_node_step(_config(newer, placement), _cp(placement)[0], material))
-    assert result.returncode != 0 and "kubeadm 1.36.4 is installed but the stack wants 1.36.3" in fake_host.output
-    assert not fake_host.calls("curl") and not fake_host.calls("apt-get")
+    # Another Kubernetes version on a node that has not joined: it simply gets the stack's version.
+    older = k.k8s_node_step(_config(_with(mirrored, versions={"kubernetes": "1.36.3"}), placement),
+                            _cp(placement)[0], material)
+    assert fake_host.attempt(older).returncode != 0  # this mirror serves 1.36.4 only
+    assert "downloading kubeadm 1.36.3 from" in fake_host.output
+    # On a node in the cluster it is an upgrade, left to the upgrade step; a downgrade is refused
+    # before anything on the node changes.
+    write(fake_host.etc("/etc/kubernetes/kubelet.conf"), "apiVersion: v1\nkind: Config\n")
+    result = fake_host.attempt(older)
+    assert result.returncode != 0
+    assert "Kubernetes 1.36.3 is older than the 1.36.4 the cluster runs: kubeadm does not downgrade" in fake_host.output
+    assert not fake_host.calls("curl") and not fake_host.calls("apt-get") and not fake_host.calls("systemctl")
 
 
 def test_a_corrupt_release_file_is_refused_by_name(fake_host: Host, files_mirror: FilesMirror) -> None:

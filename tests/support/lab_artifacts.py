@@ -1,6 +1,8 @@
 """The lab's private build as a stack sees it (run by scripts/lab-artifacts): the checksum table of
-the files built here, a stack file that pins it, the bundle made through the product's own
-`bundle` command from the local source, and the build times in bench/results/artifacts.json.
+the files built here, a stack file that pins it, the bundles made through the product's own
+`bundle` command from the local source (`bundle`: the lab's Kubernetes version; `bundle-from`: the
+version the cluster tier's rolling upgrade starts from), and the build times in
+bench/results/artifacts.json.
 
     python -m tests.support.lab_artifacts CACHE_DIR [--times-only]
 """
@@ -22,6 +24,8 @@ from k8s_ha.model.artifacts import UPSTREAM, ArtifactVersions, files_path
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_STACK = ROOT / "Pulumi.dev.yaml"
+COMPONENTS = ROOT / "configs" / "lab-artifacts" / "components.env"
+UPGRADE_FROM_BUNDLE = "bundle-from"
 
 
 def lab_artifacts_dir() -> Path:
@@ -35,7 +39,7 @@ def lab_artifacts_dir() -> Path:
 def missing_artifacts(cache: Path | None = None) -> str | None:
     """Why the lab artifacts cannot be used, or None."""
     cache = cache or lab_artifacts_dir()
-    for need in ("bundle/manifest.json", "source/checksums.json"):
+    for need in ("bundle/manifest.json", f"{UPGRADE_FROM_BUNDLE}/manifest.json", "source/checksums.json"):
         if not (cache / need).is_file():
             return f"the lab artifacts are not built ({cache / need} is missing): run scripts/lab-artifacts"
     if not list((cache / "source" / "images" / "e2e-test-images" / "agnhost").glob("*/index.json")):
@@ -45,18 +49,20 @@ def missing_artifacts(cache: Path | None = None) -> str | None:
     return None
 
 
-def lab_pins(cache: Path) -> dict[str, Any]:
-    """The lab bundle's `artifacts` pins (checksums, imageDigests), as the product's `bundle` writes
+def lab_pins(cache: Path, bundle: str = "bundle") -> dict[str, Any]:
+    """A lab bundle's `artifacts` pins (checksums, imageDigests), as the product's `bundle` writes
     them for a stack (from the manifest: a bundle cached before that file existed has it too)."""
-    pins: dict[str, Any] = yaml.safe_load(stack_pins(json.loads((cache / "bundle" / "manifest.json").read_text())))
+    pins: dict[str, Any] = yaml.safe_load(stack_pins(json.loads((cache / bundle / "manifest.json").read_text())))
     return pins
 
 
-def lab_versions(env: Path) -> ArtifactVersions:
-    """The versions configs/lab-artifacts/components.env builds."""
+def lab_versions(env: Path = COMPONENTS, upgrade_from: bool = False) -> ArtifactVersions:
+    """The versions configs/lab-artifacts/components.env builds; with `upgrade_from`, those of the
+    cluster the rolling upgrade starts from (only Kubernetes differs)."""
     values = dict(line.split("=", 1) for line in env.read_text().splitlines() if line and not line.startswith("#"))
     return ArtifactVersions(
-        kubernetes=values["KUBERNETES_VERSION"], containerd=values["CONTAINERD_VERSION"],
+        kubernetes=values["KUBERNETES_UPGRADE_FROM" if upgrade_from else "KUBERNETES_VERSION"],
+        containerd=values["CONTAINERD_VERSION"],
         runc=values["RUNC_VERSION"], cni_plugins=values["CNI_PLUGINS_VERSION"],
         crictl=values["CRICTL_VERSION"], etcd=values["ETCD_VERSION"], cni="flannel", metrics_server=True,
     )
@@ -94,21 +100,27 @@ def build_times(directory: Path) -> list[dict[str, Any]]:
 
 def main(cache: Path, times_only: bool = False) -> int:
     """Make the lab bundle (unless `times_only`: then only record the builds done so far)."""
-    code, bundle_s = -1, 0.0
+    code, bundle_s, from_code = -1, 0.0, -1
     if not times_only:
-        ver = lab_versions(ROOT / "configs" / "lab-artifacts" / "components.env")
         source = cache / "source"
-        table = private_table(source / "files", ver)
-        (source / "checksums.json").write_text(json.dumps(table, indent=2) + "\n")
-        stack = lab_stack(ver, table, cache / "Pulumi.lab.yaml")
-        t0 = time.monotonic()
-        code = cli(["bundle", "--stack-file", str(stack), "--out", str(cache / "bundle"),
-                    "--files-source", str(source / "files"), "--images-source", str(source / "images")])
-        bundle_s = time.monotonic() - t0
+        tables = {}
+        for upgrade_from, out in ((False, "bundle"), (True, UPGRADE_FROM_BUNDLE)):
+            ver = lab_versions(upgrade_from=upgrade_from)
+            table = tables[out] = private_table(source / "files", ver)
+            stack = lab_stack(ver, table, cache / ("Pulumi.lab-from.yaml" if upgrade_from else "Pulumi.lab.yaml"))
+            t0 = time.monotonic()
+            done = cli(["bundle", "--stack-file", str(stack), "--out", str(cache / out),
+                        "--files-source", str(source / "files"), "--images-source", str(source / "images")])
+            if upgrade_from:
+                from_code = done
+            else:
+                code, bundle_s = done, time.monotonic() - t0
+        (source / "checksums.json").write_text(json.dumps(tables["bundle"], indent=2) + "\n")
     times, parts = build_times(cache / "times"), build_times(cache / "times" / "parts")
     result: dict[str, Any] = {"builds": times, "kubernetes_binaries": parts,
                               "build_seconds_total": sum(int(t["seconds"]) for t in times),
                               "bundle_exit": code if not times_only else "not run",
+                              "upgrade_from_bundle_exit": from_code if not times_only else "not run",
                               "bundle_seconds": round(bundle_s, 1)}
     manifest_file = cache / "bundle" / "manifest.json"
     if code == 0 and manifest_file.is_file():
@@ -119,7 +131,7 @@ def main(cache: Path, times_only: bool = False) -> int:
     out = ROOT / "bench" / "results" / "artifacts.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("bundle_") or k == "bundle_bytes"}, indent=2))
-    return max(code, 0)
+    return max(code, from_code, 0)
 
 
 if __name__ == "__main__":

@@ -20,16 +20,18 @@ from tests.support.oci import write_layout
 VERSIONS = ArtifactVersions(kubernetes="1.36.4", crictl="1.37.0", cni="flannel")
 
 
-def private_source(root: Path) -> tuple[Path, Path, ArtifactSettings]:
-    """An upstream-shaped directory of made-up release files and images, with their own table."""
+def private_source(root: Path, versions: ArtifactVersions = VERSIONS, build: str = "private build"
+                   ) -> tuple[Path, Path, ArtifactSettings]:
+    """An upstream-shaped directory of made-up release files and images, with their own table
+    (`build` goes into every file, so two builds of one release can differ)."""
     files, imgs = root / "files", root / "images"
     table: dict[str, dict[str, str]] = {}
-    for f in release_files(VERSIONS, ArtifactSettings(checksums={"crictl": {"1.37.0": "0" * 64}})):
-        data = f"{f.component} {f.version} private build\n".encode()
+    for f in release_files(versions, ArtifactSettings(checksums={"crictl": {"1.37.0": "0" * 64}})):
+        data = f"{f.component} {f.version} {build}\n".encode()
         (files / f.path).parent.mkdir(parents=True, exist_ok=True)
         (files / f.path).write_bytes(data)
         table.setdefault(f.component, {})[f.version] = hashlib.sha256(data).hexdigest()
-    for image in images(VERSIONS):
+    for image in images(versions):
         write_layout(imgs / image.upstream_path.replace(":", "/"), image.ref, image.ref.encode())
     return files, imgs, ArtifactSettings(checksums=table)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -173,7 +174,8 @@ def test_etcd_order_certificates_then_members_then_health() -> None:
 
 
 def test_dependency_depth_is_constant_per_layer() -> None:
-    """No chain through all nodes: 3 workers and 60 workers give the same critical path."""
+    """No chain through all nodes, but the rolling upgrade's, which is one node at a time by
+    design and holds nothing else up: 3 workers and 60 workers give the same critical path."""
     small = config_of("Pulumi.prod.yaml")
     big = copy.deepcopy(small)
     big["workerPools"][0]["count"] = 60
@@ -181,8 +183,34 @@ def test_dependency_depth_is_constant_per_layer() -> None:
     depth = {}
     for label, config in (("small", small), ("big", big)):
         graph = run_program(config)
-        depth[label] = max(graph.depth(step) for step in graph.of_type(COMMAND))
+        depth[label] = max(graph.depth(step) for step in graph.of_type(COMMAND) if "-k8s-upgrade" not in step.name)
     assert depth["small"] == depth["big"]
+
+
+def upgrade_chain(graph: Graph) -> list[str]:
+    """The upgrade steps in the order their dependencies force (each waits for the one before)."""
+    steps = [r for r in graph.of_type(COMMAND) if "-k8s-upgrade" in r.name]
+    return [r.name for r in sorted(steps, key=graph.depth)]
+
+
+def test_the_upgrade_chain_goes_one_node_at_a_time_in_kubeadms_order() -> None:
+    """Masters first (the first runs `kubeadm upgrade apply`), then each worker between its drain and
+    its uncordon, across pools; each step waits for the one before it, and init for the first
+    master's (its configuration names the version), while joins wait for no other."""
+    graph = deployed("Pulumi.prod.yaml")
+    chain = upgrade_chain(graph)
+    masters = [f"cp{i}-k8s-upgrade" for i in (1, 2, 3)]
+    workers = [n.removesuffix("-k8s-join") for n in sorted(r.name for r in graph.of_type(COMMAND))
+               if n.endswith("-k8s-join") and not n.startswith("cp")]
+    assert chain == masters + [f"{w}-k8s-upgrade{p}" for w in workers for p in ("-drain", "", "-uncordon")]
+    for before, after in itertools.pairwise(chain):
+        assert graph.depends_on(graph.named(after), graph.named(before)), (after, before)
+    assert graph.depends_on(graph.named("cp1-k8s-init"), graph.named("cp1-k8s-upgrade"))
+    for join in (r for r in graph.of_type(COMMAND) if r.name.endswith("-k8s-join")):  # only through init
+        assert {a.name for a in graph.ancestors(join) if "-k8s-upgrade" in a.name} == {"cp1-k8s-upgrade"}, join.name
+    for worker in workers:  # a worker's drain waits for it to be a member (a new worker is left alone)
+        assert graph.depends_on(graph.named(f"{worker}-k8s-upgrade-drain"), graph.named(f"{worker}-k8s-membership"))
+    assert graph.depends_on(graph.named("patch-deployment-kube-system-coredns"), graph.named("cp3-k8s-upgrade"))
 
 
 def test_invalid_stack_fails_before_any_resource() -> None:

@@ -1,0 +1,260 @@
+"""A rolling Kubernetes upgrade on the node-container cluster, by the program: the cluster is made
+on the release the lab's upgrade starts from (bundle-from: the newest 1.35 patch the proxy serves),
+then versions.kubernetes and the pins change to the default release (bundle) and the changed steps
+run as a second `up` runs them. Both bundles are served at once, as an operator serves the old and
+the new release during an upgrade.
+
+Measured while it runs (bench/results/upgrade.json, with the date and the commit): the longest gap
+in authenticated API reads through the VIP (every 100 ms, each bounded by 1 s), whether the test
+Deployment behind its Service ever had no ready endpoint (sampled every 0.5 s through the API),
+the total time and each node's upgrade time. The goals (no failed read longer than 2 s, never no
+endpoint) are reported and asserted.
+
+Refused with the reason, nothing changed: the upgrade while a node is NotReady (its kubelet
+stopped), and afterwards a downgrade back to the old release.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_ha.model import versions
+from tests.cluster.bundle_server import LabBundleServer
+from tests.cluster.checklist import (
+    NAMESPACE,
+    SERVICE,
+    agnhost_image,
+    deploy_echo,
+    nodes_ready,
+    run_checklist,
+    wait_all_ready,
+)
+from tests.cluster.drill import api_probe, longest_gap
+from tests.guests.drills import wait_for
+from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
+from tests.nodes.containers import NodeLab
+from tests.nodes.stack import NodeClusterStack
+from tests.nodes.tunables import KubeletTunables
+from tests.support.lab_artifacts import UPGRADE_FROM_BUNDLE, lab_pins, lab_versions
+from tests.support.provenance import provenance
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_FILE = ROOT / "bench" / "results" / "upgrade.json"
+READY_TIMEOUT_S = 900
+API_GAP_GOAL_S = 2.0
+OLD, NEW = lab_versions(upgrade_from=True).kubernetes, lab_versions().kubernetes
+RESULTS: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[NodeClusterStack]:
+    RESULTS.clear()
+    RESULTS.update(versions={"from": OLD, "to": NEW})
+    kubectl = next((lab_artifacts / "bin").glob(f"kubernetes-{NEW}/kubectl"))
+    work = tmp_path_factory.mktemp("upgrade")
+    lab = NodeLab(work)
+    served = LabBundleServer(lab, [lab_artifacts / "bundle", lab_artifacts / UPGRADE_FROM_BUNDLE], work / "registry")
+    with KubeletTunables() as tunables, lab, served:
+        layout, path = agnhost_image(lab_artifacts)
+        served.push(layout, path)
+        stack = NodeClusterStack(lab, node_rootfs, work / "cluster", lab_pins(lab_artifacts, UPGRADE_FROM_BUNDLE),
+                                 kubectl, upgrade_from=True)
+        try:
+            t0 = time.monotonic()
+            stack.boot()
+            stack.bootstrap()
+            wait_all_ready(stack, READY_TIMEOUT_S)
+            RESULTS["cluster_on_old_release_s"] = round(time.monotonic() - t0, 1)
+            yield stack
+        finally:
+            RESULTS_FILE.write_text(json.dumps({**provenance(), **RESULTS}, indent=2, default=str) + "\n")
+            print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
+            failed = stack.close()
+    leftovers = lab.leftovers()
+    assert not failed and not leftovers, f"the tier left things behind: {failed} {leftovers}"
+    assert not tunables.changed(), f"machine-global tunables not restored: {tunables.changed()}"
+
+
+def kubelet_versions(c: NodeClusterStack) -> dict[str, str]:
+    return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"].removeprefix("v")
+            for n in c.kubectl_json("get", "nodes")["items"]}
+
+
+def control_plane_version(c: NodeClusterStack) -> str:
+    """What kubeadm records as the cluster's version (ClusterConfiguration in kubeadm-config)."""
+    text = c.kubectl_json("get", "configmap", "-n", "kube-system", "kubeadm-config")["data"]["ClusterConfiguration"]
+    return next(line.split()[1] for line in text.splitlines() if line.startswith("kubernetesVersion:"))
+
+
+def images_of(c: NodeClusterStack, kind: str, name: str) -> list[str]:
+    spec = c.kubectl_json("get", kind, "-n", "kube-system", name)["spec"]["template"]["spec"]
+    return [container["image"] for container in spec["containers"]]
+
+
+def static_pod_images(c: NodeClusterStack) -> set[str]:
+    pods = c.kubectl_json("get", "pods", "-n", "kube-system", "-l", "tier=control-plane")["items"]
+    return {p["spec"]["containers"][0]["image"].rsplit(":", 1)[1] for p in pods}
+
+
+class EndpointWatch:
+    """Ready endpoints of the test Service, sampled every 0.5 s through the API until `stop()`."""
+
+    def __init__(self, c: NodeClusterStack) -> None:
+        self.c, self.samples = c, []  # (monotonic time, ready endpoint count)
+        self.unanswered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ready(self) -> int:
+        slices = self.c.kubectl_json("get", "endpointslices", "-n", NAMESPACE,
+                                     "-l", f"kubernetes.io/service-name={SERVICE}")["items"]
+        return sum(1 for s in slices for e in s.get("endpoints") or [] if e.get("conditions", {}).get("ready"))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.monotonic(), self._ready()))
+            except Exception:  # the API behind the VIP can miss one read; the API probe counts those
+                self.unanswered += 1
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> EndpointWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def report(self) -> dict[str, Any]:
+        counts = [n for _t, n in self.samples]
+        return {"samples": len(counts), "unanswered_samples": self.unanswered, "min_ready": min(counts, default=None),
+                "samples_with_no_ready_endpoint": sum(1 for n in counts if n == 0)}
+
+
+def test_the_cluster_runs_the_release_the_upgrade_starts_from(cluster: NodeClusterStack) -> None:
+    assert versions.upgrade_problem(OLD, NEW) is None, (OLD, NEW)  # the lab's pair is an upgrade kubeadm makes
+    assert set(kubelet_versions(cluster).values()) == {OLD}
+    assert control_plane_version(cluster) == f"v{OLD}"
+    assert static_pod_images(cluster) == {f"v{OLD}"}
+    assert cluster.graph.stack_outputs["kubernetesVersion"] == OLD
+
+
+def _upgraded_config(c: NodeClusterStack, lab_artifacts: Path) -> dict[str, Any]:
+    config = copy.deepcopy(c.config)
+    config["versions"]["kubernetes"] = NEW
+    config["artifacts"].update(lab_pins(lab_artifacts))
+    return config
+
+
+def test_an_upgrade_while_a_node_is_not_ready_is_refused_and_changes_no_version(
+        cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    victim = WORKER_NAMES[-1]
+    old_config = cluster.config
+    cluster.run(victim, "systemctl stop kubelet")
+    try:
+        wait_for(lambda: not nodes_ready(cluster)[victim], f"{victim} NotReady", 300, 1)
+        cluster.config = _upgraded_config(cluster, lab_artifacts)
+        refused = rf"step cp1-k8s-upgrade on cp1 exited 1:[\s\S]*Nodes not Ready: {victim}"
+        with pytest.raises(cluster.error, match=refused):
+            cluster.update()
+        assert set(kubelet_versions(cluster).values()) == {OLD}
+        assert control_plane_version(cluster) == f"v{OLD}"
+        assert cluster.run("cp1", "kubeadm version -o short").stdout.strip() == f"v{OLD}"
+    finally:
+        cluster.run(victim, "systemctl start kubelet")
+        cluster.config = old_config
+    wait_all_ready(cluster, 300)
+
+
+def test_a_rolling_upgrade_keeps_the_api_answering_and_the_service_served(
+        cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    _layout, path = agnhost_image(lab_artifacts)
+    deploy_echo(cluster, f"registry.k8s.io/{path}")
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+           "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": SERVICE}}}}
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pdb))
+    spans: dict[str, tuple[float, float]] = {}
+    cluster.config = _upgraded_config(cluster, lab_artifacts)
+    probe = api_probe(cluster, 3600)
+    try:
+        time.sleep(2.0)
+        with EndpointWatch(cluster) as endpoints:
+            t0 = time.monotonic()
+            seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
+            total_s = time.monotonic() - t0
+            time.sleep(2.0)
+        api = longest_gap(probe, t0, t0 + total_s)
+    finally:
+        probe.stop()
+    order = [name for name, _span in sorted(spans.items(), key=lambda kv: kv[1][0]) if "-k8s-upgrade" in name]
+    per_node = {node: round(sum(spans[s][1] - spans[s][0] for s in spans if s.startswith(f"{node}-k8s-upgrade")), 1)
+                for node in (*CP_NAMES, *WORKER_NAMES)}
+    RESULTS["upgrade"] = {
+        "total_s": round(total_s, 1), "per_node_s": per_node, "upgrade_order": order,
+        "steps_s": seconds, "step_spans_s": {n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
+        "api": {k: v for k, v in api.items() if k != "first_15_s"}, "api_gap_goal_s": API_GAP_GOAL_S,
+        "endpoints": endpoints.report(), "unchanged_steps": sorted(
+            r.name for r in cluster.commands if r.name not in seconds)}
+    print(json.dumps(RESULTS["upgrade"], indent=1, default=str))
+    # kubeadm's order, one node at a time: the first master, the others, then each worker drained.
+    assert order == [f"{n}-k8s-upgrade" for n in CP_NAMES] + [
+        f"{w}-k8s-upgrade{p}" for w in WORKER_NAMES for p in ("-drain", "", "-uncordon")]
+    for before, after in itertools.pairwise(order):
+        assert spans[before][1] <= spans[after][0], (before, after)
+    assert set(kubelet_versions(cluster).values()) == {NEW}
+    assert control_plane_version(cluster) == f"v{NEW}"
+    assert static_pod_images(cluster) == {f"v{NEW}"}
+    assert images_of(cluster, "daemonset", "kube-proxy")[0].endswith(f":v{NEW}")
+    assert images_of(cluster, "deployment", "coredns")[0].endswith(f":{versions.COREDNS_TAGS[int(NEW.split('.')[1])]}")
+    assert cluster.graph.stack_outputs["kubernetesVersion"] == NEW
+    assert not any(n["spec"].get("unschedulable") for n in cluster.kubectl_json("get", "nodes")["items"])
+    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    assert endpoints.report()["samples_with_no_ready_endpoint"] == 0, endpoints.report()
+
+
+def test_after_the_upgrade_a_second_update_changes_nothing_and_the_checklist_passes(
+        cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    assert cluster.update() == {}
+    _layout, path = agnhost_image(lab_artifacts)
+    again = run_checklist(cluster, f"registry.k8s.io/{path}")
+    RESULTS["checklist_after_upgrade"] = again
+    assert again["nodes_ready"] == {n: True for n in (*CP_NAMES, *WORKER_NAMES)}
+    assert all(state == "Running" for state in again["kube_system_pods"].values()), again["kube_system_pods"]
+    assert again["etcd_health"] == {n: True for n in ETCD_NAMES}
+    assert again["haproxy"] == {lb: {cp: "UP" for cp in CP_NAMES} for lb in LB_NAMES}
+    assert set(again["service_answers"]) == set(again["echo_pods"]), again
+
+
+def test_a_downgrade_is_refused_on_the_nodes_with_the_reason(cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    """What a plain `pulumi up` would do with the old version back in the stack (the CLI refuses it
+    before the engine from the stack's kubernetesVersion): each node's preparation refuses first."""
+    old_config = cluster.config
+    cluster.config = copy.deepcopy(old_config)
+    cluster.config["versions"]["kubernetes"] = OLD
+    cluster.config["artifacts"].update(lab_pins(lab_artifacts, UPGRADE_FROM_BUNDLE))
+    try:
+        with pytest.raises(cluster.error, match=f"Kubernetes {OLD} is older than the {NEW} the cluster runs"):
+            cluster.update()
+    finally:
+        cluster.config = old_config
+        cluster.rerun_program()
+    assert set(kubelet_versions(cluster).values()) == {NEW}
+    done = subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
+                           str(ROOT / "Pulumi.dev.yaml"), "--running-kubernetes", "1.37.0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2 and "kubeadm does not downgrade" in done.stderr
