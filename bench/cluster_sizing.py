@@ -30,7 +30,7 @@ from tests.guests.domain_type import probe_domain_type  # noqa: E402
 from tests.guests.hypervisors import LabHypervisors, cleanup_stale  # noqa: E402
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib  # noqa: E402
 from tests.support.images import lab_image  # noqa: E402
-from tests.support.lab_artifacts import lab_pins  # noqa: E402
+from tests.support.lab_artifacts import lab_binary, lab_pins  # noqa: E402
 from tests.support.provenance import provenance  # noqa: E402
 
 MASTER = "cp1"
@@ -64,7 +64,7 @@ def main() -> int:
     image = lab_image()
     probe = probe_domain_type(image)
     work = ROOT / ".cache" / "guests" / "cluster-sizing"
-    kubectl = next((LAB_ARTIFACTS / "bin").glob("kubernetes-*/kubectl"))
+    kubectl = lab_binary(LAB_ARTIFACTS, "kubectl")
     result: dict[str, object] = {**provenance(),
                                  "domain_type": probe.domain_type,
                                  "booted": list(BOOTED), "host_cores": len(os.sched_getaffinity(0))}

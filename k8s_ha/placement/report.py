@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from k8s_ha.model.spec import StackSpec
+from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import DomainLoss, Placement
 
 
@@ -33,6 +33,17 @@ def _loss(loss: DomainLoss) -> dict[str, Any]:
     }
 
 
+def upgrade_order(spec: StackSpec, placement: Placement) -> list[str]:
+    """The nodes a change of versions.kubernetes upgrades, one at a time, in the program's order:
+    the masters from the first (which runs `kubeadm upgrade apply`), then the workers pool by pool,
+    each drained first. Empty when the stack leaves Kubernetes out."""
+    if not spec.kubernetes.bootstrap:
+        return []
+    workers = placement.by_role(Role.WORKER)
+    return [n.name for n in placement.by_role(Role.CONTROL_PLANE)] + [
+        n.name for pool in spec.worker_pools for n in workers if n.pool == pool.name]
+
+
 def plan_data(spec: StackSpec, placement: Placement) -> dict[str, Any]:
     return {
         "cluster": spec.cluster.name,
@@ -55,6 +66,7 @@ def plan_data(spec: StackSpec, placement: Placement) -> dict[str, Any]:
             for n in placement.nodes
         ],
         "faultTolerance": fault_tolerance(placement),
+        "upgradeOrder": upgrade_order(spec, placement),
     }
 
 
@@ -74,6 +86,9 @@ def format_plan(spec: StackSpec, placement: Placement) -> str:
                           str(loss.load_balancers_alive), str(loss.control_plane_alive),
                           f"{loss.worker_capacity:.0%}", "; ".join(loss.reasons) or "-"))
     out += _table(loss_rows)
+    if order := upgrade_order(spec, placement):
+        out += ["", f"Rolling upgrade order (a change of versions.kubernetes, one node at a time; workers are "
+                    f"drained first): {', '.join(order)}"]
     for warning in placement.warnings:
         out += ["", f"WARNING: {warning}"]
     return "\n".join(out)

@@ -33,7 +33,10 @@ class ClusterAddons(pulumi.ComponentResource):
         kubeconfig: pulumi.Output[str],
         prerequisites: Sequence[pulumi.Resource],
         opts: pulumi.ResourceOptions | None = None,
+        patches_after: Sequence[pulumi.Resource] = (),
     ) -> None:
+        """`patches_after`: what the patches of kubeadm's own objects also wait for (the masters'
+        upgrades: `kubeadm upgrade apply` rewrites CoreDNS, and the patch then applies again)."""
         super().__init__("k8s-ha:kubernetes:ClusterAddons", name, None, opts)
         addons = cluster_addons(spec)
         self.provider = k8s.Provider(
@@ -52,10 +55,11 @@ class ClusterAddons(pulumi.ComponentResource):
             "objects", objs=addons.objects,
             opts=pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=previous)),
         )
-        self.patches = [self._patch(obj, on_cluster) for obj in addons.patches]
+        self.patches = [self._patch(obj, on_cluster, patches_after) for obj in addons.patches]
         self.register_outputs({})
 
-    def _patch(self, obj: KubeObject, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    def _patch(self, obj: KubeObject, opts: pulumi.ResourceOptions, after: Sequence[pulumi.Resource]
+               ) -> pulumi.Resource:
         kind = obj["kind"]
         if kind not in PATCHES:
             raise ValueError(f"no patch resource for kind {kind}")
@@ -70,7 +74,7 @@ class ClusterAddons(pulumi.ComponentResource):
                 },
             ),
             **body,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.objects])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.objects, *after])),
         )
         return patch
 

@@ -84,8 +84,8 @@ class HaCluster(pulumi.ComponentResource):
         ), pulumi.ResourceOptions(parent=self))
         # After an upgrade of the masters, kubeadm has rewritten CoreDNS: the add-ons' patches follow.
         addons = self.addons = ClusterAddons(
-            "addons", spec, control_plane.kubeconfig, prerequisites=[control_plane.init, control_plane.upgraded],
-            opts=pulumi.ResourceOptions(parent=self),
+            "addons", spec, control_plane.kubeconfig, prerequisites=[control_plane.init],
+            opts=pulumi.ResourceOptions(parent=self), patches_after=[control_plane.upgraded],
         )
         # A worker's Node only turns Ready once the CNI runs; its membership step waits for that.
         # The pools' upgrades follow one another, after the masters'.

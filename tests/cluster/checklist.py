@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cluster.cluster import ClusterSteps as ClusterStack
-from tests.guests.drills import etcdctl, wait_for
+from tests.guests.drills import DrillError, etcdctl, wait_for
 from tests.lab.probe import server_status
 
 NAMESPACE = "k8s-ha-checklist"
@@ -51,6 +51,16 @@ def kube_system_pods(c: ClusterStack) -> dict[str, str]:
         waiting = [s["name"] for s in pod["status"].get("containerStatuses", []) if not s.get("ready")]
         out[pod["metadata"]["name"]] = phase if phase != "Running" or not waiting else f"Running, not ready: {waiting}"
     return out
+
+
+def wait_kube_system_ready(c: ClusterStack, timeout: float) -> None:
+    """Until every kube-system pod is Running with its containers ready (a pod that was moved or
+    restarted reports ready only after its first successful probes); on timeout, what is not."""
+    try:
+        wait_for(lambda: all(v == "Running" for v in kube_system_pods(c).values()),
+                 "every kube-system pod Running and ready", timeout, 2)
+    except DrillError as timed_out:
+        raise AssertionError(f"{timed_out}\n{why_not_ready(c)}") from timed_out
 
 
 def etcd_health(c: ClusterStack) -> dict[str, bool]:

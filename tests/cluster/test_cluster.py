@@ -39,7 +39,7 @@ from tests.cluster.drill import seed_001
 from tests.guests.domain_type import DomainTypeProbe
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.usage import cpu_percent, qemu_pids, rss_mib
-from tests.support.lab_artifacts import build_times, lab_pins
+from tests.support.lab_artifacts import build_times, lab_binary, lab_pins
 from tests.support.provenance import provenance
 
 pytestmark = pytest.mark.cluster_guests
@@ -66,7 +66,7 @@ def cluster(cluster_image: Path, lab_artifacts: Path, capacity: DomainTypeProbe,
     RESULTS["topology"] = {"load_balancers": list(LB_NAMES), "etcd": list(ETCD_NAMES), "masters": list(CP_NAMES),
                            "workers": list(WORKER_NAMES), "domain_type": probe.domain_type}
     RESULTS["artifact_build_seconds"] = sum(int(t["seconds"]) for t in build_times(lab_artifacts / "times"))
-    kubectl = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
+    kubectl = lab_binary(lab_artifacts, "kubectl")
     hvs = LabHypervisors()
     with hvs, LabBundleServer(hvs, lab_artifacts / "bundle", work_dir / "registry") as served:
         layout, path = agnhost_image(lab_artifacts)

@@ -33,7 +33,7 @@ from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
 from tests.nodes.containers import NodeLab
 from tests.nodes.stack import NodeStack
 from tests.nodes.tunables import KubeletTunables
-from tests.support.lab_artifacts import lab_pins
+from tests.support.lab_artifacts import lab_binary, lab_pins
 
 pytestmark = pytest.mark.cluster
 
@@ -91,7 +91,7 @@ class Kubectl:
 def test_the_program_makes_changes_and_destroys_the_cluster_with_the_real_engine(
         engine_installed: None, node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    kubectl_binary = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
+    kubectl_binary = lab_binary(lab_artifacts, "kubectl")
     pins = lab_pins(lab_artifacts)
     work = tmp_path_factory.mktemp("nodes-engine")
     lab = NodeLab(work)

@@ -22,14 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.bundle_server import LabBundleServer
 from tests.cluster.checklist import (
     agnhost_image,
-    kube_system_pods,
     nodes_ready,
     run_checklist,
     wait_all_ready,
-    why_not_ready,
+    wait_kube_system_ready,
 )
 
 # The checklist's tests, shared with the other cluster tier; they run on this module's fixtures.
@@ -47,7 +45,6 @@ from tests.cluster.checklist_tests import (  # noqa: F401
 from tests.cluster.drill import admin_files, seed_001
 from tests.cluster.writers import NumberedWriters
 from tests.guests.drills import (
-    DrillError,
     Measurement,
     etcd_healthy,
     power_cut_etcd_leader,
@@ -55,11 +52,10 @@ from tests.guests.drills import (
     wait_for,
 )
 from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_NAMES
-from tests.nodes.containers import NodeLab
+from tests.nodes.lab_cluster import lab_cluster
 from tests.nodes.stack import NodeClusterStack
-from tests.nodes.tunables import KubeletTunables
 from tests.nodes.usage import cpu_percent, memory_mib
-from tests.support.lab_artifacts import build_times, lab_pins, lab_versions
+from tests.support.lab_artifacts import build_times, lab_versions
 from tests.support.provenance import provenance
 from tests.unit.harness import run_program
 
@@ -97,41 +93,28 @@ def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.Tem
     RESULTS["topology"] = {"load_balancers": list(LB_NAMES), "etcd": list(ETCD_NAMES), "masters": list(CP_NAMES),
                            "workers": list(WORKER_NAMES)}
     RESULTS["artifact_build_seconds"] = sum(int(t["seconds"]) for t in build_times(lab_artifacts / "times"))
-    kubectl = next((lab_artifacts / "bin").glob("kubernetes-*/kubectl"))
-    pins = lab_pins(lab_artifacts)  # the bundle's checksums and image digests
     work = tmp_path_factory.mktemp("nodes")
-    lab = NodeLab(work)
-    served = LabBundleServer(lab, lab_artifacts / "bundle", work / "registry")
-    with KubeletTunables() as tunables, lab, served:
-        layout, path = agnhost_image(lab_artifacts)
-        served.push(layout, path)
+    with lab_cluster(work, node_rootfs, lab_artifacts, on_close=_write_results) as (stack, served):
         RESULTS["bundle_served_after_s"] = served.started_s
-        stack = NodeClusterStack(lab, node_rootfs, work / "cluster", pins, kubectl)
-        try:
-            t0 = time.monotonic()
-            reached = stack.boot()
-            boot_s = time.monotonic() - t0
-            print(f"start -> SSH (s): {reached}")
-            steps = stack.bootstrap()
-            wait_all_ready(stack, READY_TIMEOUT_S)
-            total_s = time.monotonic() - t0
-            RESULTS["time_to_cluster"] = {
-                "total_s": round(total_s, 1), "boot_s": round(boot_s, 1), "start_to_ssh_s": reached,
-                "steps_s": round(total_s - boot_s, 1), "layers_s": stack.layer_seconds(), "per_step_s": steps,
-                "step_spans_s": stack.step_spans}
-            print(f"cluster all Ready after {total_s:.0f} s: {stack.layer_seconds()}")
-            RESULTS["idle"] = {"cpu_percent_of_a_core": cpu_percent(lab, NODES, IDLE_SAMPLE_S),
-                               "rss_mib": memory_mib(lab, NODES), "sample_s": IDLE_SAMPLE_S}
-            RESULTS["idle"]["cluster_cpu_percent_of_a_core"] = round(
-                sum(RESULTS["idle"]["cpu_percent_of_a_core"].values()), 1)
-            print(f"idle: {RESULTS['idle']}")
-            yield stack
-        finally:
-            _write_results()
-            failed = stack.close()
-    leftovers = lab.leftovers()
-    assert not failed and not leftovers, f"the tier left things behind: {failed} {leftovers}"
-    assert not tunables.changed(), f"machine-global tunables not restored: {tunables.changed()}"
+        t0 = time.monotonic()
+        reached = stack.boot()
+        boot_s = time.monotonic() - t0
+        print(f"start -> SSH (s): {reached}")
+        steps = stack.bootstrap()
+        wait_all_ready(stack, READY_TIMEOUT_S)
+        total_s = time.monotonic() - t0
+        RESULTS["time_to_cluster"] = {
+            "total_s": round(total_s, 1), "boot_s": round(boot_s, 1), "start_to_ssh_s": reached,
+            "steps_s": round(total_s - boot_s, 1), "layers_s": stack.layer_seconds(), "per_step_s": steps,
+            "step_spans_s": stack.step_spans}
+        print(f"cluster all Ready after {total_s:.0f} s: {stack.layer_seconds()}")
+        lab = stack.node_lab
+        RESULTS["idle"] = {"cpu_percent_of_a_core": cpu_percent(lab, NODES, IDLE_SAMPLE_S),
+                           "rss_mib": memory_mib(lab, NODES), "sample_s": IDLE_SAMPLE_S}
+        RESULTS["idle"]["cluster_cpu_percent_of_a_core"] = round(
+            sum(RESULTS["idle"]["cpu_percent_of_a_core"].values()), 1)
+        print(f"idle: {RESULTS['idle']}")
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +185,7 @@ def test_the_checklist_passes_again_after_the_drills(cluster: NodeClusterStack, 
     wait_for(lambda: all(nodes_ready(cluster).values()), "every node Ready", 300, 2)
     # The powered-on master's static pods run again at once but report ready only after their
     # first successful probes.
-    try:
-        wait_for(lambda: all(v == "Running" for v in kube_system_pods(cluster).values()),
-                 "every kube-system pod Running and ready", 300, 2)
-    except DrillError as timed_out:
-        raise AssertionError(f"{timed_out}\n{why_not_ready(cluster)}") from timed_out
+    wait_kube_system_ready(cluster, 300)
     _layout, path = agnhost_image(lab_artifacts)
     again = run_checklist(cluster, f"registry.k8s.io/{path}")
     RESULTS["checklist_after_drills"] = again

@@ -118,15 +118,15 @@ def test_every_kubeadm_document_validates_against_the_model_of_its_api_version(c
 def _real_kubeadm() -> Path:
     """kubeadm as built by scripts/lab-artifacts (the product's version): the render tier's real
     validator for kubeadm configs. Skips, saying so, until it is built."""
-    from tests.support.lab_artifacts import lab_artifacts_dir
+    from tests.support.lab_artifacts import lab_artifacts_dir, lab_binary
 
-    found = sorted((lab_artifacts_dir() / "bin").glob("kubernetes-*/kubeadm"))
-    if not found:
+    kubeadm = lab_binary(lab_artifacts_dir(), "kubeadm")
+    if not kubeadm.is_file():
         message = f"kubeadm is not built in {lab_artifacts_dir()} (scripts/lab-artifacts kubernetes)"
         if os.environ.get("K8SHA_REAL_KUBEADM") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return found[-1]
+    return kubeadm
 
 
 def _node_container_stack() -> Case:

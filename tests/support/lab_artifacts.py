@@ -44,9 +44,15 @@ def missing_artifacts(cache: Path | None = None) -> str | None:
             return f"the lab artifacts are not built ({cache / need} is missing): run scripts/lab-artifacts"
     if not list((cache / "source" / "images" / "e2e-test-images" / "agnhost").glob("*/index.json")):
         return "the agnhost test image is not built: run scripts/lab-artifacts images"
-    if not list((cache / "bin").glob("kubernetes-*/kubectl")):
+    if not lab_binary(cache, "kubectl").is_file():
         return "no kubectl in the lab artifacts: run scripts/lab-artifacts kubernetes"
     return None
+
+
+def lab_binary(cache: Path, name: str, upgrade_from: bool = False) -> Path:
+    """kubeadm, kubelet or kubectl as scripts/lab-artifacts built it, of the lab's version (or of
+    the version the rolling upgrade starts from)."""
+    return cache / "bin" / f"kubernetes-{lab_versions(upgrade_from=upgrade_from).kubernetes}" / name
 
 
 def lab_pins(cache: Path, bundle: str = "bundle") -> dict[str, Any]:

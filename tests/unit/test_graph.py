@@ -13,6 +13,8 @@ import pulumi
 import pytest
 
 from k8s_ha.model.stackfile import read_stack_file
+from k8s_ha.placement.plan import load_plan
+from k8s_ha.placement.report import plan_data
 from k8s_ha.resources.remote import DIAL_ERROR_LIMIT, EXISTING_HOST_DIALS, dials_for
 from tests.unit.harness import Graph, Registered, run_program
 
@@ -203,6 +205,9 @@ def test_the_upgrade_chain_goes_one_node_at_a_time_in_kubeadms_order() -> None:
     workers = [n.removesuffix("-k8s-join") for n in sorted(r.name for r in graph.of_type(COMMAND))
                if n.endswith("-k8s-join") and not n.startswith("cp")]
     assert chain == masters + [f"{w}-k8s-upgrade{p}" for w in workers for p in ("-drain", "", "-uncordon")]
+    plan = load_plan(ROOT / "Pulumi.prod.yaml")  # what `plan` tells the user the order is
+    assert [f"{n}-k8s-upgrade" for n in plan_data(plan.spec, plan.placement)["upgradeOrder"]] == [
+        n for n in chain if n.endswith("-k8s-upgrade")]
     for before, after in itertools.pairwise(chain):
         assert graph.depends_on(graph.named(after), graph.named(before)), (after, before)
     assert graph.depends_on(graph.named("cp1-k8s-init"), graph.named("cp1-k8s-upgrade"))
