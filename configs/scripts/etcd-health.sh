@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # etcd health: runs on the first member after every member step. Waits (bounded) until every
 # member of the cluster is healthy and every planned member has started, then shows the cluster.
+# After a restore (etcd.restore) it also writes the restore's mark, K8SHA_ETCD_MARK_KEY =
+# K8SHA_ETCD_MARK_VALUE, once the restored cluster is whole.
 # Env: K8SHA_ETCD_ENDPOINTS K8SHA_ETCD_NAMES K8SHA_ETCD_BIN_DIR K8SHA_ETCD_PKI
-#      K8SHA_ETCD_HEALTH_TIMEOUT
+#      K8SHA_ETCD_HEALTH_TIMEOUT (K8SHA_ETCD_MARK_KEY K8SHA_ETCD_MARK_VALUE)
 set -euo pipefail
 
 # The etcd_* helpers come from etcd-lib.sh (Step.libs).
@@ -47,4 +49,10 @@ if [ -n "$extra" ]; then
 fi
 printf '%s\n' "$health"
 etcd_ctl "$K8SHA_ETCD_ENDPOINTS" endpoint status --cluster -w table
+if [ -n "${K8SHA_ETCD_MARK_KEY:-}" ] &&
+  [ "$(etcd_ctl "$K8SHA_ETCD_ENDPOINTS" get --print-value-only "$K8SHA_ETCD_MARK_KEY")" != "$K8SHA_ETCD_MARK_VALUE" ]; then
+  etcd_ctl "$K8SHA_ETCD_ENDPOINTS" put "$K8SHA_ETCD_MARK_KEY" "$K8SHA_ETCD_MARK_VALUE" >/dev/null ||
+    k8sha_fail "cannot write $K8SHA_ETCD_MARK_KEY to the restored cluster"
+  K8SHA_CHANGED+=("(marked the cluster restored: $K8SHA_ETCD_MARK_KEY)")
+fi
 k8sha_done

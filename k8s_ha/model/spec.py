@@ -345,6 +345,14 @@ class EtcdBackup(Model):
     directory: Annotated[str, Check(_absolute_path)] = "/var/backups/etcd"
 
 
+class EtcdRestore(Model):
+    """Disaster recovery: the external etcd cluster restored from this snapshot (an `etcdctl
+    snapshot save` file, fetched by every member from `url` and checked against `sha256`), once."""
+
+    url: Url
+    sha256: Annotated[str, Check(_sha256)]
+
+
 def derived_virtual_router_id(cluster: str) -> int:
     """A VRRP router id from the cluster name, so two clusters on one L2 segment differ."""
     return 1 + zlib.crc32(cluster.encode()) % 255
@@ -366,6 +374,7 @@ class EtcdSpec(Model):
     pre_vote: bool = True  # etcd 3.4 defaults to off; measured in the lab (docs/ha.md)
     source: EtcdSource = EtcdSource()
     backup: EtcdBackup = EtcdBackup()
+    restore: EtcdRestore | None = None
 
     @rule("nodes")
     def odd_members(self) -> Iterator[tuple[str, str]]:

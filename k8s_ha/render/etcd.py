@@ -25,6 +25,7 @@ from k8s_ha.model.spec import (
     SYSTEMD_CALENDAR,
     ClusterSettings,
     EtcdBackup,
+    EtcdRestore,
     EtcdSource,
     EtcdSpec,
     Role,
@@ -97,6 +98,7 @@ class EtcdSettings:
     election_timeout_ms: int = timers.ELECTION_TIMEOUT_MS
     pre_vote: bool = True
     backup: EtcdBackup = field(default_factory=EtcdBackup)
+    restore: EtcdRestore | None = None  # restore the cluster from this snapshot (once)
 
     def __post_init__(self) -> None:
         """The stack file's rules for the same fields (versions.etcd, cluster.name, etcd.*,
@@ -108,6 +110,7 @@ class EtcdSettings:
         typed |= check.fields(EtcdSpec, {
             "source": self.source, "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "election_timeout_ms": self.election_timeout_ms, "pre_vote": self.pre_vote, "backup": self.backup,
+            "restore": self.restore,
         })
         typed |= check.fields(StackSpec, {"artifacts": self.artifacts})
         check.keep(self, typed)
@@ -154,6 +157,7 @@ def etcd_settings(spec: StackSpec) -> EtcdSettings:
         election_timeout_ms=spec.etcd.election_timeout_ms,
         pre_vote=spec.etcd.pre_vote,
         backup=spec.etcd.backup,
+        restore=spec.etcd.restore,
     )
 
 
@@ -355,3 +359,39 @@ def etcd_health_step(config: EtcdConfig, material: m.Material) -> Step:
         files=_client_tls(material),
         env=(("K8SHA_ETCD_HEALTH_TIMEOUT", str(HEALTH_TIMEOUT_S)), *_common_env(config)),
     )
+
+
+# The key a restored cluster carries: the sha256 of the snapshot it was restored from.
+RESTORE_MARK_KEY = "/k8s-ha/restored-from-snapshot"
+
+
+def _restore(config: EtcdConfig) -> EtcdRestore:
+    if config.settings.restore is None:
+        raise ValueError("EtcdSettings.restore is not set: there is no snapshot to restore from")
+    return config.settings.restore
+
+
+def etcd_restore_step(config: EtcdConfig, node: Member, material: m.Material) -> Step:
+    """etcd.restore on one member (all run at once): the snapshot fetched and checked against its
+    sha256, then the member's etcd-restore; once per snapshot, and never on a member that joined
+    the cluster after its restore (docs/etcd.md, Restore)."""
+    restore = _restore(config)
+    return Step(
+        name="etcd-restore",
+        host=config.member(node.name).name,
+        script="etcd-restore-step.sh",
+        libs=(ETCD_LIB,),
+        files=_client_tls(material),
+        env=(("K8SHA_ETCD_NAME", node.name), ("K8SHA_RESTORE_URL", restore.url),
+             ("K8SHA_RESTORE_SHA256", restore.sha256), ("K8SHA_ETCD_MARK_KEY", RESTORE_MARK_KEY),
+             *_common_env(config)),
+    )
+
+
+def etcd_restored_step(config: EtcdConfig, material: m.Material) -> Step:
+    """After every member's restore: the health gate again, then the restore's mark in the
+    restored cluster (so that a member added later never restores it again)."""
+    health = etcd_health_step(config, material)
+    mark = (("K8SHA_ETCD_MARK_KEY", RESTORE_MARK_KEY), ("K8SHA_ETCD_MARK_VALUE", _restore(config).sha256))
+    return Step(name="etcd-restored", host=health.host, script=health.script, libs=health.libs,
+                files=health.files, env=(*health.env, *mark))

@@ -717,3 +717,17 @@ def worker_upgrade_step(config: KubernetesConfig, pool: PoolMembership, worker: 
 def _plain_version(config: KubernetesConfig) -> str:
     version = config.version
     return f"{version.major}.{version.minor}.{version.patch}"
+
+
+def control_plane_restart_step(config: KubernetesConfig, node: Member, snapshot_sha256: str,
+                               material: m.Material) -> Step:
+    """After an etcd restore (etcd.restore): this master's apiserver, controller-manager and
+    scheduler restarted against the restored data, once per snapshot; the program runs the
+    masters' one at a time."""
+    return Step(
+        name="k8s-restart-control-plane",
+        host=node.name,
+        script="k8s-restart-control-plane.sh",
+        libs=(K8S_LIB,),
+        env=(*_common_env(config, node), ("K8SHA_RESTORE_SHA256", snapshot_sha256)),
+    )

@@ -16,12 +16,19 @@ from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement
 from k8s_ha.render import material as m
 from k8s_ha.render.cloudinit import network_config, user_data
-from k8s_ha.render.etcd import etcd_config, etcd_health_step, etcd_member_step
+from k8s_ha.render.etcd import (
+    etcd_config,
+    etcd_health_step,
+    etcd_member_step,
+    etcd_restore_step,
+    etcd_restored_step,
+)
 from k8s_ha.render.harbor import harbor_config, harbor_step
 from k8s_ha.render.kubernetes import (
     control_plane_config,
     control_plane_init_step,
     control_plane_join_step,
+    control_plane_restart_step,
     k8s_node_step,
     k8s_upgrade_step,
     kubernetes_config,
@@ -46,6 +53,10 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
         steps.append(etcd_member_step(etcd, node, material))
         if node.name == etcd.members[0].name:
             steps.append(etcd_health_step(etcd, material))
+        if spec.etcd.restore is not None:  # etcd.restore: every member's restore, then the gate again
+            steps.append(etcd_restore_step(etcd, node, material))
+            if node.name == etcd.members[0].name:
+                steps.append(etcd_restored_step(etcd, material))
     elif node.role is Role.CONTROL_PLANE:
         control_plane = control_plane_config(spec, placement)
         kubernetes = control_plane.kubernetes
@@ -59,6 +70,8 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
             steps.append(control_plane_join_step(kubernetes, node, material))
         # The rolling upgrade's steps (a later `up` that changes versions.kubernetes runs them).
         steps.append(k8s_upgrade_step(kubernetes, node, "first" if first else "control-plane", material))
+        if spec.etcd.restore is not None:
+            steps.append(control_plane_restart_step(kubernetes, node, spec.etcd.restore.sha256, material))
         if first:
             for w in placement.by_role(Role.WORKER):
                 pool = pool_membership(spec, placement, w.pool)

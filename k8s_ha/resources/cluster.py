@@ -151,6 +151,8 @@ class HaCluster(pulumi.ComponentResource):
             failure_domains=self._failure_domains(Role.CONTROL_PLANE),
             workers=[n.name for n in self.placement.by_role(Role.WORKER)],
             after=after,
+            etcd_restored=self.etcd.restored,
+            etcd_snapshot_sha256=self.spec.etcd.restore.sha256 if self.spec.etcd.restore else None,
         )
 
     def _worker_pool_args(self, kubernetes: KubernetesConfig, control_plane: ControlPlane, addons: ClusterAddons,

@@ -31,6 +31,7 @@ from k8s_ha.render.kubernetes import (
     admin_kubeconfig,
     control_plane_init_step,
     control_plane_join_step,
+    control_plane_restart_step,
     k8s_node_step,
     k8s_upgrade_step,
 )
@@ -75,6 +76,10 @@ class ControlPlaneArgs:
     # init, refreshing the token. A WorkerPool refuses a worker that is not listed here.
     workers: Sequence[str] = ()
     after: Sequence[pulumi.Resource] = ()
+    # After an etcd restore: the step the restored etcd is healthy after, and the snapshot's
+    # sha256; each master's control plane is restarted against it, one at a time.
+    etcd_restored: pulumi.Resource | None = None
+    etcd_snapshot_sha256: str | None = None
 
     def __post_init__(self) -> None:
         """Wrong input fails here, so a component never starts registering from it: the stack's
@@ -185,6 +190,14 @@ class ControlPlane(pulumi.ComponentResource):
                            parent=self, after=[self.prepared[t.name], self.init])
             for t in others
         }
+        self.restarts: dict[str, command.remote.Command] = {}
+        if args.etcd_restored is not None and args.etcd_snapshot_sha256:
+            for t in args.masters:
+                self.restarts[t.name] = t.step(
+                    f"{t.name}-k8s-restart-control-plane",
+                    partial(control_plane_restart_step, kubernetes, t, args.etcd_snapshot_sha256), resolve({}),
+                    parent=self, after=[args.etcd_restored, self.joins.get(t.name, self.init),
+                                        *list(self.restarts.values())[-1:]])
         self.kubeconfig: pulumi.Output[str] = secret(
             pulumi.Output.all(args.ca_cert, args.admin_cert, args.admin_key).apply(
                 lambda pem: admin_kubeconfig(kubernetes, pem[0], pem[1], pem[2])

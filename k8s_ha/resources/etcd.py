@@ -26,6 +26,8 @@ from k8s_ha.render.etcd import (
     etcd_endpoints,
     etcd_health_step,
     etcd_member_step,
+    etcd_restore_step,
+    etcd_restored_step,
 )
 from k8s_ha.render.members import nodes_of
 from k8s_ha.resources.remote import renamed_from, resolve, secret
@@ -97,6 +99,10 @@ def cluster_config(args: ExternalEtcdArgs) -> EtcdConfig:
 class ExternalEtcd(pulumi.ComponentResource):
     members: dict[str, command.remote.Command]
     health: command.remote.Command
+    # With settings.restore: each member's restore (all at once, after the members), and the health
+    # gate after them, which marks the restored cluster; what the apiservers' restart waits for.
+    restores: dict[str, command.remote.Command]
+    restored: command.remote.Command | None
 
     def __init__(self, name: str, args: ExternalEtcdArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         config = cluster_config(args)
@@ -125,6 +131,16 @@ class ExternalEtcd(pulumi.ComponentResource):
             f"{name}-health", partial(etcd_health_step, config), resolve(shared),
             parent=self, after=list(self.members.values()), aliases=renamed_from(LEGACY_HEALTH_NAME, f"{name}-health"),
         )
+        self.restores, self.restored = {}, None
+        if config.settings.restore is not None:
+            self.restores = {
+                host.name: host.step(f"{host.name}-etcd-restore", partial(etcd_restore_step, config, host),
+                                     resolve(shared), parent=self, after=[self.health])
+                for host in args.hosts
+            }
+            self.restored = args.hosts[0].step(
+                f"{name}-restored", partial(etcd_restored_step, config), resolve(shared), parent=self,
+                after=list(self.restores.values()))
         self.endpoints = pulumi.Output.from_input(etcd_endpoints(config.members))
         self.client = {
             "ca": pulumi.Output.from_input(args.ca_cert),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_ha.model.spec import Role, StackSpec
+from k8s_ha.model.spec import EtcdRestore, Role, StackSpec
 from k8s_ha.placement.place import PlacedNode, Placement, place
 from k8s_ha.render import etcd as e
 from k8s_ha.render.material import Placeholders
@@ -45,6 +45,12 @@ def test_every_bundle_passes_bash_and_shellcheck(example: tuple[StackSpec, Place
     spec, placement = example
     members, health = all_steps(spec, placement)
     texts = {"health": bundle(health)}
+    # etcd.restore's steps: a member's restore and the gate that marks the restored cluster.
+    restoring = spec.model_copy(update={"etcd": spec.etcd.model_copy(update={
+        "restore": EtcdRestore(url="https://backups.example.com/etcd.db", sha256="ab" * 32)})})
+    config = e.etcd_config(restoring, placement)
+    texts["restore"] = bundle(e.etcd_restore_step(config, placement.by_role(Role.ETCD)[0], Placeholders()))
+    texts["restored"] = bundle(e.etcd_restored_step(config, Placeholders()))
     for step in members:  # each bundle holds the member script (apply) and etcd-remove (delete)
         assert step.delete_script == "etcd-remove.sh"
         texts[step.host] = bundle(step)

@@ -503,6 +503,7 @@ def _upgrade_steps(spec: StackSpec, placement: Placement, material: dict[str, st
         k.worker_upgrade_step(config, pool, worker, "drain", material),
         k.k8s_upgrade_step(config, worker, "worker", material),
         k.worker_upgrade_step(config, pool, worker, "uncordon", material),
+        k.control_plane_restart_step(config, second, "cd" * 32, material),  # after an etcd restore
     ]
 
 
@@ -589,7 +590,7 @@ def test_upgrade_steps_run_where_their_credentials_are() -> None:
     on the first master, its own step on the worker; every step installs only kubeadm, the kubelet
     and kubectl, pinned, and none of them carries a secret."""
     spec, placement, material = _stack("Pulumi.prod.yaml")
-    first, other, drain, worker, uncordon = _upgrade_steps(spec, placement, material)
+    first, other, drain, worker, uncordon, _restart = _upgrade_steps(spec, placement, material)
     master = _cp(placement)[0].name
     assert [s.host for s in (first, other, drain, worker, uncordon)] == [
         master, _cp(placement)[1].name, master, _worker(placement).name, master]

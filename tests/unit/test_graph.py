@@ -218,6 +218,29 @@ def test_the_upgrade_chain_goes_one_node_at_a_time_in_kubeadms_order() -> None:
     assert graph.depends_on(graph.named("patch-deployment-kube-system-coredns"), graph.named("cp3-k8s-upgrade"))
 
 
+def test_an_etcd_restore_restores_every_member_then_restarts_each_control_plane_in_turn() -> None:
+    """etcd.restore: every member's restore after the health gate (all at once: the members form
+    the restored cluster together), the gate again after all of them, then each master's control
+    plane restarted against it, one master at a time. Without the setting, none of these exist."""
+    config = config_of("Pulumi.prod.yaml")
+    plain = run_program(config)
+    assert not [r for r in plain.of_type(COMMAND) if "restore" in r.name or "restart" in r.name]
+    config["etcd"]["restore"] = RESTORE
+    graph = run_program(config)
+    members = [r.name.removesuffix("-etcd-member") for r in graph.of_type(COMMAND) if r.name.endswith("-etcd-member")]
+    restored = graph.named("etcd-restored")
+    for member in members:
+        restore = graph.named(f"{member}-etcd-restore")
+        assert graph.depends_on(restore, graph.named("etcd-health"))
+        assert graph.depends_on(restored, restore)
+        assert RESTORE["sha256"] in restore.inputs["stdin"] and RESTORE["url"] in restore.inputs["stdin"]
+    restarts = [graph.named(f"cp{i}-k8s-restart-control-plane") for i in (1, 2, 3)]
+    assert all(graph.depends_on(r, restored) for r in restarts)
+    assert graph.depends_on(restarts[1], restarts[0]) and graph.depends_on(restarts[2], restarts[1])
+    assert graph.depends_on(restarts[0], graph.named("cp1-k8s-init"))
+    assert graph.depends_on(restarts[1], graph.named("cp2-k8s-join"))
+
+
 def test_invalid_stack_fails_before_any_resource() -> None:
     config = config_of("Pulumi.prod.yaml")
     config["etcd"]["nodes"] = config["etcd"]["nodes"][:4]
@@ -300,7 +323,11 @@ def test_kubernetes_bootstrap_false_builds_everything_but_the_kubernetes_layer()
     assert any("kubernetes.bootstrap is false" in w for w in plan_stack(config).warnings)
 
 
-@pytest.mark.parametrize("config_change", [{}, {"kubernetes": {"bootstrap": False}}], ids=["full", "staged"])
+RESTORE = {"url": "https://backups.example.com/etcd-20261207.db", "sha256": "ab" * 32}
+
+
+@pytest.mark.parametrize("config_change", [{}, {"kubernetes": {"bootstrap": False}},
+                                           {"etcd": {"restore": RESTORE}}], ids=["full", "staged", "restore"])
 @pytest.mark.parametrize("stack", ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"])
 def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str, config_change: dict[str, Any]) -> None:
     """`python -m k8s_ha render` and `pulumi up` must agree on what every host runs."""
@@ -310,7 +337,9 @@ def test_program_runs_exactly_the_steps_the_render_cli_writes(stack: str, config
     from k8s_ha.render.material import Placeholders
     from k8s_ha.render.tree import host_steps
 
-    config = {**config_of(stack), **config_change}
+    config = copy.deepcopy(config_of(stack))
+    for key, change in config_change.items():
+        config[key] = {**config.get(key, {}), **change}
     plan = load_plan(ROOT / stack) if not config_change else plan_stack(config)
     spec, placement = plan.spec, plan.placement
     rendered = {(step.host, step.name) for node in placement.nodes

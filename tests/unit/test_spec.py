@@ -445,3 +445,15 @@ def test_ssh_boot_timeout_is_bounded(seconds: int) -> None:
     config = prod()
     config["ssh"] = {**config.get("ssh", {}), "bootTimeoutS": seconds}
     assert one_problem(config).startswith("ssh.bootTimeoutS: ")
+
+
+def test_an_etcd_restore_names_its_snapshot_by_url_and_checksum() -> None:
+    config = prod()
+    config["etcd"]["restore"] = {"url": "https://backups.example.com/etcd.db", "sha256": "a" * 64}
+    assert parse_stack(config).etcd.restore is not None
+    config["etcd"]["restore"] = {"url": "backups/etcd.db", "sha256": "not-a-checksum"}
+    found = problems(config)
+    assert any(p.startswith("etcd.restore.url:") for p in found), found
+    assert any(p.startswith("etcd.restore.sha256:") for p in found), found
+    config["etcd"]["restore"] = {"url": "https://backups.example.com/etcd.db"}
+    assert any(p.startswith("etcd.restore.sha256:") for p in problems(config))

@@ -1,25 +1,29 @@
-"""A rolling Kubernetes upgrade on the node-container cluster, by the program: the cluster is made
-on the release the lab's upgrade starts from (bundle-from: the newest 1.35 patch the proxy serves),
-then versions.kubernetes and the pins change to the default release (bundle) and the changed steps
-run as a second `up` runs them. Both bundles are served at once, as an operator serves the old and
-the new release during an upgrade.
+"""Day-2 operations on the node-container cluster, by the program, on one cluster in file order.
 
-Measured while it runs (bench/results/upgrade.json, with the date and the commit): the longest gap
-in authenticated API reads through the VIP (every 100 ms, each bounded by 1 s), whether the test
+A rolling Kubernetes upgrade: the cluster is made on the release the lab's upgrade starts from
+(bundle-from: the newest 1.35 patch the proxy serves), then versions.kubernetes and the pins change
+to the default release (bundle) and the changed steps run as a second `up` runs them. Both bundles
+are served at once, as an operator serves the old and the new release during an upgrade. Measured
+while it runs (bench/results/upgrade.json, with the date and the commit): the longest gap in
+authenticated API reads through the VIP (every 100 ms, each bounded by 1 s), whether the test
 Deployment behind its Service ever had no ready endpoint (sampled every 0.5 s through the API),
 the total time and each node's upgrade time. The goals (no failed read longer than 2 s, never no
-endpoint) are reported and asserted.
+endpoint) are reported and asserted. Refused with the reason, nothing changed: the upgrade while a
+node is NotReady (its kubelet stopped), and afterwards a downgrade back to the old release.
 
-Refused with the reason, nothing changed: the upgrade while a node is NotReady (its kubelet
-stopped), and afterwards a downgrade back to the old release.
+An etcd restore through the stack (etcd.restore): an object written, a snapshot taken, the object
+deleted, the snapshot named in the stack (refused first with a wrong checksum, nothing changed),
+the object found again; the time to restore goes to bench/results/restore.json.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,13 +38,14 @@ from tests.cluster.checklist import (
     SERVICE,
     agnhost_image,
     deploy_echo,
+    etcd_health,
     nodes_ready,
     run_checklist,
     wait_all_ready,
     wait_kube_system_ready,
 )
 from tests.cluster.drill import api_probe, longest_gap
-from tests.guests.drills import wait_for
+from tests.guests.drills import etcdctl, wait_for
 from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
 from tests.nodes.lab_cluster import lab_cluster
 from tests.nodes.stack import NodeClusterStack
@@ -54,19 +59,25 @@ RESULTS_FILE = ROOT / "bench" / "results" / "upgrade.json"
 READY_TIMEOUT_S = 900
 API_GAP_GOAL_S = 2.0
 OLD, NEW = lab_versions(upgrade_from=True).kubernetes, lab_versions().kubernetes
+RESTORE_FILE = ROOT / "bench" / "results" / "restore.json"
+SNAPSHOT_PORT = 8099  # the operator's HTTP server for the snapshot, on the lab bridge
 RESULTS: dict[str, Any] = {}
+RESTORE: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
 def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[NodeClusterStack]:
     RESULTS.clear()
+    RESTORE.clear()
     RESULTS.update(versions={"from": OLD, "to": NEW})
     work = tmp_path_factory.mktemp("upgrade")
 
     def write_results() -> None:
-        RESULTS_FILE.write_text(json.dumps({**provenance(), **RESULTS}, indent=2, default=str) + "\n")
-        print(f"wrote {RESULTS_FILE.relative_to(ROOT)}")
+        for path, results in ((RESULTS_FILE, RESULTS), (RESTORE_FILE, RESTORE)):
+            if results:
+                path.write_text(json.dumps({**provenance(), **results}, indent=2, default=str) + "\n")
+                print(f"wrote {path.relative_to(ROOT)}")
 
     with lab_cluster(work, node_rootfs, lab_artifacts, upgrade_from=True, on_close=write_results) as (stack, _):
         t0 = time.monotonic()
@@ -249,3 +260,55 @@ def test_a_downgrade_is_refused_on_the_nodes_with_the_reason(cluster: NodeCluste
                            str(ROOT / "Pulumi.dev.yaml"), "--running-kubernetes", "1.37.0"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 2 and "kubeadm does not downgrade" in done.stderr
+
+
+def _configmap(c: NodeClusterStack) -> dict[str, str] | None:
+    done = c.kubectl("get", "configmap", "-n", "default", "restore-probe", "-o", "json", "--ignore-not-found")
+    return json.loads(done.stdout)["data"] if done.stdout.strip() else None
+
+
+def _with_restore(c: NodeClusterStack, url: str, sha256: str) -> dict[str, Any]:
+    config = copy.deepcopy(c.config)
+    config["etcd"]["restore"] = {"url": url, "sha256": sha256}
+    return config
+
+
+def test_an_etcd_restore_through_the_stack_brings_back_what_the_snapshot_holds(
+        cluster: NodeClusterStack, tmp_path: Path) -> None:
+    cluster.kubectl("create", "configmap", "restore-probe", "-n", "default", "--from-literal=written=before")
+    served = tmp_path / "served"
+    served.mkdir()
+    snapshot = served / "etcd-snapshot.db"
+    saved = etcdctl(cluster, "snapshot", "save", str(snapshot), endpoints=cluster.etcd_endpoints()[:1], timeout=30)
+    assert saved.returncode == 0, saved.stderr
+    sha256 = hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    cluster.kubectl("delete", "configmap", "-n", "default", "restore-probe")
+    assert _configmap(cluster) is None
+    url = f"http://{cluster.node_lab.client_ip}:{SNAPSHOT_PORT}/{snapshot.name}"
+    server = subprocess.Popen(cluster.netns_argv([sys.executable, "-m", "http.server", str(SNAPSHOT_PORT),
+                                                  "--bind", cluster.node_lab.client_ip, "--directory", str(served)]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # A snapshot whose checksum does not match is refused on every member; etcd is untouched.
+        cluster.config = _with_restore(cluster, url, "0" * 64)
+        with pytest.raises(cluster.error, match="checksum mismatch for the etcd snapshot"):
+            cluster.update()
+        assert etcd_health(cluster) == {n: True for n in ETCD_NAMES} and _configmap(cluster) is None
+        cluster.config = _with_restore(cluster, url, sha256)
+        t0 = time.monotonic()
+        seconds = cluster.update()
+        restore_s = time.monotonic() - t0
+        wait_all_ready(cluster, 300)
+        ready_s = time.monotonic() - t0
+    finally:
+        server.terminate()
+        server.wait(10)
+    RESTORE.update(snapshot_bytes=snapshot.stat().st_size, steps_s=seconds, restore_s=round(restore_s, 1),
+                   every_node_ready_after_s=round(ready_s, 1), object_back=_configmap(cluster))
+    print(json.dumps(RESTORE, indent=1, default=str))
+    assert set(seconds) == {*(f"{n}-etcd-restore" for n in ETCD_NAMES), "etcd-restored",
+                            *(f"{n}-k8s-restart-control-plane" for n in CP_NAMES)}, seconds
+    assert _configmap(cluster) == {"written": "before"}
+    assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
+    wait_kube_system_ready(cluster, 300)
+    assert cluster.update() == {}  # once per snapshot: the next `up` restores nothing
