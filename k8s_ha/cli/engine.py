@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from k8s_ha.cli import causes, exits
 from k8s_ha.cli.project import ProjectError, cli_path, find_project_dir, local_backend_env
-from k8s_ha.model import versions
 from k8s_ha.model.errors import SpecError
-from k8s_ha.placement.plan import load_plan
+from k8s_ha.placement.changes import deployed_change_problems
+from k8s_ha.placement.plan import Plan, load_plan
 
 if TYPE_CHECKING:  # the SDK is imported when an action runs, not when the CLI starts
     from pulumi.automation import PulumiCommand
@@ -211,8 +211,9 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
         target = auto.create_or_select_stack(stack_name=stack, project_name="k8s-ha",
                                              program=pulumi_program, opts=workspace)
         print(f"== {action} of stack {stack} ({len(spec.hypervisors)} hypervisor(s))", file=out, flush=True)
-        if action in ("preview", "up") and (problem := _upgrade_problem(target, spec.versions.kubernetes)):
-            print(f"{stack_file.name}: versions.kubernetes: {problem}", file=sys.stderr)
+        if action in ("preview", "up") and (problems := _deployed_change_problems(target, plan)):
+            print(f"{stack_file.name}: refused against what the stack runs:\n  " + "\n  ".join(problems),
+                  file=sys.stderr)
             return RunResult(EXIT_INVALID, printer)
         left_out: dict[str, Any] = {"exclude": list(exclude), "exclude_dependents": True} if exclude else {}
         if action == "preview":
@@ -232,13 +233,10 @@ def run(action: str, stack: str, *, project_dir: Path | None = None, out: TextIO
     return RunResult(0, printer, outputs)
 
 
-def _upgrade_problem(target: Any, wanted: str) -> str | None:
-    """A change of versions.kubernetes that kubeadm cannot make from what the stack last deployed
-    (its `kubernetesVersion` output), refused before the engine runs."""
-    running = target.outputs().get("kubernetesVersion")
-    if running is None or not isinstance(running.value, str):
-        return None
-    return versions.upgrade_problem(running.value, wanted)
+def _deployed_change_problems(target: Any, plan: Plan) -> list[str]:
+    """What the stack cannot change from its last deployment (its outputs), before the engine runs."""
+    outputs = {key: value.value for key, value in target.outputs().items()}
+    return deployed_change_problems(outputs, plan.spec, plan.placement)
 
 
 def pulumi_command(pulumi_cli: str) -> PulumiCommand | None:
