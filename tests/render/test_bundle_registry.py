@@ -9,6 +9,7 @@ import json
 import socket
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,22 +34,28 @@ def get(url: str, accept: str = "*/*") -> tuple[bytes, dict[str, str]]:
         return resp.read(), dict(resp.headers)
 
 
+def assert_served(manifest: dict[str, Any], files_url: str, registry: str) -> None:
+    """Every file of `manifest` from the files server and every image from the registry, by digest
+    (each image's first layer read back too)."""
+    for entry in manifest["files"]:
+        body, _ = get(f"{files_url}/{entry['path'].removeprefix('files/')}")
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+    for entry in manifest["images"]:
+        name, tag = entry["path"].rsplit(":", 1)
+        body, headers = get(f"http://{registry}/v2/{name}/manifests/{tag}", MANIFEST_TYPES)
+        assert headers["Docker-Content-Digest"] == entry["digest"]
+        layer = json.loads(body)["layers"][0]["digest"]
+        blob, _ = get(f"http://{registry}/v2/{name}/blobs/{layer}")
+        assert "sha256:" + hashlib.sha256(blob).hexdigest() == layer
+
+
 def test_served_bundle_gives_every_file_and_image_back(tmp_path: Path) -> None:
     registry_bin = require_tool("docker-registry", "serve-bundle's image side")
     files, imgs, settings = private_source(tmp_path / "src")
     manifest = make_bundle(VERSIONS, settings, tmp_path / "bundle", str(files), str(imgs))
     registry = f"127.0.0.1:{free_port()}"
     with BundleServer(tmp_path / "bundle", "127.0.0.1:0", registry, tmp_path / "state", registry_bin) as srv:
-        for entry in manifest["files"]:
-            body, _ = get(f"{srv.files_url}/{entry['path'].removeprefix('files/')}")
-            assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-        for entry in manifest["images"]:
-            name, tag = entry["path"].rsplit(":", 1)
-            body, headers = get(f"http://{registry}/v2/{name}/manifests/{tag}", MANIFEST_TYPES)
-            assert headers["Docker-Content-Digest"] == entry["digest"]
-            layer = json.loads(body)["layers"][0]["digest"]
-            blob, _ = get(f"http://{registry}/v2/{name}/blobs/{layer}")
-            assert "sha256:" + hashlib.sha256(blob).hexdigest() == layer
+        assert_served(manifest, srv.files_url, registry)
         catalog = json.loads(get(f"http://{registry}/v2/_catalog")[0])["repositories"]
         assert {"kube-apiserver", "pause", "coredns/coredns", "flannel-io/flannel"} <= set(catalog)
 
@@ -65,13 +72,7 @@ def test_two_releases_bundles_are_served_together(tmp_path: Path) -> None:
     with BundleServer([tmp_path / "new", tmp_path / "old"], "127.0.0.1:0", registry, tmp_path / "state",
                       registry_bin) as srv:
         for manifest in manifests:
-            for entry in manifest["files"]:
-                body, _ = get(f"{srv.files_url}/{entry['path'].removeprefix('files/')}")
-                assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-            for entry in manifest["images"]:
-                name, tag = entry["path"].rsplit(":", 1)
-                _, headers = get(f"http://{registry}/v2/{name}/manifests/{tag}", MANIFEST_TYPES)
-                assert headers["Docker-Content-Digest"] == entry["digest"]
+            assert_served(manifest, srv.files_url, registry)
     assert {e["path"] for e in manifests[0]["images"]} & {e["path"] for e in manifests[1]["images"]}
 
 
