@@ -43,10 +43,11 @@ CP_NAMES = ("cp1", "cp2", "cp3")
 HOST_NAMES = (*LB_NAMES, *ETCD_NAMES, *CP_NAMES)
 CLUSTER_NAME = "lab"
 
-# What the lab runs of each host's steps; the others (k8s-node, k8s-init, k8s-join-*) need
-# kubeadm and a container runtime. `bootstrap` checks that nothing else is skipped.
+# What the lab runs of each host's steps; the others (k8s-node, k8s-init, k8s-join-*, the
+# upgrade chain's k8s-upgrade) need kubeadm and a container runtime. `bootstrap` checks that
+# nothing else is skipped.
 LAB_STEPS = ("ready", "loadbalancer", "etcd-member", "etcd-health")
-KUBEADM_STEPS = ("k8s-node", "k8s-init", "k8s-join-control-plane", "k8s-join-worker")
+KUBEADM_STEPS = ("k8s-node", "k8s-init", "k8s-join-control-plane", "k8s-join-worker", "k8s-upgrade")
 STEP_TIMEOUT_S = 240.0
 
 STANDIN_UNIT = "k8s-ha-lab-standin-apiserver.service"
