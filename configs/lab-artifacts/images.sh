@@ -109,6 +109,12 @@ pack_images() {
     -layer-tar "$CACHE/stage/netfilter.tar" "$CACHE/stage/flannel=/flannel"
 }
 
+pack_images_marked() {
+  rm -f "$CACHE"/stage/images-packed-*
+  pack_images
+  touch "$PACKED_MARK"
+}
+
 build_images() {
   timed "netfilter-layer" build_netfilter_layer
   timed "pause-$PAUSE_VERSION" build_pause "$CACHE/stage/pause-$PAUSE_VERSION/pause"
@@ -118,6 +124,8 @@ build_images() {
   timed "metrics-server-$METRICS_SERVER_VERSION" build_metrics_server
   timed "flannel-$FLANNEL_VERSION" build_flannel
   timed "agnhost-$KUBERNETES_VERSION" build_agnhost
-  rm -f "$CACHE/stamps/images-packed"
-  timed "images-packed" pack_images
+  # Packed again whenever what goes into the layouts may have changed: this recipe or a version.
+  local inputs; inputs=$(cat configs/lab-artifacts/images.sh configs/lab-artifacts/components.env | sha256sum)
+  PACKED_MARK=$CACHE/stage/images-packed-${inputs:0:16}
+  timed "images-packed" pack_images_marked "$PACKED_MARK"
 }

@@ -104,6 +104,17 @@ def build_times(directory: Path) -> list[dict[str, Any]]:
     return sorted((json.loads(p.read_text()) for p in directory.glob("*.json")), key=lambda t: str(t["component"]))
 
 
+def same_builds(recorded: Path, result: dict[str, Any]) -> bool:
+    """Whether `recorded` holds the same builds and bundle as `result`, the bundle's own timing
+    (which differs on every run) aside."""
+    try:
+        before = json.loads(recorded.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return {k: v for k, v in before.items() if k != "bundle_seconds"} == {
+        k: v for k, v in result.items() if k != "bundle_seconds"}
+
+
 def main(cache: Path, times_only: bool = False) -> int:
     """Make the lab bundle (unless `times_only`: then only record the builds done so far)."""
     code, bundle_s, from_code = -1, 0.0, -1
@@ -135,7 +146,8 @@ def main(cache: Path, times_only: bool = False) -> int:
         result["bundle_images"] = {e["ref"]: e["size"] for e in manifest["images"]}
         result["bundle_bytes"] = sum(result["bundle_files"].values()) + sum(result["bundle_images"].values())
     out = ROOT / "bench" / "results" / "artifacts.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    if not same_builds(out, result):  # a run that built nothing leaves the recorded figures alone
+        out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("bundle_") or k == "bundle_bytes"}, indent=2))
     return max(code, from_code, 0)
 
