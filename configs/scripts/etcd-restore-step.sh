@@ -30,8 +30,6 @@ chmod 0600 "$snapshot"
 /usr/local/libexec/k8s-ha/etcd-restore "$snapshot" ||
   k8sha_fail "etcd-restore failed on $K8SHA_ETCD_NAME (output above)"
 printf '%s\n' "$want" >"$mark"
-k8s_note_restore="restored $K8SHA_ETCD_NAME from snapshot ${want:0:12}"
-K8SHA_CHANGED+=("($k8s_note_restore)")
-k8sha_log "$k8s_note_restore"
+k8sha_note "restored $K8SHA_ETCD_NAME from snapshot ${want:0:12}"
 
 k8sha_done

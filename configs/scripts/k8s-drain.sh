@@ -5,7 +5,7 @@
 # delete runs `kubeadm reset -f`.
 # Env: K8SHA_WORKER
 set -euo pipefail
-# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 if [ ! -f "$K8S_ADMIN" ]; then
   k8sha_log "WARNING: no $K8S_ADMIN on this node (already reset?): Node $K8SHA_WORKER not deleted"
@@ -44,7 +44,7 @@ if [ -n "$node" ]; then
   done
   k8s_kubectl delete node "$K8SHA_WORKER" --wait=true --timeout=60s >&2 ||
     k8sha_fail "could not delete Node $K8SHA_WORKER"
-  k8s_note "drained and deleted Node $K8SHA_WORKER"
+  k8sha_note "drained and deleted Node $K8SHA_WORKER"
 else
   k8sha_log "Node $K8SHA_WORKER is already gone"
 fi

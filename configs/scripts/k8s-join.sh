@@ -5,7 +5,7 @@
 # Joins only when /etc/kubernetes/kubelet.conf is absent; every run verifies the result.
 # Env: K8SHA_NODE K8SHA_NODE_IP K8SHA_API_PORT K8SHA_ENDPOINT K8SHA_ROLE
 set -euo pipefail
-# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 K8S_CONFIG=/etc/kubernetes/k8s-ha/kubeadm-join.yaml
 K8S_PKI=/etc/kubernetes/pki
@@ -28,7 +28,7 @@ if [ "$joined_before" = no ]; then
   k8sha_log "kubeadm join as $K8SHA_ROLE through $K8SHA_ENDPOINT"
   kubeadm join --config "$K8S_CONFIG" </dev/null >&2 ||
     k8sha_fail "kubeadm join failed (output above). Fix the cause, run 'kubeadm reset -f' on $K8SHA_NODE, re-run"
-  k8s_note "joined the cluster as $K8SHA_ROLE"
+  k8sha_note "joined the cluster as $K8SHA_ROLE"
 fi
 
 if [ "$K8SHA_ROLE" = control-plane ]; then
@@ -36,9 +36,8 @@ if [ "$K8SHA_ROLE" = control-plane ]; then
     k8sha_changed "$K8S_PKI/apiserver-etcd-client.*" "$K8S_PKI/etcd/ca.crt"; then
     # kube-apiserver reads its etcd client certificate at start: the kubelet restarts it.
     # (Not after a join in this run: that apiserver started with the new files already.)
-    mapfile -t ids < <(crictl ps --name kube-apiserver -q)
-    [ "${#ids[@]}" -eq 0 ] || crictl stop "${ids[@]}" >/dev/null
-    k8s_note "restarted kube-apiserver for its new etcd client certificate"
+    k8s_restart_static_pods kube-apiserver
+    k8sha_note "restarted kube-apiserver for its new etcd client certificate"
   fi
   k8sha_wait 300 "the local apiserver https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz" \
     curl -fsS --max-time 5 --cacert "$K8S_PKI/ca.crt" "https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz"

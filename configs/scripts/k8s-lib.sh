@@ -4,13 +4,6 @@
 
 K8S_ADMIN=/etc/kubernetes/admin.conf
 
-# Record something this run did that is not a file (a join, a label, a drain) so that the step's
-# summary does not claim "no changes".
-k8s_note() {
-  K8SHA_CHANGED+=("($1)")
-  k8sha_log "$1"
-}
-
 k8s_kubectl() { kubectl --kubeconfig "$K8S_ADMIN" --request-timeout=20s "$@"; }
 
 # Point each pinned image's tag at exactly its digest (artifacts.imageDigests): kubeadm, the
@@ -30,7 +23,7 @@ k8s_pin_images() { # FILE HOSTS_DIR CTR...
       k8sha_fail "cannot pull $pinned (artifacts.imageDigests) through $hosts: the registry or mirror" \
         "does not have that digest of $ref"
     "$@" -n k8s.io images tag --force "$pinned" "$ref" >/dev/null || k8sha_fail "ctr cannot tag $pinned as $ref"
-    k8s_note "pinned $ref to $digest${have:+ (the registry had $have)}"
+    k8sha_note "pinned $ref to $digest${have:+ (the registry had $have)}"
   done <"$file"
 }
 
@@ -46,6 +39,58 @@ k8s_installed() { local mark; mark=$(cat "$K8S_MARKS/$1" 2>/dev/null) || return 
 k8s_install_bin() { # SRC DEST
   install -D -m 0755 -o root -g root -- "$1" "$2.k8sha-new"
   mv -f -- "$2.k8sha-new" "$2"
+}
+
+k8s_release_present() { # COMPONENT: the installed files are still there
+  case $1 in
+    kubeadm | kubelet | kubectl | crictl) [ -x "/usr/local/bin/$1" ] ;;
+    containerd) [ -x /usr/local/bin/containerd ] && [ -x /usr/local/bin/containerd-shim-runc-v2 ] ;;
+    runc) [ -x /usr/local/sbin/runc ] ;;
+    cni-plugins) [ -x /opt/cni/bin/bridge ] && [ -x /opt/cni/bin/host-local ] && [ -x /opt/cni/bin/loopback ] ;;
+    *) k8sha_fail "unknown release component $1" ;;
+  esac
+}
+
+# Fetch one release file, check it against its sha256 and install what it carries, unless that
+# version is installed and its files are still there (node preparation and the upgrade steps).
+k8s_install_release() { # COMPONENT VERSION SHA256 URL
+  local component=$1 version=$2 sha=$3 url=$4 file unpacked binary
+  if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ] && k8s_release_present "$component"; then
+    return 0
+  fi
+  file=$K8S_DOWNLOADS/$sha/${url##*/}
+  k8sha_fetch "$url" "$sha" "$file" "$component $version"
+  unpacked=$K8SHA_STAGE/release-$component
+  mkdir -p "$unpacked"
+  case $component in
+    kubeadm | kubelet | kubectl) k8s_install_bin "$file" "/usr/local/bin/$component" ;;
+    runc) k8s_install_bin "$file" /usr/local/sbin/runc ;;
+    crictl)
+      tar -xzf "$file" -C "$unpacked" --no-same-owner crictl || k8sha_fail "$url has no crictl"
+      k8s_install_bin "$unpacked/crictl" /usr/local/bin/crictl ;;
+    containerd)
+      tar -xzf "$file" -C "$unpacked" --no-same-owner || k8sha_fail "$url is not a readable tar.gz"
+      [ -x "$unpacked/bin/containerd" ] || k8sha_fail "$url has no bin/containerd"
+      for binary in "$unpacked"/bin/*; do k8s_install_bin "$binary" "/usr/local/bin/${binary##*/}"; done ;;
+    cni-plugins)
+      mkdir -p /opt/cni/bin
+      tar -xzf "$file" -C /opt/cni/bin --no-same-owner || k8sha_fail "$url is not a readable tar.gz" ;;
+  esac
+  k8s_release_present "$component" || k8sha_fail "$component $version from $url did not install its files"
+  mkdir -p "$K8S_MARKS"
+  printf '%s %s\n' "$version" "$sha" >"$K8S_MARKS/$component"
+  K8SHA_CHANGED+=("release:$component")
+  k8sha_note "installed $component $version"
+}
+
+# Stop the named static pods' containers; the kubelet starts each again from its manifest (how a
+# control-plane component is made to read new certificates or a restored etcd).
+k8s_restart_static_pods() { # COMPONENT...
+  local component ids
+  for component in "$@"; do
+    mapfile -t ids < <(crictl ps --name "$component" -q) # /etc/crictl.yaml names containerd's socket
+    [ "${#ids[@]}" -eq 0 ] || crictl stop "${ids[@]}" >/dev/null
+  done
 }
 
 # Why moving a node's Kubernetes from HAVE to WANT (x.y.z) is not an upgrade kubeadm supports;
@@ -98,7 +143,7 @@ k8s_upgrade_drain() { # NODE WANT LIMIT
       k8sha_fail "Node $1 did not drain within $3 s (a PodDisruptionBudget that cannot be met, or a pod" \
         "without a controller): it stays cordoned; fix the cause and re-run"
   done
-  k8s_note "drained Node $1 for Kubernetes $2"
+  k8sha_note "drained Node $1 for Kubernetes $2"
 }
 
 # After NODE's upgrade: wait until it is Ready on WANT, then uncordon it (only if the upgrade cordoned it).
@@ -110,5 +155,5 @@ k8s_upgrade_uncordon() { # NODE WANT
   k8sha_wait 300 "Node $1 to be Ready on kubelet v$2" k8s_node_ready_on "$1" "$2"
   k8s_kubectl uncordon "$1" >&2 || k8sha_fail "cannot uncordon Node $1"
   k8s_kubectl annotate node "$1" "$K8S_UPGRADING-" >/dev/null || k8sha_fail "cannot annotate Node $1"
-  k8s_note "Node $1 runs Kubernetes $2 and takes pods again"
+  k8sha_note "Node $1 runs Kubernetes $2 and takes pods again"
 }

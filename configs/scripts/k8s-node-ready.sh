@@ -6,7 +6,7 @@
 # Ready needs the CNI add-on: this step runs after the add-ons are applied.
 # Env: K8SHA_WORKER K8SHA_LABELS ("key=value ...")
 set -euo pipefail
-# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 K8S_ANNOTATION=k8s-ha.io/managed-labels
 
@@ -44,13 +44,13 @@ done
 if [ "${#missing[@]}" -gt 0 ] || [ "${#stale[@]}" -gt 0 ]; then
   k8s_kubectl label node "$K8SHA_WORKER" --overwrite "${missing[@]}" "${stale[@]}" >/dev/null ||
     k8sha_fail "cannot label Node $K8SHA_WORKER with ${missing[*]} ${stale[*]}"
-  k8s_note "labels of $K8SHA_WORKER: set ${missing[*]:-nothing}, removed ${stale[*]:-nothing}"
+  k8sha_note "labels of $K8SHA_WORKER: set ${missing[*]:-nothing}, removed ${stale[*]:-nothing}"
 fi
 managed=$(IFS=,; printf '%s' "${keys[*]}")
 if [ "$previous" != "$managed" ]; then
   k8s_kubectl annotate node "$K8SHA_WORKER" --overwrite "$K8S_ANNOTATION=$managed" >/dev/null ||
     k8sha_fail "cannot annotate Node $K8SHA_WORKER"
-  k8s_note "recorded the labels k8s-ha manages on $K8SHA_WORKER"
+  k8sha_note "recorded the labels k8s-ha manages on $K8SHA_WORKER"
 fi
 
 k8sha_done

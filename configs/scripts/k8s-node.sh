@@ -7,7 +7,7 @@
 # Env: K8SHA_NODE K8SHA_KUBE_VERSION K8SHA_SANDBOX_IMAGE K8SHA_KERNEL_MODULES K8SHA_ALLOW_CGROUP_V1
 #      K8SHA_FILES: one release file a line, "component version sha256 url"
 set -euo pipefail
-# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 BIN=/usr/local/bin
 export DEBIAN_FRONTEND=noninteractive
@@ -78,44 +78,10 @@ done
 k8sha_service "$time_sync" restart
 
 # ---- release files: download (cached by sha256), verify, install ---------------------------------
-k8s_release_present() { # COMPONENT: the installed files are still there
-  case $1 in
-    kubeadm | kubelet | kubectl | crictl) [ -x "$BIN/$1" ] ;;
-    containerd) [ -x "$BIN/containerd" ] && [ -x "$BIN/containerd-shim-runc-v2" ] ;;
-    runc) [ -x /usr/local/sbin/runc ] ;;
-    cni-plugins) [ -x /opt/cni/bin/bridge ] && [ -x /opt/cni/bin/host-local ] && [ -x /opt/cni/bin/loopback ] ;;
-    *) k8sha_fail "unknown release component $1" ;;
-  esac
-}
 while read -r component version sha url; do
   [ -n "$component" ] || continue
   [[ "$K8S_DEFERRED" != *" $component "* ]] || continue
-  if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ] && k8s_release_present "$component"; then
-    continue
-  fi
-  file=$K8S_DOWNLOADS/$sha/${url##*/}
-  k8sha_fetch "$url" "$sha" "$file" "$component $version"
-  unpacked=$K8SHA_STAGE/release-$component
-  mkdir -p "$unpacked"
-  case $component in
-    kubeadm | kubelet | kubectl) k8s_install_bin "$file" "$BIN/$component" ;;
-    runc) k8s_install_bin "$file" /usr/local/sbin/runc ;;
-    crictl)
-      tar -xzf "$file" -C "$unpacked" --no-same-owner crictl || k8sha_fail "$url has no crictl"
-      k8s_install_bin "$unpacked/crictl" "$BIN/crictl" ;;
-    containerd)
-      tar -xzf "$file" -C "$unpacked" --no-same-owner || k8sha_fail "$url is not a readable tar.gz"
-      [ -x "$unpacked/bin/containerd" ] || k8sha_fail "$url has no bin/containerd"
-      for binary in "$unpacked"/bin/*; do k8s_install_bin "$binary" "$BIN/${binary##*/}"; done ;;
-    cni-plugins)
-      mkdir -p /opt/cni/bin
-      tar -xzf "$file" -C /opt/cni/bin --no-same-owner || k8sha_fail "$url is not a readable tar.gz" ;;
-  esac
-  k8s_release_present "$component" || k8sha_fail "$component $version from $url did not install its files"
-  mkdir -p "$K8S_MARKS"
-  printf '%s %s\n' "$version" "$sha" >"$K8S_MARKS/$component"
-  K8SHA_CHANGED+=("release:$component")
-  k8s_note "installed $component $version"
+  k8s_install_release "$component" "$version" "$sha" "$url"
 done <<<"$K8SHA_FILES"
 
 # ---- files: modules, sysctls, units, containerd config and registries, crictl ---------------------
@@ -125,7 +91,7 @@ k8sha_install_files
 for module in $K8SHA_KERNEL_MODULES; do  # the preflight made sure each one loads
   k8s_module_present "$module" && continue
   modprobe "$module" || k8sha_fail "modprobe $module failed: the kernel needs $module for Kubernetes"
-  k8s_note "loaded kernel module $module"
+  k8sha_note "loaded kernel module $module"
 done
 
 # ---- sysctls ----------------------------------------------------------------------------------------
@@ -142,7 +108,7 @@ if k8sha_changed /etc/sysctl.d/99-k8s-ha-kubernetes.conf || sysctl_wrong; then
   # -e: the net.bridge keys exist only once br_netfilter is loaded; checked just below.
   sysctl -q -e -p /etc/sysctl.d/99-k8s-ha-kubernetes.conf >/dev/null ||
     k8sha_fail "sysctl could not apply /etc/sysctl.d/99-k8s-ha-kubernetes.conf"
-  k8s_note "applied /etc/sysctl.d/99-k8s-ha-kubernetes.conf"
+  k8sha_note "applied /etc/sysctl.d/99-k8s-ha-kubernetes.conf"
 fi
 [ "$(sysctl -n net.ipv4.ip_forward)" = 1 ] || k8sha_fail "net.ipv4.ip_forward is not 1"
 if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
@@ -155,13 +121,13 @@ fi
 # ---- swap off, now and after reboots ---------------------------------------------------------------
 if [ -n "$(swapon --show --noheadings 2>/dev/null)" ]; then
   swapoff -a || k8sha_fail "swapoff -a failed"
-  k8s_note "turned swap off"
+  k8sha_note "turned swap off"
 fi
 if grep -Eq '^[[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]]' /etc/fstab 2>/dev/null; then
   sed -i.k8s-ha.bak -E \
     's|^([[:space:]]*[^#[:space:]]+[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]].*)$|# disabled by k8s-ha (kubelet needs swap off): \1|' \
     /etc/fstab
-  k8s_note "commented out swap in /etc/fstab (backup /etc/fstab.k8s-ha.bak)"
+  k8sha_note "commented out swap in /etc/fstab (backup /etc/fstab.k8s-ha.bak)"
 fi
 
 # ---- containerd: validate, (re)start when its config, unit or binaries changed ---------------------
@@ -175,11 +141,11 @@ k8sha_wait 30 "containerd's socket /run/containerd/containerd.sock" test -S /run
 # binary of the same version (a private rebuild) restarts a running kubelet.
 if ! systemctl is-enabled --quiet kubelet; then
   systemctl enable kubelet >/dev/null 2>&1 || k8sha_fail "cannot enable kubelet"
-  k8s_note "enabled kubelet"
+  k8sha_note "enabled kubelet"
 fi
 if k8sha_changed release:kubelet '/etc/systemd/system/kubelet.service*' && systemctl is-active --quiet kubelet; then
   systemctl restart kubelet || k8sha_fail "kubelet failed to restart (journalctl -u kubelet)"
-  k8s_note "restarted kubelet"
+  k8sha_note "restarted kubelet"
 fi
 
 # ---- verify --------------------------------------------------------------------------------------

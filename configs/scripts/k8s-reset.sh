@@ -9,7 +9,7 @@
 # unreachable API only produces a warning: the reset must not block a destroy.
 # Env: K8SHA_NODE (K8SHA_ROLE)
 set -euo pipefail
-# K8S_ADMIN, k8s_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note and k8s_kubectl come from k8s-lib.sh (Step.libs).
 
 if [ -f "$K8S_ADMIN" ] && command -v kubectl >/dev/null 2>&1; then
   if node=$(k8s_kubectl get node "$K8SHA_NODE" --ignore-not-found -o name 2>/dev/null); then
@@ -17,7 +17,7 @@ if [ -f "$K8S_ADMIN" ] && command -v kubectl >/dev/null 2>&1; then
       k8s_kubectl drain "$K8SHA_NODE" --ignore-daemonsets --delete-emptydir-data --force \
         --timeout=180s >&2 || k8sha_log "WARNING: drain of $K8SHA_NODE did not finish; deleting the Node anyway"
       if k8s_kubectl delete node "$K8SHA_NODE" --wait=true --timeout=60s >&2; then
-        k8s_note "deleted Node $K8SHA_NODE"
+        k8sha_note "deleted Node $K8SHA_NODE"
       else
         k8sha_log "WARNING: could not delete Node $K8SHA_NODE: delete it with kubectl from another node"
       fi
@@ -32,13 +32,13 @@ if command -v kubeadm >/dev/null 2>&1 &&
   { [ -f /etc/kubernetes/kubelet.conf ] || [ -n "$(ls -A /etc/kubernetes/manifests 2>/dev/null)" ]; }; then
   kubeadm reset -f --cri-socket unix:///run/containerd/containerd.sock </dev/null >&2 ||
     k8sha_fail "kubeadm reset failed on $K8SHA_NODE"
-  k8s_note "kubeadm reset"
+  k8sha_note "kubeadm reset"
 fi
 # kubeadm reset leaves the CNI configuration and this project's kubeadm configs behind.
 for leftover in /etc/cni/net.d /etc/kubernetes/k8s-ha; do
   if [ -n "$(ls -A "$leftover" 2>/dev/null)" ]; then
     find "$leftover" -mindepth 1 -delete
-    k8s_note "emptied $leftover"
+    k8sha_note "emptied $leftover"
   fi
 done
 

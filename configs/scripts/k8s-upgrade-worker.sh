@@ -5,7 +5,7 @@
 # worker that has not joined, or for one whose kubelet already runs K8SHA_KUBE_VERSION.
 # Env: K8SHA_WORKER K8SHA_KUBE_VERSION K8SHA_PHASE
 set -euo pipefail
-# K8S_ADMIN, k8s_note, k8s_kubectl and the upgrade helpers come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, k8sha_note, k8s_kubectl and the upgrade helpers come from k8s-lib.sh (Step.libs).
 
 want=$K8SHA_KUBE_VERSION
 if [ ! -f "$K8S_ADMIN" ]; then

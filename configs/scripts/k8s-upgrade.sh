@@ -10,7 +10,7 @@
 #      K8SHA_FILES: kubeadm, kubelet and kubectl, "component version sha256 url" a line
 #      K8SHA_IGNORE_PREFLIGHT: kubeadm preflight checks to skip (comma-separated, may be empty)
 set -euo pipefail
-# K8S_ADMIN, K8S_MARKS, k8s_note, k8s_kubectl and the upgrade helpers come from k8s-lib.sh (Step.libs).
+# K8S_ADMIN, K8S_MARKS, k8sha_note, k8s_kubectl and the upgrade helpers come from k8s-lib.sh (Step.libs).
 
 want=$K8SHA_KUBE_VERSION
 have=$(k8s_installed kubelet)
@@ -42,19 +42,11 @@ fi
 
 # ---- kubeadm of the new version, from the same pinned release files as node preparation ---------
 k8s_upgrade_install() { # COMPONENT
-  local component version sha url file
-  while read -r component version sha url; do
-    [ "$component" = "$1" ] || continue
-    [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" != "$version $sha" ] || return 0
-    file=$K8S_DOWNLOADS/$sha/${url##*/}
-    k8sha_fetch "$url" "$sha" "$file" "$component $version"
-    k8s_install_bin "$file" "/usr/local/bin/$component"
-    printf '%s %s\n' "$version" "$sha" >"$K8S_MARKS/$component"
-    K8SHA_CHANGED+=("release:$component")
-    k8s_note "installed $component $version"
-    return 0
-  done <<<"$K8SHA_FILES"
-  k8sha_fail "no release file for $1 in K8SHA_FILES"
+  local line
+  line=$(awk -v c="$1" '$1 == c' <<<"$K8SHA_FILES")
+  [ -n "$line" ] || k8sha_fail "no release file for $1 in K8SHA_FILES"
+  # shellcheck disable=SC2086 # "component version sha256 url"
+  k8s_install_release $line
 }
 k8s_upgrade_install kubeadm
 ignore=()
@@ -69,11 +61,11 @@ if [ "$K8SHA_UPGRADE" = first ]; then
   kubeadm upgrade apply "v$want" --yes "${ignore[@]}" </dev/null >&2 ||
     k8sha_fail "kubeadm upgrade apply v$want failed (output above); the cluster still runs $have where it" \
       "did not finish. Fix the cause and re-run: the step starts again where it stopped"
-  k8s_note "kubeadm upgrade apply v$want"
+  k8sha_note "kubeadm upgrade apply v$want"
 else
   kubeadm upgrade node "${ignore[@]}" </dev/null >&2 ||
     k8sha_fail "kubeadm upgrade node failed on $K8SHA_NODE (output above); fix the cause and re-run"
-  k8s_note "kubeadm upgrade node ($want)"
+  k8sha_note "kubeadm upgrade node ($want)"
 fi
 
 # ---- the kubelet and kubectl, once the node is drained -------------------------------------------
@@ -88,6 +80,6 @@ if [ "$master" = yes ]; then
     curl -fsS --max-time 5 --cacert /etc/kubernetes/pki/ca.crt "https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz"
   k8s_upgrade_uncordon "$K8SHA_NODE" "$want"
 fi
-k8s_note "$K8SHA_NODE upgraded from Kubernetes $have to $want"
+k8sha_note "$K8SHA_NODE upgraded from Kubernetes $have to $want"
 
 k8sha_done

@@ -9,6 +9,13 @@ K8SHA_STAGE=
 
 k8sha_log() { printf '[k8s-ha %s] %s\n' "$K8SHA_STEP" "$*" >&2; }
 
+# Record something this run did that is not a file (a join, a drain, a restore) so that the
+# step's summary does not claim "no changes".
+k8sha_note() {
+  K8SHA_CHANGED+=("($1)")
+  k8sha_log "$1"
+}
+
 k8sha_fail() {
   printf '[k8s-ha %s] ERROR: %s\n' "$K8SHA_STEP" "$*" >&2
   exit 1

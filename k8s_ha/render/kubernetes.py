@@ -112,7 +112,7 @@ ETCD_PKI = {
     "key": f"{PKI_DIR}/apiserver-etcd-client.key",
 }
 
-K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_note, k8s_kubectl, k8s_pin_images
+K8S_LIB = "k8s-lib.sh"  # K8S_ADMIN, k8s_kubectl, k8s_pin_images, k8s_install_release
 IMAGE_DIGESTS_FILE = "/etc/k8s-ha/image-digests"  # "ref digest" a line: artifacts.imageDigests
 
 

@@ -534,9 +534,9 @@ SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-dra
 
 # Check-then-act guards that make a second run a no-op, per script.
 GUARDS = {
-    "k8s-node.sh": ['if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ]',
+    "k8s-node.sh": ['k8s_install_release "$component" "$version" "$sha" "$url"',
                     "k8sha_service containerd restart /etc/containerd/config.toml",
-                    'k8sha_fetch "$url" "$sha" "$file"', 'if ! systemctl is-enabled --quiet kubelet'],
+                    'if ! systemctl is-enabled --quiet kubelet'],
     "k8s-init.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ "$left" -lt "$K8S_TOKEN_MARGIN" ]',
                     'if [ "$left" -lt "$K8S_CERTS_MARGIN" ]', "kubeadm config validate --config"],
     "k8s-join.sh": ['[ ! -f "$K8S_KUBELET_CONF" ] || joined_before=yes', 'if [ "$joined_before" = no ]',
@@ -547,11 +547,19 @@ GUARDS = {
                           'if [ "$previous" != "$managed" ]'],
     "k8s-upgrade.sh": ['if [ ! -f /etc/kubernetes/kubelet.conf ] || [ -z "$have" ]',
                        'if [ "$have" = "$want" ] && [ "$(k8s_installed kubeadm)" = "$want" ]',
-                       '[ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" != "$version $sha" ] || return 0',
+                       'k8s_install_release $line',
                        'reason=$(k8s_upgrade_refusal "$have" "$want")'],
     "k8s-upgrade-worker.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ -z "$have" ] || [ "$have" = "$want" ]',
                               'reason=$(k8s_upgrade_refusal "$have" "$want")'],
 }
+
+
+def test_release_install_checks_its_mark_and_files_first() -> None:
+    """The helper node preparation and the upgrade steps share: a second run fetches nothing."""
+    text = (CONFIGS / "scripts" / "k8s-lib.sh").read_text()
+    body = text[text.index("k8s_install_release() {"):]
+    guard = 'if [ "$(cat "$K8S_MARKS/$component" 2>/dev/null)" = "$version $sha" ] && k8s_release_present'
+    assert guard in body and body.index(guard) < body.index('k8sha_fetch "$url" "$sha" "$file"')
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
