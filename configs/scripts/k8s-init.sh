@@ -26,14 +26,6 @@ k8s_token_seconds_left() {
   echo $(($(date -d "$expiration" +%s) - $(date +%s)))
 }
 
-k8s_restart_apiserver_on_etcd_cert_change() {
-  [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] || return 0
-  k8sha_changed "$K8S_PKI/apiserver-etcd-client.*" "$K8S_PKI/etcd/ca.crt" || return 0
-  # kube-apiserver reads its etcd client certificate at start.
-  k8s_restart_static_pods kube-apiserver
-  k8sha_note "restarted kube-apiserver for its new etcd client certificate"
-}
-
 # ---- the cluster's CAs and service-account key are never replaced under a running cluster ----
 if [ -f "$K8S_ADMIN" ]; then
   for name in ca.crt ca.key front-proxy-ca.crt front-proxy-ca.key sa.key sa.pub; do
@@ -47,7 +39,8 @@ fi
 
 k8sha_install_files
 kubeadm config validate --config "$K8S_CONFIG" >/dev/null || k8sha_fail "kubeadm rejected $K8S_CONFIG"
-k8s_restart_apiserver_on_etcd_cert_change
+# A renewed etcd client certificate reaches the running apiserver through the k8s-certs step,
+# which restarts the masters one at a time.
 
 # ---- init, once ---------------------------------------------------------------------------------------
 if [ ! -f "$K8S_ADMIN" ]; then

@@ -32,13 +32,8 @@ if [ "$joined_before" = no ]; then
 fi
 
 if [ "$K8SHA_ROLE" = control-plane ]; then
-  if [ "$joined_before" = yes ] && [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ] &&
-    k8sha_changed "$K8S_PKI/apiserver-etcd-client.*" "$K8S_PKI/etcd/ca.crt"; then
-    # kube-apiserver reads its etcd client certificate at start: the kubelet restarts it.
-    # (Not after a join in this run: that apiserver started with the new files already.)
-    k8s_restart_static_pods kube-apiserver
-    k8sha_note "restarted kube-apiserver for its new etcd client certificate"
-  fi
+  # A renewed etcd client certificate reaches the running apiserver through the k8s-certs step,
+  # which restarts the masters one at a time.
   k8sha_wait 300 "the local apiserver https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz" \
     curl -fsS --max-time 5 --cacert "$K8S_PKI/ca.crt" "https://$K8SHA_NODE_IP:$K8SHA_API_PORT/readyz"
   labels=$(kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=20s get node "$K8SHA_NODE" \

@@ -5,6 +5,7 @@ One parser for all of them, so `--help` lists every command and every option exp
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ from typing import Any
 from k8s_ha.cli import bundle_cmd, exits, image, render_out
 from k8s_ha.cli.project import PROJECT_FILE, ProjectError, project_dir_of
 from k8s_ha.model import versions
+from k8s_ha.model.certificates import expiry_warnings
 from k8s_ha.model.errors import SpecError
+from k8s_ha.model.spec import StackSpec
+from k8s_ha.placement.changes import deployed_change_problems
 from k8s_ha.placement.plan import load_plan
 from k8s_ha.placement.report import format_plan, plan_data
 
@@ -49,6 +53,12 @@ def _add_offline(sub: Any) -> None:
         cmd.add_argument("--stack-file", type=Path, required=True, help="the stack file (Pulumi.<stack>.yaml)")
         if name == "plan":
             cmd.add_argument("--json", action="store_true", help="print the plan as JSON for scripts")
+        if name in ("validate", "plan"):
+            cmd.add_argument("--stack-outputs", type=Path, metavar="FILE",
+                             help="the deployed stack's outputs (`pulumi stack output --json > FILE`): warn "
+                                  "about certificates inside pki.earlyRenewalHours"
+                                  + ("; refuse changes the running cluster cannot take" if name == "validate"
+                                     else ""))
         if name == "validate":
             cmd.add_argument("--running-kubernetes", metavar="VERSION",
                              help="the version the cluster runs (`pulumi stack output kubernetesVersion`): "
@@ -91,18 +101,35 @@ def _offline(args: argparse.Namespace) -> int:
         print(f"{args.stack_file}: {exc.render()}", file=sys.stderr)
         return exits.BAD_INPUT
     spec, placement = plan.spec, plan.placement
+    deployed: dict[str, Any] = {}
+    if getattr(args, "stack_outputs", None) is not None:
+        try:
+            deployed = json.loads(args.stack_outputs.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{args.stack_outputs}: cannot read the stack's outputs ({exc}); write them with "
+                  "`pulumi stack output --json`", file=sys.stderr)
+            return exits.BAD_INPUT
+        if not isinstance(deployed, dict):
+            print(f"{args.stack_outputs}: not the JSON object `pulumi stack output --json` writes", file=sys.stderr)
+            return exits.BAD_INPUT
     if args.command == "validate":
         running = args.running_kubernetes
         if running and (problem := versions.upgrade_problem(running, spec.versions.kubernetes)) is not None:
             print(f"{args.stack_file}: versions.kubernetes: {problem}", file=sys.stderr)
             return exits.BAD_INPUT
+        if problems := deployed_change_problems(deployed, spec, placement):
+            print(f"{args.stack_file}: refused against what the stack runs:\n  " + "\n  ".join(problems),
+                  file=sys.stderr)
+            return exits.BAD_INPUT
         print(f"{args.stack_file}: valid ({len(placement.nodes)} nodes, "
               f"{len(placement.domains)} failure domain(s))")
-        for warning in placement.warnings:
+        for warning in [*placement.warnings, *_certificate_warnings(deployed, spec)]:
             print(f"WARNING: {warning}", file=sys.stderr)
         return exits.OK
     if args.command == "plan":
         print(json.dumps(plan_data(spec, placement), indent=2) if args.json else format_plan(spec, placement))
+        for warning in _certificate_warnings(deployed, spec):
+            print(f"WARNING: {warning}", file=sys.stderr)
         return exits.OK
     from k8s_ha.render.tree import write_tree  # imported late: templates only when rendering
 
@@ -114,6 +141,13 @@ def _offline(args: argparse.Namespace) -> int:
     written = write_tree(spec, placement, args.out)
     print(f"wrote {written} files under {args.out}")
     return exits.OK
+
+
+def _certificate_warnings(deployed: dict[str, Any], spec: StackSpec) -> list[str]:
+    expiries = deployed.get("certificates")
+    if not isinstance(expiries, dict):
+        return []
+    return expiry_warnings(expiries, spec.pki.early_renewal_hours, dt.datetime.now(dt.UTC))
 
 
 def _engine(args: argparse.Namespace) -> int:

@@ -191,6 +191,7 @@ class ClusterConfigurationV1beta4(Strict):
     kubernetesVersion: Version
     controlPlaneEndpoint: HostPort
     imageRepository: str
+    certificateValidityPeriod: Duration
     networking: Networking
     etcd: Etcd
     apiServer: APIServerV1beta4

@@ -22,6 +22,7 @@ Stages (a constant number, whatever the node count; docs/kubernetes.md):
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import re
@@ -50,6 +51,7 @@ from k8s_ha.model.spec import (
     KubernetesSettings,
     Mirrors,
     NodeNetwork,
+    PkiSettings,
     Role,
     StackSpec,
     Versions,
@@ -192,6 +194,7 @@ class KubernetesConfig:
     cert_sans: tuple[str, ...] = ()
     registry: RegistryMirror | None = None
     artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
+    pki: PkiSettings = field(default_factory=PkiSettings)
 
     def __post_init__(self) -> None:
         """The stack file's rules for the same fields (network.vip, cluster.name, versions,
@@ -201,7 +204,7 @@ class KubernetesConfig:
         typed = check.fields(NodeNetwork, {"vip": self.vip})
         typed |= check.fields(ClusterSettings, {"name": self.cluster}, renamed={"name": "cluster"})
         layers = {"versions": self.versions, "mirrors": self.mirrors, "kubernetes": self.settings,
-                  "artifacts": self.artifacts}
+                  "artifacts": self.artifacts, "pki": self.pki}
         typed |= check.fields(StackSpec, layers, renamed={"kubernetes": "settings"})
         if (urls := etcd_client_urls(self.etcd_endpoints)) is not None:
             check.add([Problem("etcdEndpoints", urls)])
@@ -272,6 +275,7 @@ def kubernetes_config(spec: StackSpec, placement: Placement) -> KubernetesConfig
         cert_sans=tuple(sans),
         registry=RegistryMirror(harbor, spec.harbor.proxy_cache) if harbor is not None else None,
         artifacts=spec.artifacts,
+        pki=spec.pki,
     )
 
 
@@ -370,6 +374,7 @@ def _kubeadm_context(
         "allow_cgroup_v1": config.settings.allow_cgroup_v1,
         "node_lease_duration_s": config.settings.failover.node_lease_duration_s,
         "system_container_nodes": config.settings.system_container_nodes,
+        "certificate_validity": f"{config.pki.cert_validity_hours}h0m0s",
     }
 
 
@@ -710,6 +715,26 @@ def worker_upgrade_step(config: KubernetesConfig, pool: PoolMembership, worker: 
             ("K8SHA_KUBE_VERSION", _plain_version(config)),
             ("K8SHA_PHASE", phase),
             _wait_scale_env(pool.wait_scale),
+        ),
+    )
+
+
+def control_plane_certs_step(config: KubernetesConfig, node: Member, material: m.Material) -> Step:
+    """This master's certificates: kubeadm's renewed when they would expire before the program's
+    apiserver etcd client certificate (replaced by the program inside pki.earlyRenewalHours) or
+    inside that window, the control plane restarted onto new certificate files, and every expiry
+    reported on stdout for the stack's `certificates` output. The program chains the masters'."""
+    etcd_client = hashlib.sha256(material[m.APISERVER_ETCD_CERT].encode()).hexdigest()
+    return Step(
+        name="k8s-certs",
+        host=node.name,
+        script="k8s-certs.sh",
+        libs=(K8S_LIB,),
+        env=(
+            *_common_env(config, node),
+            ("K8SHA_KUBE_VERSION", _plain_version(config)),
+            ("K8SHA_RENEWAL_WINDOW_H", str(config.pki.early_renewal_hours)),
+            ("K8SHA_ETCD_CLIENT_SHA256", etcd_client),
         ),
     )
 

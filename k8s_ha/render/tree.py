@@ -27,6 +27,7 @@ from k8s_ha.render.harbor import harbor_config, harbor_step
 from k8s_ha.render.kubernetes import (
     control_plane_config,
     control_plane_init_step,
+    control_plane_certs_step,
     control_plane_join_step,
     control_plane_restart_step,
     k8s_node_step,
@@ -72,6 +73,8 @@ def host_steps(spec: StackSpec, placement: Placement, node: PlacedNode, material
         steps.append(k8s_upgrade_step(kubernetes, node, "first" if first else "control-plane", material))
         if spec.etcd.restore is not None:
             steps.append(control_plane_restart_step(kubernetes, node, spec.etcd.restore.sha256, material))
+        # Certificates: kubeadm's renewed when due, expiries reported (chained across the masters).
+        steps.append(control_plane_certs_step(kubernetes, node, material))
         if first:
             for w in placement.by_role(Role.WORKER):
                 pool = pool_membership(spec, placement, w.pool)

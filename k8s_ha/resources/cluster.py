@@ -9,11 +9,13 @@ grow with the number of nodes (a unit test holds it to that).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pulumi
 import pulumi_tls as tls
 
+from k8s_ha.model.certificates import expiry_warnings
 from k8s_ha.model.spec import Role, StackSpec
 from k8s_ha.placement.place import Placement
 from k8s_ha.placement.plan import Plan
@@ -196,6 +198,23 @@ class HaCluster(pulumi.ComponentResource):
                                              self.public_key, opts)
         return hosts
 
+    def certificates(self) -> pulumi.Output[dict[str, str]]:
+        """Every certificate's notAfter: the program's (pulumi-tls) and each master's (its k8s-certs
+        step); the ones inside the renewal window are logged as warnings, so `pulumi preview` and
+        `up` show them."""
+        program = pulumi.Output.all(**self.pki.expiries)
+        masters = (self.control_plane.certificate_expiries if self.control_plane is not None
+                   else pulumi.Output.from_input({}))
+        window = self.spec.pki.early_renewal_hours
+
+        def merged(parts: list[dict[str, str]]) -> dict[str, str]:
+            expiries = {**parts[0], **parts[1]}
+            for line in expiry_warnings(expiries, window, dt.datetime.now(dt.UTC)):
+                pulumi.log.warn(line, self)
+            return dict(sorted(expiries.items()))
+
+        return pulumi.Output.all(program, masters).apply(merged)
+
     def exports(self) -> dict[str, Any]:
         nodes = [
             {"name": n.name, "role": n.role.value, "pool": n.pool, "hypervisor": n.hypervisor,
@@ -217,6 +236,7 @@ class HaCluster(pulumi.ComponentResource):
             "faultTolerance": fault_tolerance(self.placement),
             "automationPrivateKey": self.private_key,
         }
+        out["certificates"] = self.certificates()
         if self.control_plane is not None:
             out["kubeconfig"] = self.control_plane.kubeconfig
         if self.upgraded is not None:

@@ -21,6 +21,7 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
+from k8s_ha.model.certificates import step_report
 from k8s_ha.model.spec import ControlPlaneSpec
 from k8s_ha.model.validation import PlainCheck, refuse_unknown_fields
 from k8s_ha.render import material as m
@@ -29,6 +30,7 @@ from k8s_ha.render.kubernetes import (
     KubernetesConfig,
     NodeEndpoint,
     admin_kubeconfig,
+    control_plane_certs_step,
     control_plane_init_step,
     control_plane_join_step,
     control_plane_restart_step,
@@ -198,6 +200,21 @@ class ControlPlane(pulumi.ComponentResource):
                     partial(control_plane_restart_step, kubernetes, t, args.etcd_snapshot_sha256), resolve({}),
                     parent=self, after=[args.etcd_restored, self.joins.get(t.name, self.init),
                                         *list(self.restarts.values())[-1:]])
+        # Certificates, one master at a time after its join (and its upgrade and restart): kubeadm's
+        # renewed when due, a control plane restarted onto renewed files, every expiry reported.
+        self.certs: dict[str, command.remote.Command] = {}
+        certs_material = resolve({m.APISERVER_ETCD_CERT: pulumi.Output.from_input(args.etcd_client_cert)})
+        for t in args.masters:
+            self.certs[t.name] = t.step(
+                f"{t.name}-k8s-certs", partial(control_plane_certs_step, kubernetes, t), certs_material,
+                parent=self, after=[self.joins.get(t.name, self.init), self.upgrades[t.name],
+                                    *[s for s in (self.restarts.get(t.name),) if s is not None],
+                                    *list(self.certs.values())[-1:]])
+        # Each master's certificates as "<master>/<name>" -> notAfter (the stack's `certificates`).
+        self.certificate_expiries: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            *[step.stdout for step in self.certs.values()]).apply(
+            lambda outs: {f"{master}/{name}": end for master, out in zip(self.certs, outs, strict=True)
+                          for name, end in step_report(out).items()})
         self.kubeconfig: pulumi.Output[str] = secret(
             pulumi.Output.all(args.ca_cert, args.admin_cert, args.admin_key).apply(
                 lambda pem: admin_kubeconfig(kubernetes, pem[0], pem[1], pem[2])

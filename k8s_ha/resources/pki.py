@@ -52,12 +52,15 @@ class ClusterPki(pulumi.ComponentResource):
     """CAs (Kubernetes, front-proxy, etcd), leaf certificates, SSH host keys and generated secrets."""
 
     material: dict[str, pulumi.Output[str]]
+    # Every certificate the program issues: name -> its notAfter (the stack's `certificates`).
+    expiries: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, spec: StackSpec, placement: Placement,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("k8s-ha:pki:ClusterPki", name, None, opts)
         self._spec = spec
         self.material = {}
+        self.expiries = {}
         self._authorities(spec)
         self._etcd_leaves(placement)
         self._cluster_clients()
@@ -74,6 +77,9 @@ class ClusterPki(pulumi.ComponentResource):
         self.etcd_ca = _Authority("etcd-ca", "etcd-ca", spec, self)
         self.kubernetes_ca = _Authority("kubernetes-ca", "kubernetes", spec, self)
         self.front_proxy_ca = _Authority("front-proxy-ca", "front-proxy-ca", spec, self)
+        for name, ca in (("etcd-ca", self.etcd_ca), ("kubernetes-ca", self.kubernetes_ca),
+                         ("front-proxy-ca", self.front_proxy_ca)):
+            self.expiries[name] = ca.cert.validity_end_time
         self._put(m.ETCD_CA, self.etcd_ca.cert.cert_pem)
         self._put(m.KUBERNETES_CA, self.kubernetes_ca.cert.cert_pem)
         self._put(m.KUBERNETES_CA_KEY, self.kubernetes_ca.key.private_key_pem)
@@ -117,6 +123,7 @@ class ClusterPki(pulumi.ComponentResource):
             early_renewal_hours=self._spec.pki.early_renewal_hours,
             opts=opts,
         )
+        self.expiries[name] = cert.validity_end_time
         return cert.cert_pem, key.private_key_pem
 
     def _etcd_leaves(self, placement: Placement) -> None:

@@ -30,7 +30,9 @@ KUBECTL_TIMEOUT_S = 120
 LAYERS = (("upgrade chain", ("-k8s-upgrade",)), ("loadbalancers", ("-loadbalancer",)),
           ("etcd", ("-etcd-member", "etcd-health")),
           ("node prep", ("-k8s-node",)), ("kubeadm init", ("-k8s-init",)), ("kubeadm join", ("-k8s-join",)),
-          ("add-ons", ("objects", "patch-")), ("workers ready", ("-k8s-membership",)), ("host ready", ("-ready",)))
+          ("add-ons", ("objects", "patch-")), ("workers ready", ("-k8s-membership",)), ("host ready", ("-ready",)),
+          ("certificates", ("-k8s-certs",)), ("etcd restore", ("-etcd-restore", "etcd-restored")),
+          ("control-plane restart", ("-k8s-restart-control-plane",)))
 
 
 def is_addon(resource: Registered) -> bool:

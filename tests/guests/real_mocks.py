@@ -7,6 +7,11 @@ SelfSignedCert / CertRequest / LocallySignedCert build real X.509 objects with t
 CA flag, usages and validity the program asked for, and the random resources draw real secrets.
 Every later resource then records real material in its inputs (cloud-init's host key, the
 connections' pinned `hostKey`, the bundles' certificates) - consistent by construction.
+
+Certificates report `validityEndTime` and are issued again, as pulumi-tls replaces them, when a
+later run finds one inside its `earlyRenewalHours` (judged, as the provider does, from the end time
+the state holds). `age_certificates` moves those recorded end times back, which is how a test makes
+a cluster's certificates due without waiting a year: the certificates on the nodes stay as issued.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tests.unit.harness import Mocks, _unwrap
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 CURVES: dict[str, ec.EllipticCurve] = {"P224": ec.SECP224R1(), "P256": ec.SECP256R1(), "P384": ec.SECP384R1(),
                                        "P521": ec.SECP521R1()}
+CERTIFICATES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
 EXTENDED_USES = {"server_auth": ExtendedKeyUsageOID.SERVER_AUTH, "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
@@ -101,6 +107,15 @@ def _certificate(inputs: dict[str, Any], subject: x509.Name, public_key: Any, is
     return builder.sign(signer, algorithm).public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _rfc3339(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _end_time(pem: str) -> str:
+    """pulumi-tls's validity_end_time: the certificate's notAfter, RFC 3339."""
+    return _rfc3339(x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc)
+
+
 def _random_text(inputs: dict[str, Any]) -> str:
     alphabet = ""
     if inputs.get("lower", True):
@@ -124,10 +139,32 @@ class RealMaterialMocks(Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         """Outputs of a resource seen before are kept (a second run of the program, like a second
-        `pulumi up` against its state, gets the same keys and secrets)."""
-        if (args.typ, args.name) not in self._kept:
+        `pulumi up` against its state, gets the same keys and secrets), except a certificate inside
+        its renewal window, which is issued again."""
+        kept = self._kept.get((args.typ, args.name))
+        if kept is None or self._ready_for_renewal(args, kept[1]):
             self._kept[(args.typ, args.name)] = self._new(args)
         return self._kept[(args.typ, args.name)]
+
+    @staticmethod
+    def _ready_for_renewal(args: pulumi.runtime.MockResourceArgs, outputs: dict[str, Any]) -> bool:
+        """pulumi-tls's rule: now + earlyRenewalHours past the validity end the state holds."""
+        if args.typ not in CERTIFICATES:
+            return False
+        early = dt.timedelta(hours=int(_unwrap(args.inputs).get("earlyRenewalHours") or 0))
+        end = dt.datetime.fromisoformat(str(outputs["validityEndTime"]).replace("Z", "+00:00"))
+        return dt.datetime.now(dt.UTC) + early >= end
+
+    def age_certificates(self, hours: int) -> list[str]:
+        """Move every recorded certificate's validity end `hours` back (the state of a stack whose
+        certificates were issued that long ago); returns their names."""
+        aged = []
+        for (typ, name), (_id, outputs) in self._kept.items():
+            if typ in CERTIFICATES:
+                end = dt.datetime.fromisoformat(outputs["validityEndTime"].replace("Z", "+00:00"))
+                outputs["validityEndTime"] = _rfc3339(end - dt.timedelta(hours=hours))
+                aged.append(name)
+        return aged
 
     def _new(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         resource_id, outputs = super().new_resource(args)
@@ -139,6 +176,7 @@ class RealMaterialMocks(Mocks):
             name = _subject(inputs)
             outputs["certPem"] = _certificate(inputs, name, key.public_key(), name, key, _sans(inputs),
                                               bool(inputs.get("isCaCertificate")))
+            outputs["validityEndTime"] = _end_time(outputs["certPem"])
         elif typ == "tls:index/certRequest:CertRequest":
             key = _load_key(inputs["privateKeyPem"])
             builder = x509.CertificateSigningRequestBuilder().subject_name(_subject(inputs))
@@ -156,6 +194,7 @@ class RealMaterialMocks(Mocks):
             outputs["certPem"] = _certificate(inputs, request.subject, request.public_key(), ca.subject,
                                               _load_key(inputs["caPrivateKeyPem"]), sans,
                                               bool(inputs.get("isCaCertificate")))
+            outputs["validityEndTime"] = _end_time(outputs["certPem"])
         elif typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
             outputs["result"] = _random_text(inputs)
         self.outputs[args.name] = outputs

@@ -14,11 +14,19 @@ node is NotReady (its kubelet stopped), and afterwards a downgrade back to the o
 An etcd restore through the stack (etcd.restore): an object written, a snapshot taken, the object
 deleted, the snapshot named in the stack (refused first with a wrong checksum, nothing changed),
 the object found again; the time to restore goes to bench/results/restore.json.
+
+Certificate renewal: the stack's state is aged until every certificate the program issued is inside
+the renewal window (pki.earlyRenewalHours), as a cluster is some eleven months after it was made;
+`validate --stack-outputs` warns about each; the next `up` issues them again (as pulumi-tls does
+inside the window), etcd takes its new certificates one member at a time, and each master's
+k8s-certs step renews kubeadm's certificates and restarts its control plane, one master at a time,
+while the API is read through the VIP every 100 ms (bench/results/renewal.json).
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -33,6 +41,7 @@ from typing import Any
 import pytest
 
 from k8s_ha.model import versions
+from k8s_ha.model.certificates import parse_time, step_report
 from tests.cluster.checklist import (
     NAMESPACE,
     SERVICE,
@@ -60,9 +69,13 @@ READY_TIMEOUT_S = 900
 API_GAP_GOAL_S = 2.0
 OLD, NEW = lab_versions(upgrade_from=True).kubernetes, lab_versions().kubernetes
 RESTORE_FILE = ROOT / "bench" / "results" / "restore.json"
+RENEWAL_FILE = ROOT / "bench" / "results" / "renewal.json"
 SNAPSHOT_PORT = 8099  # the operator's HTTP server for the snapshot, on the lab bridge
 RESULTS: dict[str, Any] = {}
 RESTORE: dict[str, Any] = {}
+RENEWAL: dict[str, Any] = {}
+KUBEADM_CERTS = {"apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin.conf",
+                 "controller-manager.conf", "scheduler.conf", "kubelet-client"}
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +83,12 @@ def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.Tem
             ) -> Iterator[NodeClusterStack]:
     RESULTS.clear()
     RESTORE.clear()
+    RENEWAL.clear()
     RESULTS.update(versions={"from": OLD, "to": NEW})
     work = tmp_path_factory.mktemp("upgrade")
 
     def write_results() -> None:
-        for path, results in ((RESULTS_FILE, RESULTS), (RESTORE_FILE, RESTORE)):
+        for path, results in ((RESULTS_FILE, RESULTS), (RESTORE_FILE, RESTORE), (RENEWAL_FILE, RENEWAL)):
             if results:
                 path.write_text(json.dumps({**provenance(), **results}, indent=2, default=str) + "\n")
                 print(f"wrote {path.relative_to(ROOT)}")
@@ -312,3 +326,71 @@ def test_an_etcd_restore_through_the_stack_brings_back_what_the_snapshot_holds(
     assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
     wait_kube_system_ready(cluster, 300)
     assert cluster.update() == {}  # once per snapshot: the next `up` restores nothing
+
+
+def _master_certificates(c: NodeClusterStack) -> dict[str, dict[str, str]]:
+    """What each master's k8s-certs step last reported (the stack's `certificates`, per master)."""
+    return {cp: step_report(c.stdout[f"{cp}-k8s-certs"]) for cp in CP_NAMES}
+
+
+def test_certificates_inside_the_renewal_window_are_renewed_by_up_without_an_api_outage(
+        cluster: NodeClusterStack, tmp_path: Path) -> None:
+    pki = cluster.config.setdefault("pki", {})
+    validity, window = pki.get("certValidityHours", 8760), pki.get("earlyRenewalHours", 720)
+    before = _master_certificates(cluster)
+    for cp, reported in before.items():
+        assert reported.keys() >= KUBEADM_CERTS, (cp, reported)
+    assert "super-admin.conf" in before[CP_NAMES[0]]
+    issued = dict(cluster.graph.stack_outputs["certificates"])
+    program = {name: end for name, end in issued.items() if "/" not in name}
+    assert {"kubernetes-ca", "etcd-ca", "front-proxy-ca", "apiserver-etcd-client", "admin-client"} <= program.keys()
+
+    # Eleven months on: the state's end times are what pulumi-tls judges renewal by.
+    aged_h = validity - window + 1
+    assert cluster.mocks.age_certificates(aged_h)
+    aged = {name: (parse_time(end) - dt.timedelta(hours=aged_h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for name, end in program.items()}
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"certificates": aged, "kubernetesVersion": NEW}))
+    done = subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
+                           str(ROOT / "Pulumi.dev.yaml"), "--stack-outputs", str(outputs)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "certificate apiserver-etcd-client expires in" in done.stderr and "`up` renews it" in done.stderr
+    assert "CA kubernetes-ca" not in done.stderr  # ten years: not inside the window
+
+    spans: dict[str, tuple[float, float]] = {}
+    probe = api_probe(cluster, 3600)
+    try:
+        time.sleep(2.0)
+        t0 = time.monotonic()
+        seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
+        total_s = time.monotonic() - t0
+        time.sleep(2.0)
+        api = longest_gap(probe, t0, t0 + total_s)
+    finally:
+        probe.stop()
+    after = _master_certificates(cluster)
+    renewed = dict(cluster.graph.stack_outputs["certificates"])
+    order = [n for n, _ in sorted(spans.items(), key=lambda kv: kv[1][0]) if n.endswith("-k8s-certs")]
+    RENEWAL.update(
+        aged_hours=aged_h, window_hours=window, total_s=round(total_s, 1), steps_s=seconds,
+        step_spans_s={n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
+        api={k: v for k, v in api.items() if k != "first_15_s"}, api_gap_goal_s=API_GAP_GOAL_S,
+        masters_before=before, masters_after=after,
+        program_renewed=sorted(n for n in program if renewed.get(n) != program[n]))
+    print(json.dumps(RENEWAL, indent=1, default=str))
+    # Every leaf the program issued is new; the CAs are not.
+    assert RENEWAL["program_renewed"] == sorted(n for n in program if not n.endswith("-ca")), RENEWAL
+    # One master at a time, each renewing kubeadm's certificates (the kubelet rotates its own).
+    assert order == [f"{cp}-k8s-certs" for cp in CP_NAMES]
+    for first, second in itertools.pairwise(order):
+        assert spans[first][1] <= spans[second][0], (first, second)
+    for cp in CP_NAMES:
+        for name in KUBEADM_CERTS - {"kubelet-client"}:
+            assert parse_time(after[cp][name]) > parse_time(before[cp][name]), (cp, name)
+    assert {f"{n}-etcd-member" for n in ETCD_NAMES} <= seconds.keys(), seconds
+    assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
+    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    wait_all_ready(cluster, 300)
+    assert cluster.update() == {}  # renewed: the next `up` changes nothing

@@ -530,7 +530,7 @@ def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
 
 
 SCRIPTS = ["k8s-node.sh", "k8s-init.sh", "k8s-join.sh", "k8s-reset.sh", "k8s-drain.sh", "k8s-node-ready.sh",
-           "k8s-upgrade.sh", "k8s-upgrade-worker.sh"]
+           "k8s-upgrade.sh", "k8s-upgrade-worker.sh", "k8s-certs.sh"]
 
 # Check-then-act guards that make a second run a no-op, per script.
 GUARDS = {
@@ -549,6 +549,9 @@ GUARDS = {
                        'if [ "$have" = "$want" ] && [ "$(k8s_installed kubeadm)" = "$want" ]',
                        'k8s_install_release $line',
                        'reason=$(k8s_upgrade_refusal "$have" "$want")'],
+    "k8s-certs.sh": ['[ -z "$end" ] || [ "$end" -ge "$window_end" ] || due+=("$name")',
+                     'if [ "${#due[@]}" -gt 0 ]; then',
+                     '[ "$(date -d "$started" +%s)" -lt "$(stat -c %Y "$etcd_client")" ]'],
     "k8s-upgrade-worker.sh": ['if [ ! -f "$K8S_ADMIN" ]', 'if [ -z "$have" ] || [ "$have" = "$want" ]',
                               'reason=$(k8s_upgrade_refusal "$have" "$want")'],
 }
@@ -935,19 +938,22 @@ def test_init_refuses_to_replace_the_cluster_ca(fake_host: Host) -> None:
     assert fake_host.etc("/etc/kubernetes/pki/ca.crt").read_text() == material[m.KUBERNETES_CA]
 
 
-def test_a_renewed_etcd_client_certificate_restarts_the_apiserver(fake_host: Host) -> None:
+def test_a_renewed_etcd_client_certificate_is_installed_and_the_restart_left_to_the_certs_chain(
+        fake_host: Host) -> None:
+    """Joins run in parallel: restarting every apiserver there at once would leave the VIP with none.
+    The join installs the new file; the masters' k8s-certs steps, chained, restart one at a time."""
     spec, placement, material = _stack("Pulumi.prod.yaml")
     node = _cp(placement)[1]
     fake_host.run(k.control_plane_join_step(_config(spec, placement), node, material))
-    assert fake_host.calls("kubeadm join --config") and not fake_host.calls("crictl stop")
     renewed = generate(spec, placement)
     changed = dict(material, **{m.APISERVER_ETCD_CERT: renewed[m.APISERVER_ETCD_CERT],
                                 m.APISERVER_ETCD_KEY: renewed[m.APISERVER_ETCD_KEY]})
     fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed))
-    assert fake_host.calls("crictl stop c0ffee") and not fake_host.calls("kubeadm join")
-    assert fake_host.run(k.control_plane_join_step(_config(spec, placement), node, changed)).strip() == (
-        "k8s-ha k8s-join-control-plane: no changes"
-    )
+    assert fake_host.etc("/etc/kubernetes/pki/apiserver-etcd-client.crt").read_text() == renewed[m.APISERVER_ETCD_CERT]
+    assert not fake_host.calls("crictl stop") and not fake_host.calls("kubeadm join")
+    certs = k.control_plane_certs_step(_config(spec, placement), node, changed)
+    assert dict(certs.env)["K8SHA_ETCD_CLIENT_SHA256"] != dict(
+        k.control_plane_certs_step(_config(spec, placement), node, material).env)["K8SHA_ETCD_CLIENT_SHA256"]
 
 
 def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> None:

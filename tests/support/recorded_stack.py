@@ -76,6 +76,7 @@ class RecordedStack:
         self.lab, self.config, self.work, self.log, self.booted = lab, config, work, log, booted
         work.mkdir(parents=True, exist_ok=True)
         self.mocks = mocks or RealMaterialMocks()
+        self.stdout: dict[str, str] = {}
         self.graph: Graph = run_program(self.config, mocks=self.mocks)
         self.commands = self.graph.of_type(COMMAND)
         self.access = {name: self._access(name) for name in booted}
@@ -264,6 +265,7 @@ class RecordedStack:
         if done.returncode != 0:
             tail = "\n".join(f"{done.stdout}\n{done.stderr}".strip().splitlines()[-25:])
             raise self.error(f"step {command.name} on {name} exited {done.returncode}:\n{tail}")
+        self.stdout[command.name] = done.stdout  # what pulumi-command keeps as the step's `stdout`
         return time.monotonic() - started
 
     def bootstrap(self) -> dict[str, float]:
