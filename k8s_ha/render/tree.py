@@ -25,9 +25,9 @@ from k8s_ha.render.etcd import (
 )
 from k8s_ha.render.harbor import harbor_config, harbor_step
 from k8s_ha.render.kubernetes import (
+    control_plane_certs_step,
     control_plane_config,
     control_plane_init_step,
-    control_plane_certs_step,
     control_plane_join_step,
     control_plane_restart_step,
     k8s_node_step,
