@@ -143,8 +143,9 @@ class ClusterSteps(RecordedStack):
         """A second `pulumi up` after a change of `self.config`: record the program again (the same
         key material) and run what changed, as pulumi-command and pulumi-kubernetes would (a
         changed command runs its `update`, a new one its `create`; a changed add-on is applied
-        again), wave by wave in dependency order. `on_done(step, start, end)`: each step's span
-        (time.monotonic()). Returns seconds per step."""
+        again), wave by wave in dependency order; then, as the engine does last, the `delete` of
+        each command the program no longer has, dependents first. `on_done(step, start, end)`:
+        each step's span (time.monotonic()). Returns seconds per step."""
         def content(r: Registered) -> str:
             return json.dumps(r.inputs, sort_keys=True, default=str)
 
@@ -156,31 +157,48 @@ class ClusterSteps(RecordedStack):
         if self.applied is None:
             self.applied = {r.urn: content(r) for r in self.graph.resources.values() if is_step(r)}
         applied = self.applied
+        before = self.graph
         self.rerun_program()
         changed = [r for r in self.graph.resources.values() if is_step(r) and applied.get(r.urn) != content(r)]
         urns = {r.urn for r in changed}
         waits = {r.urn: {a.urn for a in self.graph.ancestors(r)} & urns for r in changed}
+        removed = [r for r in before.resources.values()
+                   if r.urn in applied and r.urn not in self.graph.resources and is_step(r)]
+        if any(r.type != COMMAND for r in removed):
+            raise self.error(f"the tier deletes only commands, not {[r.name for r in removed if r.type != COMMAND]}")
+        gone = {r.urn for r in removed}
+        dependents = {r.urn: {d.urn for d in removed if r.urn in {a.urn for a in before.ancestors(d)}} for r in removed}
         seconds: dict[str, float] = {}
-        done: set[str] = set()
 
-        def one(r: Registered) -> float:
+        def one(r: Registered, action: str) -> float:
             start = time.monotonic()
             if r.type != COMMAND:
                 took = self.apply_addon(r)
+            elif action == "delete" and "delete" not in r.inputs:
+                took = 0.0  # pulumi-command runs nothing for a command without a delete
             else:
-                took = self.run_command(r, "update" if r.urn in applied else "create")
-            applied[r.urn] = content(r)
+                took = self.run_command(r, action)
+            if action == "delete":
+                applied.pop(r.urn)
+            else:
+                applied[r.urn] = content(r)
             on_done(r.name, start, start + took)
             return took
 
-        while len(done) < len(changed):
-            wave = [r for r in changed if r.urn not in done and waits[r.urn] <= done]
-            with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                runs = {r.name: pool.submit(one, r) for r in wave}
-                for name, future in runs.items():
-                    seconds[name] = round(future.result(), 1)
-            done |= {r.urn for r in wave}
-            self.log(f"update: steps done: {sorted(runs)}")
+        def in_waves(todo: list[Registered], blocked_by: dict[str, set[str]], action: Callable[[Registered], str]
+                     ) -> None:
+            done: set[str] = set()
+            while len(done) < len(todo):
+                wave = [r for r in todo if r.urn not in done and blocked_by[r.urn] <= done]
+                with concurrent.futures.ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                    runs = {r.name: pool.submit(one, r, action(r)) for r in wave}
+                    for name, future in runs.items():
+                        seconds[name] = round(future.result(), 1)
+                done |= {r.urn for r in wave}
+                self.log(f"update: steps done: {sorted(runs)}")
+
+        in_waves(changed, waits, lambda r: "update" if r.urn in applied else "create")
+        in_waves(removed, {u: d & gone for u, d in dependents.items()}, lambda r: "delete")
         return seconds
 
     def layer_seconds(self) -> dict[str, float]:

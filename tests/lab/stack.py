@@ -47,7 +47,8 @@ CLUSTER_NAME = "lab"
 # upgrade chain's k8s-upgrade) need kubeadm and a container runtime. `bootstrap` checks that
 # nothing else is skipped.
 LAB_STEPS = ("ready", "loadbalancer", "etcd-member", "etcd-health")
-KUBEADM_STEPS = ("k8s-node", "k8s-init", "k8s-join-control-plane", "k8s-join-worker", "k8s-upgrade")
+KUBEADM_STEPS = ("k8s-node", "k8s-init", "k8s-join-control-plane", "k8s-join-worker", "k8s-upgrade",
+                 "k8s-certs")
 STEP_TIMEOUT_S = 240.0
 
 STANDIN_UNIT = "k8s-ha-lab-standin-apiserver.service"

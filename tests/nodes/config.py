@@ -26,10 +26,10 @@ ETCD_NAMES = ("etcd1", "etcd2", "etcd3")
 CP_NAMES = ("cp1", "cp2", "cp3")
 WORKER_NAMES = ("worker1", "worker2")
 NODES = (*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *WORKER_NAMES)
-ADDRESSES = {"lb1": 11, "lb2": 12, "etcd1": 21, "etcd2": 22, "etcd3": 23, "cp1": 31, "cp2": 32, "cp3": 33,
+ADDRESSES = {"lb1": 11, "lb2": 12, "etcd1": 21, "etcd2": 22, "etcd3": 23, "cp1": 31, "cp2": 32, "cp3": 33, "cp4": 34,
              "worker1": 41, "worker2": 42, "worker3": 43}
 RACKS = {"lb1": "rack-a", "lb2": "rack-b", "etcd1": "rack-a", "etcd2": "rack-b", "etcd3": "rack-c",
-         "cp1": "rack-a", "cp2": "rack-b", "cp3": "rack-c", "worker1": "rack-a", "worker2": "rack-b",
+         "cp1": "rack-a", "cp2": "rack-b", "cp3": "rack-c", "cp4": "rack-c", "worker1": "rack-a", "worker2": "rack-b",
          "worker3": "rack-c"}
 FILES_PORT = 8080
 REGISTRY_PORT = 5000
@@ -39,6 +39,11 @@ def ip(name: str) -> str:
     return f"{SUBNET}.{ADDRESSES[name]}"
 
 
+def node_entry(name: str, host_key: str) -> dict[str, Any]:
+    """A node of the stack file: its address and, as an existing host, its pinned key and rack."""
+    return {"name": name, "ip": ip(name), "existing": {"hostKey": host_key, "failureDomain": RACKS[name]}}
+
+
 def stack_config(host_keys: dict[str, str], client_ip: str, pins: dict[str, Any],
                  workers: tuple[str, ...] = WORKER_NAMES, upgrade_from: bool = False) -> dict[str, Any]:
     """`host_keys`: each node's public SSH host key (pinned, as a datacenter team would hand it
@@ -46,7 +51,7 @@ def stack_config(host_keys: dict[str, str], client_ip: str, pins: dict[str, Any]
     bundle's artifacts.checksums and artifacts.imageDigests, as `bundle` writes them;
     `upgrade_from`: the Kubernetes version the rolling upgrade starts from (bundle-from's)."""
     def node(name: str) -> dict[str, Any]:
-        return {"name": name, "ip": ip(name), "existing": {"hostKey": host_keys[name], "failureDomain": RACKS[name]}}
+        return node_entry(name, host_keys[name])
 
     ver = lab_versions(upgrade_from=upgrade_from)
     return {

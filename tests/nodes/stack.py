@@ -66,12 +66,17 @@ class NodeStack(RecordedStack):
                  log: Callable[[str], None] = print, workers: tuple[str, ...] = WORKER_NAMES,
                  upgrade_from: bool = False) -> None:
         self.node_lab, self.rootfs = lab, rootfs
-        keys_dir = work / "host-keys"
-        keys_dir.mkdir(parents=True, exist_ok=True)
-        self.host_keys = {n: host_key_pair(keys_dir, n) for n in (*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *workers)}
+        self.keys_dir = work / "host-keys"
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        self.host_keys = {n: host_key_pair(self.keys_dir, n) for n in (*LB_NAMES, *ETCD_NAMES, *CP_NAMES, *workers)}
         config = stack_config({n: pub for n, (_k, pub) in self.host_keys.items()}, lab.client_ip, pins, workers,
                               upgrade_from)
         super().__init__(lab, config, work, log, booted=tuple(self.host_keys))
+
+    def new_host_key(self, name: str) -> str:
+        """The public host key of a node the stack will gain (its container is made by `boot`)."""
+        self.host_keys[name] = host_key_pair(self.keys_dir, name)
+        return self.host_keys[name][1]
 
     def seed(self, name: str) -> Seed:
         """The program's cloud-init user-data for `name` (its pinned host key; the program's own key

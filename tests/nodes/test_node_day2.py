@@ -21,6 +21,12 @@ the renewal window (pki.earlyRenewalHours), as a cluster is some eleven months a
 inside the window), etcd takes its new certificates one member at a time, and each master's
 k8s-certs step renews kubeadm's certificates and restarts its control plane, one master at a time,
 while the API is read through the VIP every 100 ms (bench/results/renewal.json).
+
+Master replacement: replacing two masters at once is refused against the stack's `nodes` output
+(most of the running masters would leave); then cp3 is replaced by a new master cp4 in one `up`:
+cp4 joins, the front door's backends follow, cp3 leaves the cluster (drained, its Node deleted,
+`kubeadm reset`), the external etcd is untouched, the API answering throughout
+(bench/results/replacement.json).
 """
 
 from __future__ import annotations
@@ -48,14 +54,16 @@ from tests.cluster.checklist import (
     agnhost_image,
     deploy_echo,
     etcd_health,
+    haproxy_backends,
     nodes_ready,
     run_checklist,
     wait_all_ready,
     wait_kube_system_ready,
 )
+from tests.cluster.cluster import Roles
 from tests.cluster.drill import api_probe, longest_gap
 from tests.guests.drills import etcdctl, wait_for
-from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES
+from tests.nodes.config import CP_NAMES, ETCD_NAMES, LB_NAMES, WORKER_NAMES, node_entry
 from tests.nodes.lab_cluster import lab_cluster
 from tests.nodes.stack import NodeClusterStack
 from tests.support.lab_artifacts import UPGRADE_FROM_BUNDLE, lab_pins, lab_versions
@@ -70,10 +78,12 @@ API_GAP_GOAL_S = 2.0
 OLD, NEW = lab_versions(upgrade_from=True).kubernetes, lab_versions().kubernetes
 RESTORE_FILE = ROOT / "bench" / "results" / "restore.json"
 RENEWAL_FILE = ROOT / "bench" / "results" / "renewal.json"
+REPLACEMENT_FILE = ROOT / "bench" / "results" / "replacement.json"
 SNAPSHOT_PORT = 8099  # the operator's HTTP server for the snapshot, on the lab bridge
 RESULTS: dict[str, Any] = {}
 RESTORE: dict[str, Any] = {}
 RENEWAL: dict[str, Any] = {}
+REPLACEMENT: dict[str, Any] = {}
 KUBEADM_CERTS = {"apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin.conf",
                  "controller-manager.conf", "scheduler.conf", "kubelet-client"}
 
@@ -84,11 +94,13 @@ def cluster(node_rootfs: Path, lab_artifacts: Path, tmp_path_factory: pytest.Tem
     RESULTS.clear()
     RESTORE.clear()
     RENEWAL.clear()
+    REPLACEMENT.clear()
     RESULTS.update(versions={"from": OLD, "to": NEW})
     work = tmp_path_factory.mktemp("upgrade")
 
     def write_results() -> None:
-        for path, results in ((RESULTS_FILE, RESULTS), (RESTORE_FILE, RESTORE), (RENEWAL_FILE, RENEWAL)):
+        for path, results in ((RESULTS_FILE, RESULTS), (RESTORE_FILE, RESTORE), (RENEWAL_FILE, RENEWAL),
+                              (REPLACEMENT_FILE, REPLACEMENT)):
             if results:
                 path.write_text(json.dumps({**provenance(), **results}, indent=2, default=str) + "\n")
                 print(f"wrote {path.relative_to(ROOT)}")
@@ -394,3 +406,69 @@ def test_certificates_inside_the_renewal_window_are_renewed_by_up_without_an_api
     assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
     wait_all_ready(cluster, 300)
     assert cluster.update() == {}  # renewed: the next `up` changes nothing
+
+
+def _validate_against(c: NodeClusterStack, config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`validate --stack-outputs` of `config` against what the stack exports now."""
+    stack_file, outputs = tmp_path / "Pulumi.nodes.yaml", tmp_path / "outputs.json"
+    stack_file.write_text(json.dumps({"config": {f"k8s-ha:{k}": v for k, v in config.items()}}))
+    outputs.write_text(json.dumps({"nodes": c.graph.stack_outputs["nodes"]}))
+    return subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
+                           str(stack_file), "--stack-outputs", str(outputs)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_a_master_replaced_in_one_up_leaves_cleanly_and_the_front_door_follows(
+        cluster: NodeClusterStack, tmp_path: Path) -> None:
+    new, old = "cp4", CP_NAMES[-1]
+    entry = node_entry(new, cluster.new_host_key(new))
+    members_before = etcdctl(cluster, "member", "list", endpoints=cluster.etcd_endpoints()[:1]).stdout
+
+    # Two of three masters at once: refused before anything runs, with the reason.
+    too_many = copy.deepcopy(cluster.config)
+    too_many["controlPlane"]["nodes"] = [too_many["controlPlane"]["nodes"][0], entry]
+    refused = _validate_against(cluster, too_many, tmp_path)
+    assert refused.returncode == 2 and "would leave at once, 1 of the 3 running masters stay" in refused.stderr, (
+        refused.stderr)
+
+    replaced = copy.deepcopy(cluster.config)
+    replaced["controlPlane"]["nodes"] = [n for n in replaced["controlPlane"]["nodes"] if n["name"] != old] + [entry]
+    assert _validate_against(cluster, replaced, tmp_path).returncode == 0
+    cluster.config = replaced
+    cluster.rerun_program()
+    cluster.enlist(new)
+    boot_s = cluster.boot((new,))[new]
+    masters = (*CP_NAMES[:-1], new)
+    spans: dict[str, tuple[float, float]] = {}
+    probe = api_probe(cluster, 3600)
+    try:
+        time.sleep(2.0)
+        t0 = time.monotonic()
+        seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
+        total_s = time.monotonic() - t0
+        time.sleep(2.0)
+        api = longest_gap(probe, t0, t0 + total_s)
+    finally:
+        probe.stop()
+    cluster.roles = Roles(LB_NAMES, ETCD_NAMES, masters, WORKER_NAMES)
+    nodes = {n["metadata"]["name"]: n for n in cluster.kubectl_json("get", "nodes")["items"]}
+    left = cluster.run(old, "ls -A /etc/kubernetes/manifests; test ! -e /etc/kubernetes/kubelet.conf && echo reset",
+                       check=False).stdout.split()
+    REPLACEMENT.update(
+        replaced={"removed": old, "added": new}, node_boot_s=boot_s, total_s=round(total_s, 1), steps_s=seconds,
+        step_spans_s={n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
+        api={k: v for k, v in api.items() if k != "first_15_s"}, api_gap_goal_s=API_GAP_GOAL_S,
+        nodes=sorted(nodes), haproxy=haproxy_backends(cluster))
+    print(json.dumps(REPLACEMENT, indent=1, default=str))
+    assert {f"{new}-k8s-join", f"{new}-k8s-certs", f"{old}-k8s-join", f"{old}-ready"} <= seconds.keys(), seconds
+    # The engine's order: the new master joins before the old one leaves.
+    assert spans[f"{new}-k8s-join"][1] <= spans[f"{old}-k8s-join"][0]
+    assert sorted(nodes) == sorted((*masters, *WORKER_NAMES))
+    assert "node-role.kubernetes.io/control-plane" in nodes[new]["metadata"]["labels"]
+    assert left == ["reset"], left  # kubeadm reset: no static pods, no kubelet.conf
+    assert REPLACEMENT["haproxy"] == {lb: {cp: "UP" for cp in masters} for lb in LB_NAMES}
+    assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
+    assert etcdctl(cluster, "member", "list", endpoints=cluster.etcd_endpoints()[:1]).stdout == members_before
+    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    wait_all_ready(cluster, 300)
+    assert cluster.update() == {}

@@ -226,8 +226,13 @@ class RecordedStack:
 
     # ---------------------------------------------------------------- steps
     def host_of(self, command: Registered) -> str:
-        """The booted host a recorded remote.Command runs on."""
-        return next(n for n in self.booted if self.ip(n) == command.inputs["connection"]["host"])
+        """The booted host a recorded remote.Command runs on (also one the program no longer has)."""
+        return next(n for n in self.booted if self.access[n].host == command.inputs["connection"]["host"])
+
+    def enlist(self, name: str) -> None:
+        """A host the program has gained since the start (a replacement): the tier runs its steps."""
+        self.booted = (*self.booted, name)
+        self.access[name] = self._access(name)
 
     def step_order(self, names: tuple[str, ...] | None = None, also: Callable[[Registered], bool] = lambda r: False,
                    only: set[str] | None = None) -> list[list[Registered]]:
