@@ -23,10 +23,13 @@ etcd_client=$PKI/apiserver-etcd-client.crt
   k8sha_fail "$etcd_client is not the certificate the program issued: the master's init or join step" \
     "installs it first; re-run \`up\`"
 
-# The notAfter of a PEM certificate (a file, or stdin when FILE is -), in seconds since the epoch.
-not_after() { # FILE
+# The notAfter of a PEM certificate (FILE, or stdin without one: `openssl x509` takes no "-"), in
+# seconds since the epoch.
+not_after() { # [FILE]
   local end
-  end=$(openssl x509 -noout -enddate -in "$1" 2>/dev/null) || return 1
+  if [ $# -gt 0 ]; then end=$(openssl x509 -noout -enddate -in "$1" 2>/dev/null) || return 1
+  else end=$(openssl x509 -noout -enddate 2>/dev/null) || return 1
+  fi
   date -d "${end#notAfter=}" +%s
 }
 conf_cert() { # KUBECONFIG: its client certificate, PEM
@@ -34,7 +37,7 @@ conf_cert() { # KUBECONFIG: its client certificate, PEM
 }
 expiry_of() { # NAME: NAME's notAfter ("" when this master does not have it)
   case $1 in
-    *.conf) [ -f "/etc/kubernetes/$1" ] && conf_cert "/etc/kubernetes/$1" | not_after - ;;
+    *.conf) [ -f "/etc/kubernetes/$1" ] && conf_cert "/etc/kubernetes/$1" | not_after ;;
     kubelet-client) not_after /var/lib/kubelet/pki/kubelet-client-current.pem ;;
     *) [ -f "$PKI/$1.crt" ] && not_after "$PKI/$1.crt" ;;
   esac || true

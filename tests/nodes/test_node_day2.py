@@ -31,7 +31,9 @@ cp4 joins, the front door's backends follow, cp3 leaves the cluster (drained, it
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -53,6 +55,7 @@ from tests.cluster.checklist import (
     SERVICE,
     agnhost_image,
     deploy_echo,
+    echo_pods,
     etcd_health,
     haproxy_backends,
     nodes_ready,
@@ -171,6 +174,45 @@ class EndpointWatch:
                 "samples_with_no_ready_endpoint": sum(1 for n in counts if n == 0)}
 
 
+@dataclasses.dataclass
+class Probed:
+    """One `up` (`cluster.update`) run while the API is read through the VIP every 100 ms."""
+    seconds: dict[str, float]  # per changed step
+    spans: dict[str, tuple[float, float]]  # per step: (start, end), seconds from the start of the `up`
+    total_s: float
+    api: dict[str, Any]  # longest_gap's figures
+
+    def order(self, marker: str) -> list[str]:
+        """The steps whose names contain `marker`, by start."""
+        return [n for n, _span in sorted(self.spans.items(), key=lambda kv: kv[1][0]) if marker in n]
+
+    def assert_one_at_a_time(self, steps: list[str]) -> None:
+        for first, second in itertools.pairwise(steps):
+            assert self.spans[first][1] <= self.spans[second][0], (first, second)
+
+    def report(self) -> dict[str, Any]:
+        return {"total_s": round(self.total_s, 1), "steps_s": self.seconds,
+                "step_spans_s": {n: (round(a, 1), round(b, 1)) for n, (a, b) in self.spans.items()},
+                "api": {k: v for k, v in self.api.items() if k != "first_15_s"}, "api_gap_goal_s": API_GAP_GOAL_S}
+
+
+def probed_update(c: NodeClusterStack, during: contextlib.AbstractContextManager[Any] | None = None) -> Probed:
+    """`c.update()` under the API probe (and `during`, entered around it)."""
+    spans: dict[str, tuple[float, float]] = {}
+    probe = api_probe(c, 3600)
+    try:
+        time.sleep(2.0)
+        with during or contextlib.nullcontext():
+            t0 = time.monotonic()
+            seconds = c.update(on_done=lambda name, start, end: spans.__setitem__(name, (start - t0, end - t0)))
+            total_s = time.monotonic() - t0
+            time.sleep(2.0)
+        api = longest_gap(probe, t0, t0 + total_s)
+    finally:
+        probe.stop()
+    return Probed(seconds, spans, total_s, api)
+
+
 def test_the_cluster_runs_the_release_the_upgrade_starts_from(cluster: NodeClusterStack) -> None:
     assert versions.upgrade_problem(OLD, NEW) is None, (OLD, NEW)  # the lab's pair is an upgrade kubeadm makes
     assert set(kubelet_versions(cluster).values()) == {OLD}
@@ -214,34 +256,20 @@ def test_a_rolling_upgrade_keeps_the_api_answering_and_the_service_served(
            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": SERVICE}}}}
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pdb))
-    spans: dict[str, tuple[float, float]] = {}
     cluster.config = _upgraded_config(cluster, lab_artifacts)
-    probe = api_probe(cluster, 3600)
-    try:
-        time.sleep(2.0)
-        with EndpointWatch(cluster) as endpoints:
-            t0 = time.monotonic()
-            seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
-            total_s = time.monotonic() - t0
-            time.sleep(2.0)
-        api = longest_gap(probe, t0, t0 + total_s)
-    finally:
-        probe.stop()
-    order = [name for name, _span in sorted(spans.items(), key=lambda kv: kv[1][0]) if "-k8s-upgrade" in name]
-    per_node = {node: round(sum(spans[s][1] - spans[s][0] for s in spans if s.startswith(f"{node}-k8s-upgrade")), 1)
+    endpoints = EndpointWatch(cluster)
+    up = probed_update(cluster, during=endpoints)
+    order = up.order("-k8s-upgrade")
+    per_node = {node: round(sum(b - a for s, (a, b) in up.spans.items() if s.startswith(f"{node}-k8s-upgrade")), 1)
                 for node in (*CP_NAMES, *WORKER_NAMES)}
     RESULTS["upgrade"] = {
-        "total_s": round(total_s, 1), "per_node_s": per_node, "upgrade_order": order,
-        "steps_s": seconds, "step_spans_s": {n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
-        "api": {k: v for k, v in api.items() if k != "first_15_s"}, "api_gap_goal_s": API_GAP_GOAL_S,
-        "endpoints": endpoints.report(), "unchanged_steps": sorted(
-            r.name for r in cluster.commands if r.name not in seconds)}
+        **up.report(), "per_node_s": per_node, "upgrade_order": order, "endpoints": endpoints.report(),
+        "unchanged_steps": sorted(r.name for r in cluster.commands if r.name not in up.seconds)}
     print(json.dumps(RESULTS["upgrade"], indent=1, default=str))
     # kubeadm's order, one node at a time: the first master, the others, then each worker drained.
     assert order == [f"{n}-k8s-upgrade" for n in CP_NAMES] + [
         f"{w}-k8s-upgrade{p}" for w in WORKER_NAMES for p in ("-drain", "", "-uncordon")]
-    for before, after in itertools.pairwise(order):
-        assert spans[before][1] <= spans[after][0], (before, after)
+    up.assert_one_at_a_time(order)
     assert set(kubelet_versions(cluster).values()) == {NEW}
     assert control_plane_version(cluster) == f"v{NEW}"
     assert static_pod_images(cluster) == {f"v{NEW}"}
@@ -249,7 +277,7 @@ def test_a_rolling_upgrade_keeps_the_api_answering_and_the_service_served(
     assert images_of(cluster, "deployment", "coredns")[0].endswith(f":{versions.COREDNS_TAGS[int(NEW.split('.')[1])]}")
     assert cluster.graph.stack_outputs["kubernetesVersion"] == NEW
     assert not any(n["spec"].get("unschedulable") for n in cluster.kubectl_json("get", "nodes")["items"])
-    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    assert up.api["longest_gap_s"] <= API_GAP_GOAL_S, up.api
     assert endpoints.report()["samples_with_no_ready_endpoint"] == 0, endpoints.report()
 
 
@@ -371,39 +399,24 @@ def test_certificates_inside_the_renewal_window_are_renewed_by_up_without_an_api
     assert "certificate apiserver-etcd-client expires in" in done.stderr and "`up` renews it" in done.stderr
     assert "CA kubernetes-ca" not in done.stderr  # ten years: not inside the window
 
-    spans: dict[str, tuple[float, float]] = {}
-    probe = api_probe(cluster, 3600)
-    try:
-        time.sleep(2.0)
-        t0 = time.monotonic()
-        seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
-        total_s = time.monotonic() - t0
-        time.sleep(2.0)
-        api = longest_gap(probe, t0, t0 + total_s)
-    finally:
-        probe.stop()
+    up = probed_update(cluster)
     after = _master_certificates(cluster)
     renewed = dict(cluster.graph.stack_outputs["certificates"])
-    order = [n for n, _ in sorted(spans.items(), key=lambda kv: kv[1][0]) if n.endswith("-k8s-certs")]
     RENEWAL.update(
-        aged_hours=aged_h, window_hours=window, total_s=round(total_s, 1), steps_s=seconds,
-        step_spans_s={n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
-        api={k: v for k, v in api.items() if k != "first_15_s"}, api_gap_goal_s=API_GAP_GOAL_S,
-        masters_before=before, masters_after=after,
+        aged_hours=aged_h, window_hours=window, **up.report(), masters_before=before, masters_after=after,
         program_renewed=sorted(n for n in program if renewed.get(n) != program[n]))
     print(json.dumps(RENEWAL, indent=1, default=str))
     # Every leaf the program issued is new; the CAs are not.
     assert RENEWAL["program_renewed"] == sorted(n for n in program if not n.endswith("-ca")), RENEWAL
     # One master at a time, each renewing kubeadm's certificates (the kubelet rotates its own).
-    assert order == [f"{cp}-k8s-certs" for cp in CP_NAMES]
-    for first, second in itertools.pairwise(order):
-        assert spans[first][1] <= spans[second][0], (first, second)
+    assert up.order("-k8s-certs") == [f"{cp}-k8s-certs" for cp in CP_NAMES]
+    up.assert_one_at_a_time(up.order("-k8s-certs"))
     for cp in CP_NAMES:
         for name in KUBEADM_CERTS - {"kubelet-client"}:
             assert parse_time(after[cp][name]) > parse_time(before[cp][name]), (cp, name)
-    assert {f"{n}-etcd-member" for n in ETCD_NAMES} <= seconds.keys(), seconds
+    assert {f"{n}-etcd-member" for n in ETCD_NAMES} <= up.seconds.keys(), up.seconds
     assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
-    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    assert up.api["longest_gap_s"] <= API_GAP_GOAL_S, up.api
     wait_all_ready(cluster, 300)
     assert cluster.update() == {}  # renewed: the next `up` changes nothing
 
@@ -416,6 +429,19 @@ def _validate_against(c: NodeClusterStack, config: dict[str, Any], tmp_path: Pat
     return subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
                            str(stack_file), "--stack-outputs", str(outputs)],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def _gains(c: NodeClusterStack, name: str) -> float:
+    """A host the stack gains (its pinned key made, its container booted); seconds to SSH."""
+    c.rerun_program()
+    c.enlist(name)
+    return c.boot((name,))[name]
+
+
+def _left(c: NodeClusterStack, name: str) -> list[str]:
+    """What `kubeadm reset` leaves on a node that left: nothing but the word."""
+    return c.run(name, "ls -A /etc/kubernetes/manifests; test ! -e /etc/kubernetes/kubelet.conf && echo reset",
+                 check=False).stdout.split()
 
 
 def test_a_master_replaced_in_one_up_leaves_cleanly_and_the_front_door_follows(
@@ -435,40 +461,53 @@ def test_a_master_replaced_in_one_up_leaves_cleanly_and_the_front_door_follows(
     replaced["controlPlane"]["nodes"] = [n for n in replaced["controlPlane"]["nodes"] if n["name"] != old] + [entry]
     assert _validate_against(cluster, replaced, tmp_path).returncode == 0
     cluster.config = replaced
-    cluster.rerun_program()
-    cluster.enlist(new)
-    boot_s = cluster.boot((new,))[new]
+    boot_s = _gains(cluster, new)
     masters = (*CP_NAMES[:-1], new)
-    spans: dict[str, tuple[float, float]] = {}
-    probe = api_probe(cluster, 3600)
-    try:
-        time.sleep(2.0)
-        t0 = time.monotonic()
-        seconds = cluster.update(on_done=lambda name, start, end: spans.__setitem__(name, (start, end)))
-        total_s = time.monotonic() - t0
-        time.sleep(2.0)
-        api = longest_gap(probe, t0, t0 + total_s)
-    finally:
-        probe.stop()
-    cluster.roles = Roles(LB_NAMES, ETCD_NAMES, masters, WORKER_NAMES)
+    up = probed_update(cluster)
+    cluster.roles = Roles(LB_NAMES, ETCD_NAMES, masters, cluster.roles.workers)
     nodes = {n["metadata"]["name"]: n for n in cluster.kubectl_json("get", "nodes")["items"]}
-    left = cluster.run(old, "ls -A /etc/kubernetes/manifests; test ! -e /etc/kubernetes/kubelet.conf && echo reset",
-                       check=False).stdout.split()
-    REPLACEMENT.update(
-        replaced={"removed": old, "added": new}, node_boot_s=boot_s, total_s=round(total_s, 1), steps_s=seconds,
-        step_spans_s={n: (round(a - t0, 1), round(b - t0, 1)) for n, (a, b) in spans.items()},
-        api={k: v for k, v in api.items() if k != "first_15_s"}, api_gap_goal_s=API_GAP_GOAL_S,
-        nodes=sorted(nodes), haproxy=haproxy_backends(cluster))
-    print(json.dumps(REPLACEMENT, indent=1, default=str))
-    assert {f"{new}-k8s-join", f"{new}-k8s-certs", f"{old}-k8s-join", f"{old}-ready"} <= seconds.keys(), seconds
+    REPLACEMENT["master"] = {"removed": old, "added": new, "node_boot_s": boot_s, **up.report(),
+                             "nodes": sorted(nodes), "haproxy": haproxy_backends(cluster)}
+    print(json.dumps(REPLACEMENT["master"], indent=1, default=str))
+    assert {f"{new}-k8s-join", f"{new}-k8s-certs", f"{old}-k8s-join", f"{old}-ready"} <= up.seconds.keys(), up.seconds
     # The engine's order: the new master joins before the old one leaves.
-    assert spans[f"{new}-k8s-join"][1] <= spans[f"{old}-k8s-join"][0]
+    up.assert_one_at_a_time([f"{new}-k8s-join", f"{old}-k8s-join"])
     assert sorted(nodes) == sorted((*masters, *WORKER_NAMES))
     assert "node-role.kubernetes.io/control-plane" in nodes[new]["metadata"]["labels"]
-    assert left == ["reset"], left  # kubeadm reset: no static pods, no kubelet.conf
-    assert REPLACEMENT["haproxy"] == {lb: {cp: "UP" for cp in masters} for lb in LB_NAMES}
+    assert _left(cluster, old) == ["reset"]  # kubeadm reset: no static pods, no kubelet.conf
+    assert REPLACEMENT["master"]["haproxy"] == {lb: {cp: "UP" for cp in masters} for lb in LB_NAMES}
     assert etcd_health(cluster) == {n: True for n in ETCD_NAMES}
     assert etcdctl(cluster, "member", "list", endpoints=cluster.etcd_endpoints()[:1]).stdout == members_before
-    assert api["longest_gap_s"] <= API_GAP_GOAL_S, api
+    assert up.api["longest_gap_s"] <= API_GAP_GOAL_S, up.api
+    wait_all_ready(cluster, 300)
+    assert cluster.update() == {}
+
+
+def test_a_worker_replaced_in_one_up_is_drained_before_it_leaves_and_the_service_stays_served(
+        cluster: NodeClusterStack) -> None:
+    new, old = "worker3", WORKER_NAMES[-1]
+    entry = node_entry(new, cluster.new_host_key(new))
+    replaced = copy.deepcopy(cluster.config)
+    pool = replaced["workerPools"][0]
+    pool["nodes"] = [n for n in pool["nodes"] if n["name"] != old] + [entry]
+    cluster.config = replaced
+    boot_s = _gains(cluster, new)
+    workers = (*WORKER_NAMES[:-1], new)
+    endpoints = EndpointWatch(cluster)
+    up = probed_update(cluster, during=endpoints)
+    cluster.roles = Roles(LB_NAMES, ETCD_NAMES, cluster.roles.masters, workers)
+    nodes = sorted(n["metadata"]["name"] for n in cluster.kubectl_json("get", "nodes")["items"])
+    REPLACEMENT["worker"] = {"removed": old, "added": new, "node_boot_s": boot_s, **up.report(), "nodes": nodes,
+                             "endpoints": endpoints.report(), "echo_pods": echo_pods(cluster)}
+    print(json.dumps(REPLACEMENT["worker"], indent=1, default=str))
+    # New first (join, then its membership on the first master), then the old one drained and its
+    # Node deleted (its membership's delete) before its own join's delete resets it.
+    up.assert_one_at_a_time([f"{new}-k8s-join", f"{new}-k8s-membership", f"{old}-k8s-membership",
+                             f"{old}-k8s-join"])
+    assert nodes == sorted((*cluster.roles.masters, *workers))
+    assert _left(cluster, old) == ["reset"]
+    assert {p["node"] for p in REPLACEMENT["worker"]["echo_pods"].values()} <= set(workers)
+    assert endpoints.report()["samples_with_no_ready_endpoint"] == 0, endpoints.report()
+    assert up.api["longest_gap_s"] <= API_GAP_GOAL_S, up.api
     wait_all_ready(cluster, 300)
     assert cluster.update() == {}

@@ -82,8 +82,8 @@ class RecordedStack:
         self.access = {name: self._access(name) for name in booted}
         self.ssh_dir = work / "ssh"
         self.ssh_dir.mkdir(mode=0o700, exist_ok=True)
-        for name, access in self.access.items():
-            (self.ssh_dir / f"{name}.known_hosts").write_text(f"{access.host} {access.host_key}\n")
+        for name in self.access:
+            self._pin_host_key(name)
         key = self.ssh_dir / "id"
         key.write_text(next(iter(self.access.values())).private_key)
         key.chmod(0o600)
@@ -233,6 +233,11 @@ class RecordedStack:
         """A host the program has gained since the start (a replacement): the tier runs its steps."""
         self.booted = (*self.booted, name)
         self.access[name] = self._access(name)
+        self._pin_host_key(name)
+
+    def _pin_host_key(self, name: str) -> None:
+        access = self.access[name]
+        (self.ssh_dir / f"{name}.known_hosts").write_text(f"{access.host} {access.host_key}\n")
 
     def step_order(self, names: tuple[str, ...] | None = None, also: Callable[[Registered], bool] = lambda r: False,
                    only: set[str] | None = None) -> list[list[Registered]]:
