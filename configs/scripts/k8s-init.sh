@@ -71,7 +71,9 @@ owner=$(k8s_kubectl -n kube-system get secret kubeadm-certs --ignore-not-found \
   -o jsonpath='{.metadata.ownerReferences[0].name}') || k8sha_fail "cannot read kube-system/kubeadm-certs"
 left=-1
 [ -z "$owner" ] || left=$(k8s_token_seconds_left "$owner")
-if [ "$left" -lt "$K8S_CERTS_MARGIN" ]; then
+# Also when this run installed new files (a renewed etcd client certificate): a master that
+# joins later must get the program's current certificates, not the ones uploaded before.
+if [ "$left" -lt "$K8S_CERTS_MARGIN" ] || k8sha_changed "$K8S_PKI/*"; then
   # Encrypted with the program's certificate key (InitConfiguration.certificateKey).
   kubeadm init phase upload-certs --upload-certs --config "$K8S_CONFIG" </dev/null >/dev/null ||
     k8sha_fail "kubeadm init phase upload-certs failed"

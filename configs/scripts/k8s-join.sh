@@ -29,6 +29,10 @@ if [ "$joined_before" = no ]; then
   kubeadm join --config "$K8S_CONFIG" </dev/null >&2 ||
     k8sha_fail "kubeadm join failed (output above). Fix the cause, run 'kubeadm reset -f' on $K8SHA_NODE, re-run"
   k8sha_note "joined the cluster as $K8SHA_ROLE"
+  # A control-plane join writes the certificates the first master last uploaded (kubeadm-certs),
+  # which can be older than the program's (an etcd client certificate renewed since): the
+  # program's files again; the k8s-certs step restarts the apiserver onto them.
+  k8sha_install_files
 fi
 
 if [ "$K8SHA_ROLE" = control-plane ]; then

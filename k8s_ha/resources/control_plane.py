@@ -179,8 +179,6 @@ class ControlPlane(pulumi.ComponentResource):
             self.upgrades[t.name] = t.step(
                 f"{t.name}-k8s-upgrade", partial(k8s_upgrade_step, kubernetes, t, role), resolve({}),
                 parent=self, after=[self.prepared[t.name], *list(self.upgrades.values())[-1:]])
-        # The last master's upgrade: the workers' upgrades and the add-ons kubeadm rewrites wait for it.
-        self.upgraded = self.upgrades[args.masters[-1].name]
         self.init = first.step(
             f"{first.name}-k8s-init", partial(control_plane_init_step, config, node(first)),
             resolve({**pki, **joining}), parent=self,
@@ -200,16 +198,22 @@ class ControlPlane(pulumi.ComponentResource):
                     partial(control_plane_restart_step, kubernetes, t, args.etcd_snapshot_sha256), resolve({}),
                     parent=self, after=[args.etcd_restored, self.joins.get(t.name, self.init),
                                         *list(self.restarts.values())[-1:]])
-        # Certificates, one master at a time after its join (and its upgrade and restart): kubeadm's
-        # renewed when due, a control plane restarted onto renewed files, every expiry reported.
+        # Certificates, one master at a time after its join, every master's upgrade and its restart:
+        # kubeadm's renewed when due, a control plane restarted onto renewed files, every expiry
+        # reported. Never beside an upgrade, so that two apiservers never restart at once.
         self.certs: dict[str, command.remote.Command] = {}
         certs_material = resolve({m.APISERVER_ETCD_CERT: pulumi.Output.from_input(args.etcd_client_cert)})
+        last_upgrade = self.upgrades[args.masters[-1].name]
         for t in args.masters:
             self.certs[t.name] = t.step(
                 f"{t.name}-k8s-certs", partial(control_plane_certs_step, kubernetes, t), certs_material,
-                parent=self, after=[self.joins.get(t.name, self.init), self.upgrades[t.name],
+                parent=self, after=[self.joins.get(t.name, self.init), last_upgrade,
                                     *[s for s in (self.restarts.get(t.name),) if s is not None],
                                     *list(self.certs.values())[-1:]])
+        # The end of the masters' chain: no apiserver restarts after it in this `up`. The workers'
+        # upgrades (drains through the VIP) and the add-ons kubeadm rewrites wait for it (the
+        # Kubernetes provider does not retry a request an apiserver restart cut).
+        self.upgraded: command.remote.Command = self.certs[args.masters[-1].name]
         # Each master's certificates as "<master>/<name>" -> notAfter (the stack's `certificates`).
         self.certificate_expiries: pulumi.Output[dict[str, str]] = pulumi.Output.all(
             *[step.stdout for step in self.certs.values()]).apply(

@@ -15,7 +15,7 @@ An etcd restore through the stack (etcd.restore): an object written, a snapshot 
 deleted, the snapshot named in the stack (refused first with a wrong checksum, nothing changed),
 the object found again; the time to restore goes to bench/results/restore.json.
 
-Certificate renewal: the stack's state is aged until every certificate the program issued is inside
+Certificate renewal: the stack's state is aged until every leaf certificate the program issued is inside
 the renewal window (pki.earlyRenewalHours), as a cluster is some eleven months after it was made;
 `validate --stack-outputs` warns about each; the next `up` issues them again (as pulumi-tls does
 inside the window), etcd takes its new certificates one member at a time, and each master's
@@ -404,7 +404,7 @@ def test_certificates_inside_the_renewal_window_are_renewed_by_up_without_an_api
     renewed = dict(cluster.graph.stack_outputs["certificates"])
     RENEWAL.update(
         aged_hours=aged_h, window_hours=window, **up.report(), masters_before=before, masters_after=after,
-        program_renewed=sorted(n for n in program if renewed.get(n) != program[n]))
+        program_renewed=sorted(n for n in program if renewed.get(n) != aged[n]))
     print(json.dumps(RENEWAL, indent=1, default=str))
     # Every leaf the program issued is new; the CAs are not.
     assert RENEWAL["program_renewed"] == sorted(n for n in program if not n.endswith("-ca")), RENEWAL
