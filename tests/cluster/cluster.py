@@ -41,6 +41,11 @@ def is_addon(resource: Registered) -> bool:
         resource.type == "kubernetes:yaml/v2:ConfigGroup" or resource.type.endswith("Patch"))
 
 
+def is_step(resource: Registered) -> bool:
+    """What an `up` runs on the cluster: a remote command or an add-on."""
+    return resource.type == COMMAND or is_addon(resource)
+
+
 def layer_of(step: str) -> str:
     for layer, marks in LAYERS:
         if any(mark in step for mark in marks):
@@ -96,7 +101,9 @@ class ClusterSteps(RecordedStack):
         self.kubeconfig.write_text(str(self.graph.stack_outputs["kubeconfig"]))  # the stack's export
         self.kubeconfig.chmod(0o600)
         self.step_spans: dict[str, tuple[float, float]] = {}
-        self.applied: dict[str, str] | None = None  # see update()
+        # What the "state" holds: each step as it last succeeded (after bootstrap, all of them). A
+        # step that fails keeps its old record, so the next update runs it again.
+        self.deployed: dict[str, Registered] = {r.urn: r for r in self.graph.resources.values() if is_step(r)}
 
     # ------------------------------------------------------------------ steps
     def apply_addon(self, resource: Registered) -> float:
@@ -149,25 +156,28 @@ class ClusterSteps(RecordedStack):
         def content(r: Registered) -> str:
             return json.dumps(r.inputs, sort_keys=True, default=str)
 
-        def is_step(r: Registered) -> bool:
-            return r.type == COMMAND or is_addon(r)
-
-        # What the "state" holds: the inputs each step last succeeded with (after bootstrap, all of
-        # them). A step that fails keeps its old inputs, so the next update runs it again.
-        if self.applied is None:
-            self.applied = {r.urn: content(r) for r in self.graph.resources.values() if is_step(r)}
-        applied = self.applied
-        before = self.graph
+        deployed = self.deployed
         self.rerun_program()
-        changed = [r for r in self.graph.resources.values() if is_step(r) and applied.get(r.urn) != content(r)]
+        changed = [r for r in self.graph.resources.values()
+                   if is_step(r) and (r.urn not in deployed or content(deployed[r.urn]) != content(r))]
         urns = {r.urn for r in changed}
         waits = {r.urn: {a.urn for a in self.graph.ancestors(r)} & urns for r in changed}
-        removed = [r for r in before.resources.values()
-                   if r.urn in applied and r.urn not in self.graph.resources and is_step(r)]
+        removed = [r for urn, r in deployed.items() if urn not in self.graph.resources]
         if any(r.type != COMMAND for r in removed):
             raise self.error(f"the tier deletes only commands, not {[r.name for r in removed if r.type != COMMAND]}")
         gone = {r.urn for r in removed}
-        dependents = {r.urn: {d.urn for d in removed if r.urn in {a.urn for a in before.ancestors(d)}} for r in removed}
+
+        def waits_for(r: Registered) -> set[str]:
+            """What a deployed step waited for, through the dependencies its record holds."""
+            seen: set[str] = set()
+            stack = list(r.dependencies)
+            while stack:
+                if (urn := stack.pop()) not in seen and urn in deployed:
+                    seen.add(urn)
+                    stack.extend(deployed[urn].dependencies)
+            return seen
+
+        dependents = {r.urn: {d.urn for d in removed if r.urn in waits_for(d)} for r in removed}
         seconds: dict[str, float] = {}
 
         def one(r: Registered, action: str) -> float:
@@ -179,9 +189,9 @@ class ClusterSteps(RecordedStack):
             else:
                 took = self.run_command(r, action)
             if action == "delete":
-                applied.pop(r.urn)
+                deployed.pop(r.urn)
             else:
-                applied[r.urn] = content(r)
+                deployed[r.urn] = r
             on_done(r.name, start, start + took)
             return took
 
@@ -197,7 +207,7 @@ class ClusterSteps(RecordedStack):
                 done |= {r.urn for r in wave}
                 self.log(f"update: steps done: {sorted(runs)}")
 
-        in_waves(changed, waits, lambda r: "update" if r.urn in applied else "create")
+        in_waves(changed, waits, lambda r: "update" if r.urn in deployed else "create")
         in_waves(removed, {u: d & gone for u, d in dependents.items()}, lambda r: "delete")
         return seconds
 
