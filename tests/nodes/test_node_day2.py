@@ -213,6 +213,17 @@ def probed_update(c: NodeClusterStack, during: contextlib.AbstractContextManager
     return Probed(seconds, spans, total_s, api)
 
 
+def serve_echo(c: NodeClusterStack, lab_artifacts: Path) -> None:
+    """The test Deployment (a pod per worker) behind its Service, with a PodDisruptionBudget of
+    `minAvailable: 1`; idempotent, so that a test run alone (-k) has it too."""
+    _layout, path = agnhost_image(lab_artifacts)
+    deploy_echo(c, f"registry.k8s.io/{path}")
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+           "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": SERVICE}}}}
+    c.kubectl("apply", "-f", "-", stdin=json.dumps(pdb))
+
+
 def test_the_cluster_runs_the_release_the_upgrade_starts_from(cluster: NodeClusterStack) -> None:
     assert versions.upgrade_problem(OLD, NEW) is None, (OLD, NEW)  # the lab's pair is an upgrade kubeadm makes
     assert set(kubelet_versions(cluster).values()) == {OLD}
@@ -250,12 +261,7 @@ def test_an_upgrade_while_a_node_is_not_ready_is_refused_and_changes_no_version(
 
 def test_a_rolling_upgrade_keeps_the_api_answering_and_the_service_served(
         cluster: NodeClusterStack, lab_artifacts: Path) -> None:
-    _layout, path = agnhost_image(lab_artifacts)
-    deploy_echo(cluster, f"registry.k8s.io/{path}")
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-           "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-           "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": SERVICE}}}}
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pdb))
+    serve_echo(cluster, lab_artifacts)
     cluster.config = _upgraded_config(cluster, lab_artifacts)
     endpoints = EndpointWatch(cluster)
     up = probed_update(cluster, during=endpoints)
@@ -484,7 +490,8 @@ def test_a_master_replaced_in_one_up_leaves_cleanly_and_the_front_door_follows(
 
 
 def test_a_worker_replaced_in_one_up_is_drained_before_it_leaves_and_the_service_stays_served(
-        cluster: NodeClusterStack) -> None:
+        cluster: NodeClusterStack, lab_artifacts: Path) -> None:
+    serve_echo(cluster, lab_artifacts)
     new, old = "worker3", WORKER_NAMES[-1]
     entry = node_entry(new, cluster.new_host_key(new))
     replaced = copy.deepcopy(cluster.config)
