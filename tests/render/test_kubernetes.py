@@ -711,15 +711,22 @@ control_plane() {
   echo admin >/etc/kubernetes/admin.conf
   echo apiserver >/etc/kubernetes/manifests/kube-apiserver.yaml
 }
+upload() { cp /etc/kubernetes/pki/apiserver-etcd-client.crt "$S/uploaded-etcd-client"; }
 case "$1 $2" in
   "config validate") [ -s "$4" ] ;;
   "config images") ;;
-  "init --config") control_plane; expiry 86400 >"$S/token"; expiry 7200 >"$S/certs" ;;
-  "init phase") expiry 7200 >"$S/certs" ;;
+  # kubeadm-certs: what init uploads (here the etcd client certificate) and a master's join writes.
+  "init --config") control_plane; expiry 86400 >"$S/token"; expiry 7200 >"$S/certs"; upload ;;
+  "init phase") expiry 7200 >"$S/certs"; upload ;;
   "token create") expiry 86400 >"$S/token" ;;
   "join --config")
     echo kubelet >/etc/kubernetes/kubelet.conf
-    if grep -q '^controlPlane:' "$3"; then control_plane; fi ;;
+    if grep -q '^controlPlane:' "$3"; then
+      control_plane
+      if [ -f "$S/uploaded-etcd-client" ]; then
+        cp "$S/uploaded-etcd-client" /etc/kubernetes/pki/apiserver-etcd-client.crt
+      fi
+    fi ;;
   "reset -f") rm -rf /etc/kubernetes/manifests /etc/kubernetes/*.conf ;;
   *) echo "unexpected: kubeadm $*" >&2; exit 9 ;;
 esac
@@ -954,6 +961,27 @@ def test_a_renewed_etcd_client_certificate_is_installed_and_the_restart_left_to_
     certs = k.control_plane_certs_step(_config(spec, placement), node, changed)
     assert dict(certs.env)["K8SHA_ETCD_CLIENT_SHA256"] != dict(
         k.control_plane_certs_step(_config(spec, placement), node, material).env)["K8SHA_ETCD_CLIENT_SHA256"]
+
+
+def test_a_master_joins_with_the_programs_certificates_not_an_older_upload(fake_host: Host) -> None:
+    """kubeadm's control-plane join writes the certificates the first master uploaded, which can
+    predate a renewal of the etcd client certificate: the join installs the program's again."""
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    (fake_host.state / "uploaded-etcd-client").write_text("uploaded before the renewal\n")
+    fake_host.run(k.control_plane_join_step(_config(spec, placement), _cp(placement)[1], material))
+    assert fake_host.calls("kubeadm join --config")
+    assert fake_host.etc("/etc/kubernetes/pki/apiserver-etcd-client.crt").read_text() == material[
+        m.APISERVER_ETCD_CERT]
+
+
+def test_init_uploads_the_certificates_again_when_it_installs_a_renewed_one(fake_host: Host) -> None:
+    spec, placement, material = _stack("Pulumi.prod.yaml")
+    config, node = k.control_plane_config(spec, placement), _cp(placement)[0]
+    fake_host.run(k.control_plane_init_step(config, node, material))
+    renewed = dict(material, **{m.APISERVER_ETCD_CERT: generate(spec, placement)[m.APISERVER_ETCD_CERT]})
+    fake_host.run(k.control_plane_init_step(config, node, renewed))  # the upload is not near its end
+    assert fake_host.calls("kubeadm init phase upload-certs")
+    assert (fake_host.state / "uploaded-etcd-client").read_text() == renewed[m.APISERVER_ETCD_CERT]
 
 
 def test_worker_join_is_idempotent_and_its_delete_resets(fake_host: Host) -> None:

@@ -38,7 +38,8 @@ def test_only_what_expires_inside_the_window_is_warned_about_and_cas_are_not_ren
     assert expiry_warnings(expiries, 0, NOW) == [lines[-1].replace("(720 h)", "(0 h)")]
 
 
-def test_the_masters_certificates_steps_run_one_at_a_time_after_each_master_is_in_the_cluster() -> None:
+def test_the_masters_certificates_steps_run_one_at_a_time_after_every_master_is_in_the_cluster_and_upgraded(
+) -> None:
     graph = deployed("Pulumi.prod.yaml")
     chain = [f"cp{i}-k8s-certs" for i in (1, 2, 3)]
     assert sorted(r.name for r in graph.of_type(COMMAND) if r.name.endswith("-k8s-certs")) == chain
@@ -48,6 +49,13 @@ def test_the_masters_certificates_steps_run_one_at_a_time_after_each_master_is_i
     for i in (2, 3):
         assert graph.depends_on(graph.named(f"cp{i}-k8s-certs"), graph.named(f"cp{i}-k8s-join"))
         assert graph.depends_on(graph.named(f"cp{i}-k8s-certs"), graph.named(f"cp{i}-k8s-upgrade"))
+    # Never beside an upgrade (two apiservers would restart at once): after the last master's; and
+    # what talks to the API through the VIP in the same `up` (the CoreDNS patch, the workers'
+    # drains) waits for the end of the chain, since the Kubernetes provider does not retry.
+    assert graph.depends_on(graph.named("cp1-k8s-certs"), graph.named("cp3-k8s-upgrade"))
+    assert graph.depends_on(graph.named("patch-deployment-kube-system-coredns"), graph.named("cp3-k8s-certs"))
+    drains = [r for r in graph.of_type(COMMAND) if r.name.endswith("-k8s-upgrade-drain")]
+    assert drains and all(graph.depends_on(d, graph.named("cp3-k8s-certs")) for d in drains)
     # The joins never wait for it: a new master joins without the chain.
     for join in (r for r in graph.of_type(COMMAND) if r.name.endswith("-k8s-join")):
         assert not any(a.name.endswith("-k8s-certs") for a in graph.ancestors(join)), join.name
