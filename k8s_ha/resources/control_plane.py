@@ -184,20 +184,24 @@ class ControlPlane(pulumi.ComponentResource):
             resolve({**pki, **joining}), parent=self,
             after=[self.prepared[first.name], self.upgrades[first.name], *args.after],
         )
-        join_material = resolve(joining)
-        self.joins = {
-            t.name: t.step(f"{t.name}-k8s-join", partial(control_plane_join_step, kubernetes, node(t)), join_material,
-                           parent=self, after=[self.prepared[t.name], self.init])
-            for t in others
-        }
+        # After etcd.restore, each master's control plane restarted against the restored etcd, one
+        # master at a time: the first after its init, the others before their joins, so that a
+        # master that joins later (while the setting is in the stack) starts on the restored data
+        # and is not restarted for nothing (its step finds no control plane and marks it done).
         self.restarts: dict[str, command.remote.Command] = {}
         if args.etcd_restored is not None and args.etcd_snapshot_sha256:
             for t in args.masters:
                 self.restarts[t.name] = t.step(
                     f"{t.name}-k8s-restart-control-plane",
                     partial(control_plane_restart_step, kubernetes, t, args.etcd_snapshot_sha256), resolve({}),
-                    parent=self, after=[args.etcd_restored, self.joins.get(t.name, self.init),
-                                        *list(self.restarts.values())[-1:]])
+                    parent=self, after=[args.etcd_restored, self.init, *list(self.restarts.values())[-1:]])
+        join_material = resolve(joining)
+        self.joins = {
+            t.name: t.step(f"{t.name}-k8s-join", partial(control_plane_join_step, kubernetes, node(t)), join_material,
+                           parent=self, after=[self.prepared[t.name], self.init,
+                                               *[s for s in (self.restarts.get(t.name),) if s is not None]])
+            for t in others
+        }
         # Certificates, one master at a time after its join, every master's upgrade and its restart:
         # kubeadm's renewed when due, a control plane restarted onto renewed files, every expiry
         # reported. Never beside an upgrade, so that two apiservers never restart at once.
