@@ -195,11 +195,13 @@ class ControlPlane(pulumi.ComponentResource):
                     f"{t.name}-k8s-restart-control-plane",
                     partial(control_plane_restart_step, kubernetes, t, args.etcd_snapshot_sha256), resolve({}),
                     parent=self, after=[args.etcd_restored, self.init, *list(self.restarts.values())[-1:]])
+        def restarted(name: str) -> list[command.remote.Command]:
+            return [self.restarts[name]] if name in self.restarts else []
+
         join_material = resolve(joining)
         self.joins = {
             t.name: t.step(f"{t.name}-k8s-join", partial(control_plane_join_step, kubernetes, node(t)), join_material,
-                           parent=self, after=[self.prepared[t.name], self.init,
-                                               *[s for s in (self.restarts.get(t.name),) if s is not None]])
+                           parent=self, after=[self.prepared[t.name], self.init, *restarted(t.name)])
             for t in others
         }
         # Certificates, one master at a time after its join, every master's upgrade and its restart:
@@ -211,8 +213,7 @@ class ControlPlane(pulumi.ComponentResource):
         for t in args.masters:
             self.certs[t.name] = t.step(
                 f"{t.name}-k8s-certs", partial(control_plane_certs_step, kubernetes, t), certs_material,
-                parent=self, after=[self.joins.get(t.name, self.init), last_upgrade,
-                                    *[s for s in (self.restarts.get(t.name),) if s is not None],
+                parent=self, after=[self.joins.get(t.name, self.init), last_upgrade, *restarted(t.name),
                                     *list(self.certs.values())[-1:]])
         # The end of the masters' chain: no apiserver restarts after it in this `up`. The workers'
         # upgrades (drains through the VIP) and the add-ons kubeadm rewrites wait for it (the

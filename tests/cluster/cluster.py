@@ -22,7 +22,7 @@ from tests.cluster.config import CP_NAMES, ETCD_NAMES, LB_NAMES, NODES, WORKER_N
 from tests.guests.hypervisors import LabHypervisors
 from tests.guests.stack import GuestStack
 from tests.support.recorded_stack import COMMAND, RecordedStack
-from tests.unit.harness import Registered
+from tests.unit.harness import Graph, Registered
 
 ADMIN = "/etc/kubernetes/admin.conf"
 KUBECTL_TIMEOUT_S = 120
@@ -165,19 +165,11 @@ class ClusterSteps(RecordedStack):
         removed = [r for urn, r in deployed.items() if urn not in self.graph.resources]
         if any(r.type != COMMAND for r in removed):
             raise self.error(f"the tier deletes only commands, not {[r.name for r in removed if r.type != COMMAND]}")
+        # A removed step waits for the deletes of those that waited for it (in the deployed records).
+        history = Graph(resources=dict(deployed))
         gone = {r.urn for r in removed}
-
-        def waits_for(r: Registered) -> set[str]:
-            """What a deployed step waited for, through the dependencies its record holds."""
-            seen: set[str] = set()
-            stack = list(r.dependencies)
-            while stack:
-                if (urn := stack.pop()) not in seen and urn in deployed:
-                    seen.add(urn)
-                    stack.extend(deployed[urn].dependencies)
-            return seen
-
-        dependents = {r.urn: {d.urn for d in removed if r.urn in waits_for(d)} for r in removed}
+        waited_for = {d.urn: {a.urn for a in history.ancestors(d)} & gone for d in removed}
+        dependents = {r.urn: {d for d, ancestors in waited_for.items() if r.urn in ancestors} for r in removed}
         seconds: dict[str, float] = {}
 
         def one(r: Registered, action: str) -> float:
@@ -208,7 +200,7 @@ class ClusterSteps(RecordedStack):
                 self.log(f"update: steps done: {sorted(runs)}")
 
         in_waves(changed, waits, lambda r: "update" if r.urn in deployed else "create")
-        in_waves(removed, {u: d & gone for u, d in dependents.items()}, lambda r: "delete")
+        in_waves(removed, dependents, lambda r: "delete")
         return seconds
 
     def layer_seconds(self) -> dict[str, float]:

@@ -224,6 +224,12 @@ def serve_echo(c: NodeClusterStack, lab_artifacts: Path) -> None:
     c.kubectl("apply", "-f", "-", stdin=json.dumps(pdb))
 
 
+def validate(stack_file: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`python -m k8s_ha validate --stack-file STACK_FILE OPTIONS...`, as the user runs it."""
+    return subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
+                           str(stack_file), *options], capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
 def test_the_cluster_runs_the_release_the_upgrade_starts_from(cluster: NodeClusterStack) -> None:
     assert versions.upgrade_problem(OLD, NEW) is None, (OLD, NEW)  # the lab's pair is an upgrade kubeadm makes
     assert set(kubelet_versions(cluster).values()) == {OLD}
@@ -316,9 +322,7 @@ def test_a_downgrade_is_refused_on_the_nodes_with_the_reason(cluster: NodeCluste
         cluster.config = old_config
         cluster.rerun_program()
     assert set(kubelet_versions(cluster).values()) == {NEW}
-    done = subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
-                           str(ROOT / "Pulumi.dev.yaml"), "--running-kubernetes", "1.37.0"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = validate(ROOT / "Pulumi.dev.yaml", "--running-kubernetes", "1.37.0")
     assert done.returncode == 2 and "kubeadm does not downgrade" in done.stderr
 
 
@@ -398,9 +402,7 @@ def test_certificates_inside_the_renewal_window_are_renewed_by_up_without_an_api
             for name, end in program.items()}
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"certificates": aged, "kubernetesVersion": NEW}))
-    done = subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
-                           str(ROOT / "Pulumi.dev.yaml"), "--stack-outputs", str(outputs)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    done = validate(ROOT / "Pulumi.dev.yaml", "--stack-outputs", str(outputs))
     assert done.returncode == 0, done.stderr
     assert "certificate apiserver-etcd-client expires in" in done.stderr and "`up` renews it" in done.stderr
     assert "CA kubernetes-ca" not in done.stderr  # ten years: not inside the window
@@ -432,9 +434,7 @@ def _validate_against(c: NodeClusterStack, config: dict[str, Any], tmp_path: Pat
     stack_file, outputs = tmp_path / "Pulumi.nodes.yaml", tmp_path / "outputs.json"
     stack_file.write_text(json.dumps({"config": {f"k8s-ha:{k}": v for k, v in config.items()}}))
     outputs.write_text(json.dumps({"nodes": c.graph.stack_outputs["nodes"]}))
-    return subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "k8s_ha", "validate", "--stack-file",
-                           str(stack_file), "--stack-outputs", str(outputs)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return validate(stack_file, "--stack-outputs", str(outputs))
 
 
 def _gains(c: NodeClusterStack, name: str) -> float:
